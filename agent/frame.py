@@ -1,0 +1,71 @@
+"""The one Frame type every source yields, and the Skip record for items that could not be read."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class Modality(str, enum.Enum):
+    CAMERA = "camera"
+    LIDAR = "lidar"
+
+
+class Encoding(str, enum.Enum):
+    """How `Frame.payload` is encoded, when the source had encoded bytes."""
+
+    JPEG = "jpeg"
+    PNG = "png"
+    RAW = "raw"  # no encoded payload; `array` is authoritative
+    XYZI_F32 = "xyzi-f32"  # little-endian float32 (x, y, z, intensity) rows
+
+
+@dataclass(slots=True)
+class Frame:
+    """One sensor sample.
+
+    Camera `array` is HxWx3 uint8 BGR (or HxW uint8 grey); LiDAR `array` is Nx4 float32 (x, y, z, intensity).
+    Sources that hold encoded bytes (JPEG/PNG files, CompressedImage) keep them in `payload` and may leave
+    `array` as None so that consumers decode only what they need (see agent.sources.decode).
+    """
+
+    sensor: str
+    modality: Modality
+    t_ns: int
+    seq: int
+    nbytes: int  # size of the frame as stored in the input
+    source: str  # where it came from (path, topic, URL), for messages and reports
+    encoding: Encoding = Encoding.RAW
+    payload: bytes | None = None
+    array: np.ndarray | None = field(default=None, repr=False)
+    meta: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """An input item that was not turned into a Frame, with a machine-readable reason.
+
+    Sources yield these in place of frames so that nothing is dropped silently.
+    """
+
+    sensor: str
+    seq: int
+    t_ns: int
+    source: str
+    reason: str  # e.g. "decode_error", "bad_size", "unknown_schema", "corrupt_chunk"
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "sensor": self.sensor,
+            "seq": self.seq,
+            "t_ns": self.t_ns,
+            "source": self.source,
+            "reason": self.reason,
+            "detail": self.detail,
+        }
+
+
+Item = Frame | Skip

@@ -1,0 +1,72 @@
+"""Decode frame payloads, reading only as much of a JPEG as the consumer needs."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from agent.errors import DecodeError
+from agent.frame import Encoding, Frame, Modality
+
+# OpenCV's JPEG decoder can scale by 1/2, 1/4 or 1/8 while decoding (DCT scaling), far cheaper than a full
+# decode followed by a resize.
+_REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
+
+
+def _reduction_for(full_width: int, max_width: int | None) -> int:
+    if not max_width or full_width <= max_width:
+        return 1
+    for factor, _ in _REDUCED:
+        if full_width // factor >= max_width:
+            return factor
+    return 1
+
+
+def decode_image_bytes(data: bytes, max_width: int | None = None, full_width: int | None = None) -> np.ndarray:
+    """Decode JPEG/PNG bytes to BGR uint8; with max_width, JPEGs are decoded at a reduced scale when possible."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    flag = cv2.IMREAD_COLOR
+    if max_width and full_width and data[:2] == b"\xff\xd8":
+        factor = _reduction_for(full_width, max_width)
+        flag = dict(_REDUCED).get(factor, cv2.IMREAD_COLOR)
+    image = cv2.imdecode(buf, flag) if buf.size else None
+    if image is None:
+        raise DecodeError("image does not decode (truncated or corrupt)")
+    if not _is_complete(data):
+        raise DecodeError("image is truncated")
+    return image
+
+
+def _is_complete(data: bytes) -> bool:
+    # OpenCV happily returns a half-grey image for a truncated JPEG or PNG; check the end markers ourselves.
+    if data[:2] == b"\xff\xd8":
+        return data.rstrip(b"\x00")[-2:] == b"\xff\xd9"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return b"IEND" in data[-16:]
+    return True
+
+
+def image_of(frame: Frame, max_width: int | None = None) -> np.ndarray:
+    """The frame's image as BGR uint8, decoded from its payload if needed (reduced when max_width allows)."""
+    if frame.modality is not Modality.CAMERA:
+        raise ValueError(f"{frame.sensor} is not a camera")
+    if frame.array is not None:
+        image = frame.array
+        return image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if frame.payload is None or frame.encoding not in (Encoding.JPEG, Encoding.PNG):
+        raise DecodeError(f"{frame.sensor} frame {frame.seq} has no image payload")
+    width = int(frame.meta["width"]) if "width" in frame.meta else None
+    return decode_image_bytes(frame.payload, max_width, width)
+
+
+def points_of(frame: Frame) -> np.ndarray:
+    """The frame's point cloud as Nx4 float32 (x, y, z, intensity)."""
+    if frame.modality is not Modality.LIDAR:
+        raise ValueError(f"{frame.sensor} is not a LiDAR")
+    if frame.array is not None:
+        return frame.array
+    if frame.payload is None or frame.encoding is not Encoding.XYZI_F32:
+        raise DecodeError(f"{frame.sensor} scan {frame.seq} has no point payload")
+    if len(frame.payload) % 16:
+        raise DecodeError(f"point payload of {len(frame.payload)} bytes is not a whole number of 16-byte points")
+    return np.frombuffer(frame.payload, dtype="<f4").reshape(-1, 4)
