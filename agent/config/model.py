@@ -33,28 +33,38 @@ class CameraScoring(StrictModel):
         320, ge=32, le=4096, description="Images are reduced to about this width before the checks run."
     )
     blur_min_sharpness: float = Field(
-        30.0, ge=0.0, le=1e6, description="Variance of the Laplacian below which a frame is blurred."
+        40.0, ge=0.0, le=1e6, description="Variance of the Laplacian (at analysis width) below which a frame is "
+        "blurred whatever the camera's history."
     )
-    dark_max_mean: float = Field(25.0, ge=0.0, le=255.0, description="Mean luma at or below this is under-exposed.")
+    blur_min_ratio: float = Field(
+        0.15, ge=0.0, le=1.0, description="Sharpness below this fraction of the camera's recent median is blur "
+        "(defocus, a smeared lens, motion blur)."
+    )
+    dark_max_mean: float = Field(10.0, ge=0.0, le=255.0, description="Mean luma at or below this is under-exposed.")
     bright_min_mean: float = Field(
         235.0, ge=0.0, le=255.0, description="Mean luma at or above this is over-exposed."
     )
-    clipped_max_fraction: float = Field(
-        0.6, ge=0.0, le=1.0, description="Fraction of pixels at 0 or 255 above which exposure is wrong."
+    dark_clipped_max_fraction: float = Field(
+        0.6, ge=0.0, le=1.0, description="Fraction of black pixels (luma <= 5) at or above which the frame is "
+        "under-exposed (night scenes have large black areas: keep this high)."
+    )
+    bright_clipped_max_fraction: float = Field(
+        0.3, ge=0.0, le=1.0, description="Fraction of white pixels (luma >= 250) at or above which the frame is "
+        "over-exposed (a bright sky alone clips about 10-15%)."
     )
     uniform_max_std: float = Field(
         6.0, ge=0.0, le=128.0, description="Global luma standard deviation below which the image is uniform."
     )
     occluded_min_fraction: float = Field(
-        0.35, ge=0.0, le=1.0, description="Fraction of tiles that are flat and dark (a covered or soiled lens) "
-        "above which the frame is occluded."
+        0.35, ge=0.0, le=1.0, description="Fraction of tiles that lost their usual texture (a covered or soiled "
+        "lens) at or above which the frame is occluded."
     )
     frozen_max_diff: float = Field(
         0.25, ge=0.0, le=255.0, description="Mean absolute difference to the previous frame of the same sensor "
         "at or below which the frame is frozen (a stuck sensor repeats itself exactly)."
     )
     redundant_max_distance: float = Field(
-        0.06, ge=0.0, le=2.0, description="Descriptor distance to the nearest recently kept frame at or below "
+        0.15, ge=0.0, le=2.0, description="Descriptor distance to the nearest recently kept frame at or below "
         "which the frame is a near-duplicate (useless)."
     )
 
@@ -76,8 +86,12 @@ class LidarScoring(StrictModel):
         0.7, ge=0.0, le=1.0, description="Fraction of the recent typical elevation spread a scan must cover; less "
         "means lost laser rings."
     )
+    min_points_ratio: float = Field(
+        0.75, ge=0.0, le=1.0, description="Fraction of the recent typical valid point count a scan must reach; "
+        "less is a sparse scan (dropouts)."
+    )
     redundant_max_distance: float = Field(
-        0.05, ge=0.0, le=2.0, description="Descriptor distance to the nearest recently kept scan at or below which "
+        0.25, ge=0.0, le=2.0, description="Descriptor distance to the nearest recently kept scan at or below which "
         "the scan is a near-duplicate (useless)."
     )
 

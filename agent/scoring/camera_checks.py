@@ -1,0 +1,136 @@
+"""Cheap image-quality checks for camera frames: each returns signals, never raises on odd content."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from agent.config.model import CameraScoring
+from agent.scoring.memory import unit
+
+TILE_GRID = 8  # 8x8 tiles for occlusion / soiling
+DESCRIPTOR_SIZE = (32, 16)  # width, height of the grey thumbnail descriptor
+HISTORY = 20  # healthy frames remembered per sensor to know what "normal" looks like
+ABSOLUTE_FLAT_FRACTION = 0.6  # with no baseline yet, only a mostly dead image counts as occluded
+
+
+@dataclass(frozen=True, slots=True)
+class CameraSignals:
+    sharpness: float
+    mean: float
+    std: float
+    clipped_dark: float
+    clipped_bright: float
+    flat_tiles: float
+    tile_std: np.ndarray  # TILE_GRID x TILE_GRID texture per tile, for occlusion against the baseline
+    grey: np.ndarray  # analysis-size grey image, for frozen-frame comparison
+    descriptor: np.ndarray  # unit vector, for redundancy
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "sharpness": round(self.sharpness, 3),
+            "mean": round(self.mean, 3),
+            "std": round(self.std, 3),
+            "clipped_dark": round(self.clipped_dark, 4),
+            "clipped_bright": round(self.clipped_bright, 4),
+            "flat_tiles": round(self.flat_tiles, 4),
+        }
+
+
+def to_analysis_grey(image: np.ndarray, width: int) -> np.ndarray:
+    grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    h, w = grey.shape
+    if w > width:
+        grey = cv2.resize(grey, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
+    return grey
+
+
+def _tile_stats(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    h, w = grey.shape
+    th, tw = max(1, h // TILE_GRID), max(1, w // TILE_GRID)
+    tiles = grey[: th * TILE_GRID, : tw * TILE_GRID].reshape(TILE_GRID, th, TILE_GRID, tw).astype(np.float32)
+    return tiles.std(axis=(1, 3)), tiles.mean(axis=(1, 3))
+
+
+def measure(grey: np.ndarray) -> CameraSignals:
+    g = grey.astype(np.float32)
+    lap = cv2.Laplacian(grey, cv2.CV_32F)
+    thumb = cv2.resize(grey, DESCRIPTOR_SIZE, interpolation=cv2.INTER_AREA).astype(np.float32)
+    centred = thumb - thumb.mean()
+    tile_std, tile_mean = _tile_stats(grey)
+    # Flat (no texture) and dark or washed-out tiles: what a covered or soiled lens looks like.
+    flat = (tile_std < 4.0) & ((tile_mean < 50.0) | (tile_mean > 230.0))
+    return CameraSignals(
+        sharpness=float(lap.var()),
+        mean=float(g.mean()),
+        std=float(g.std()),
+        clipped_dark=float(np.mean(grey <= 5)),
+        clipped_bright=float(np.mean(grey >= 250)),
+        flat_tiles=float(flat.mean()),
+        tile_std=tile_std,
+        grey=grey,
+        descriptor=unit(centred),
+    )
+
+
+class CameraBaseline:
+    """What a healthy frame of each camera looks like: median sharpness and per-tile texture of recent frames.
+
+    Night scenes are dark and flat in large parts, so absolute thresholds alone would call them occluded or
+    blurred; a sudden loss of texture against the camera's own recent frames is what a smudge or defocus does.
+    """
+
+    def __init__(self) -> None:
+        self._sharpness: dict[str, deque[float]] = {}
+        self._tiles: dict[str, deque[np.ndarray]] = {}
+
+    def update(self, sensor: str, s: CameraSignals) -> None:
+        self._sharpness.setdefault(sensor, deque(maxlen=HISTORY)).append(s.sharpness)
+        self._tiles.setdefault(sensor, deque(maxlen=HISTORY)).append(s.tile_std)
+
+    def typical(self, sensor: str) -> tuple[float, np.ndarray] | None:
+        if not self._sharpness.get(sensor):
+            return None
+        return float(np.median(self._sharpness[sensor])), np.median(np.stack(self._tiles[sensor]), axis=0)
+
+
+def _occluded(s: CameraSignals, cfg: CameraScoring, typical: tuple[float, np.ndarray] | None) -> bool:
+    if s.flat_tiles >= ABSOLUTE_FLAT_FRACTION:
+        return True
+    if typical is None:
+        return False
+    base = typical[1]
+    lost = (base > 10.0) & (s.tile_std < np.maximum(4.0, 0.25 * base))
+    return float(lost.mean()) >= cfg.occluded_min_fraction
+
+
+def faults(s: CameraSignals, cfg: CameraScoring, typical: tuple[float, np.ndarray] | None = None) -> list[str]:
+    """Names of the faults these signals show, most telling first."""
+    found: list[str] = []
+    if s.mean <= cfg.dark_max_mean or s.clipped_dark >= cfg.dark_clipped_max_fraction:
+        found.append("underexposed")
+    if s.mean >= cfg.bright_min_mean or s.clipped_bright >= cfg.bright_clipped_max_fraction:
+        found.append("overexposed")
+    if s.std <= cfg.uniform_max_std:
+        found.append("uniform")
+    if "uniform" not in found and _occluded(s, cfg, typical):
+        found.append("occluded")
+    # Blur is meaningless on a uniform or black image; report only the root cause there.
+    if not found and (
+        s.sharpness < cfg.blur_min_sharpness
+        or (typical is not None and s.sharpness < cfg.blur_min_ratio * typical[0])
+    ):
+        found.append("blur")
+    return found
+
+
+def frozen(previous: np.ndarray | None, current: np.ndarray, cfg: CameraScoring) -> bool:
+    # At full analysis resolution real sensor noise alone moves the mean difference well above the threshold,
+    # even when nothing in the scene moves; only a stuck sensor (or a repeated buffer) repeats itself.
+    if previous is None or previous.shape != current.shape:
+        return False
+    diff = cv2.absdiff(previous, current)
+    return float(diff.mean()) <= cfg.frozen_max_diff

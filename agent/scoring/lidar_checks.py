@@ -1,0 +1,121 @@
+"""Cheap validity checks for LiDAR scans: point count, NaN/inf, impossible ranges, missing sectors and rings."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from agent.config.model import LidarScoring
+from agent.scoring.memory import unit
+
+BEV_CELLS = 32
+BEV_HALF_M = 40.0
+HISTORY = 20  # healthy scans remembered per sensor to know what "normal" looks like
+
+
+@dataclass(frozen=True, slots=True)
+class LidarSignals:
+    points: int
+    valid: int
+    nonfinite: float
+    impossible: float
+    empty_run: int  # longest circular run of empty azimuth sectors
+    elevation_span: float  # degrees between the 1st and 99th elevation percentiles
+    descriptor: np.ndarray | None
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "points": float(self.points),
+            "valid": float(self.valid),
+            "nonfinite": round(self.nonfinite, 5),
+            "impossible": round(self.impossible, 5),
+            "empty_run": float(self.empty_run),
+            "elevation_span": round(self.elevation_span, 3),
+        }
+
+
+def _longest_circular_run(empty: np.ndarray) -> int:
+    if empty.all():
+        return int(empty.size)
+    doubled = np.concatenate([empty, empty]).astype(np.int8)
+    best = run = 0
+    for v in doubled:
+        run = run + 1 if v else 0
+        best = max(best, run)
+    return min(best, int(empty.size))
+
+
+def _bev_descriptor(xyz: np.ndarray) -> np.ndarray:
+    # Log-occupancy of a coarse bird's-eye-view grid: stable under sensor noise, moves when the scene does.
+    hist, _, _ = np.histogram2d(
+        xyz[:, 0], xyz[:, 1], bins=BEV_CELLS, range=[[-BEV_HALF_M, BEV_HALF_M], [-BEV_HALF_M, BEV_HALF_M]]
+    )
+    return unit(np.log1p(hist))
+
+
+def measure(points: np.ndarray, cfg: LidarScoring) -> LidarSignals:
+    n = int(points.shape[0])
+    if n == 0:
+        return LidarSignals(0, 0, 0.0, 0.0, cfg.sector_count, 0.0, None)
+    xyz = points[:, :3]
+    finite = np.isfinite(xyz).all(axis=1)
+    good = xyz[finite]
+    rng = np.sqrt(np.einsum("ij,ij->i", good, good))
+    impossible = rng > cfg.max_range_m
+    returned = (rng > 0.05) & ~impossible  # exact zeros are "no return" in many drivers, not points
+    valid = good[returned]
+    if valid.shape[0] == 0:
+        return LidarSignals(n, 0, float(1 - finite.mean()), float(impossible.sum() / n), cfg.sector_count, 0.0, None)
+    azimuth = (np.degrees(np.arctan2(valid[:, 1], valid[:, 0])) + 360.0) % 360.0
+    counts = np.bincount((azimuth * cfg.sector_count / 360.0).astype(np.int64) % cfg.sector_count,
+                         minlength=cfg.sector_count)
+    elevation = np.degrees(np.arctan2(valid[:, 2], np.hypot(valid[:, 0], valid[:, 1])))
+    lo, hi = np.percentile(elevation, [1.0, 99.0])
+    return LidarSignals(
+        points=n,
+        valid=int(valid.shape[0]),
+        nonfinite=float(1.0 - finite.mean()),
+        impossible=float(impossible.sum() / n),
+        empty_run=_longest_circular_run(counts == 0),
+        elevation_span=float(hi - lo),
+        descriptor=_bev_descriptor(valid),
+    )
+
+
+class LidarBaseline:
+    """What a healthy scan of each sensor looks like (median of recent healthy scans)."""
+
+    def __init__(self) -> None:
+        self._spans: dict[str, deque[float]] = {}
+        self._valid: dict[str, deque[int]] = {}
+
+    def update(self, sensor: str, s: LidarSignals) -> None:
+        self._spans.setdefault(sensor, deque(maxlen=HISTORY)).append(s.elevation_span)
+        self._valid.setdefault(sensor, deque(maxlen=HISTORY)).append(s.valid)
+
+    def typical(self, sensor: str) -> tuple[float, float] | None:
+        spans = self._spans.get(sensor)
+        if not spans:
+            return None
+        return float(np.median(spans)), float(np.median(self._valid[sensor]))
+
+
+def faults(s: LidarSignals, cfg: LidarScoring, typical: tuple[float, float] | None) -> list[str]:
+    found: list[str] = []
+    if s.nonfinite > cfg.max_nonfinite_fraction:
+        found.append("nonfinite")
+    if s.impossible > cfg.max_impossible_fraction:
+        found.append("impossible_range")
+    if s.valid < cfg.min_points:
+        found.append("few_points")
+    if s.valid and s.empty_run > cfg.max_empty_sectors:
+        found.append("missing_sector")
+    if typical and s.valid:
+        span, valid = typical
+        if span > 0 and s.elevation_span < cfg.min_ring_coverage * span:
+            found.append("lost_rings")
+        if "few_points" not in found and valid > 0 and s.valid < cfg.min_points_ratio * valid:
+            found.append("sparse")
+    return found

@@ -1,0 +1,146 @@
+"""The heuristic scorer on real frames: real faults, faults applied to real frames, and clean frames."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+import pytest
+from conftest import sample_frames
+
+from agent.config.model import ScoringConfig
+from agent.frame import Encoding, Frame, Modality
+from agent.scoring.base import Label
+from agent.scoring.heuristic import HeuristicScorer
+
+# Frames of the sample drive given synthetic faults by scripts/make_sample_drive.py (index = KITTI frame number).
+CAMERA_FAULTS = {8: "blur", 13: "occluded", 18: "overexposed", 19: "frozen", 24: "underexposed"}
+LIDAR_FAULTS = {10: "missing_sector", 20: "nonfinite", 77: "lost_rings"}  # 77: truncated at the source
+
+
+def _kitti_index(frame: Frame) -> int:
+    return (frame.t_ns - 1_317_000_000_000_000_000) // 100_000_000
+
+
+def _run(frames: list[Frame]) -> list:
+    scorer = HeuristicScorer(ScoringConfig())
+    verdicts = []
+    for frame in frames:
+        verdict = scorer.score(frame)
+        if verdict.label is not Label.HARMFUL:
+            scorer.remember(frame, verdict)
+        verdicts.append(verdict)
+    return verdicts
+
+
+@pytest.mark.parametrize(("kind", "faults"), [("camera", CAMERA_FAULTS), ("lidar", LIDAR_FAULTS)])
+def test_sample_drive_faults_are_harmful_and_clean_frames_are_not(kind: str, faults: dict[int, str]) -> None:
+    frames = sample_frames(kind)
+    verdicts = _run(frames)
+    for frame, verdict in zip(frames, verdicts, strict=True):
+        idx = _kitti_index(frame)
+        if idx in faults:
+            assert verdict.label is Label.HARMFUL, (idx, verdict)
+            assert verdict.reasons[0] == faults[idx], (idx, verdict.reasons)
+            assert verdict.score == 0.0
+        else:
+            assert verdict.label is not Label.HARMFUL, (idx, verdict)
+            assert 0.0 <= verdict.score <= 1.0
+
+
+@pytest.mark.shared
+def test_kitti_frame_77_truncated_scan_is_harmful_after_normal_scans(shared_data) -> None:
+    base = shared_data / "kitti/2011_09_26"
+    paths = sorted((base / "udacity_sfnd_sync/velodyne_points/data").glob("*.bin"))[:5]
+    paths.append(base / "udacity_sfnd_partial_frame77/velodyne_points/data/0000000077.bin")
+    frames = [
+        Frame("velo", Modality.LIDAR, i, i, p.stat().st_size, str(p), Encoding.XYZI_F32, None,
+              np.fromfile(p, dtype="<f4").reshape(-1, 4))
+        for i, p in enumerate(paths)
+    ]
+    verdicts = _run(frames)
+    assert all(v.label is not Label.HARMFUL for v in verdicts[:5])
+    assert verdicts[5].label is Label.HARMFUL
+    assert {"lost_rings", "sparse"} <= set(verdicts[5].reasons)
+
+
+def _camera(image: np.ndarray, seq: int = 0, sensor: str = "cam") -> Frame:
+    data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
+    return Frame(sensor, Modality.CAMERA, seq, seq, len(data), "test", Encoding.JPEG, data,
+                 meta={"width": str(image.shape[1])})
+
+
+def _real_image(i: int = 0) -> np.ndarray:
+    frame = sample_frames("camera")[i]
+    return cv2.imdecode(np.frombuffer(frame.payload, np.uint8), cv2.IMREAD_COLOR)
+
+
+def test_truncated_jpeg_is_harmful_not_a_crash() -> None:
+    good = sample_frames("camera")[0]
+    cut = dataclasses.replace(good, payload=good.payload[: len(good.payload) // 2])
+    verdict = HeuristicScorer(ScoringConfig()).score(cut)
+    assert verdict.label is Label.HARMFUL and verdict.reasons == ("undecodable",)
+
+
+def test_uniform_grey_frame_is_harmful() -> None:
+    flat = np.full_like(_real_image(), 128)
+    verdict = HeuristicScorer(ScoringConfig()).score(_camera(flat))
+    assert verdict.label is Label.HARMFUL and verdict.reasons[0] == "uniform"
+
+
+def test_near_duplicate_with_sensor_noise_is_useless_and_new_scene_is_helpful() -> None:
+    rng = np.random.default_rng(0)
+    image = _real_image(0)
+    scorer = HeuristicScorer(ScoringConfig())
+    first = scorer.score(_camera(image, 0))
+    assert first.label is Label.HELPFUL and first.reasons == ("novel",)
+    scorer.remember(_camera(image, 0), first)
+    noisy = np.clip(image.astype(np.int16) + rng.normal(0, 2.0, image.shape).astype(np.int16), 0, 255).astype(np.uint8)
+    second = scorer.score(_camera(noisy, 1))
+    assert second.label is Label.USELESS and second.reasons == ("redundant",)
+    assert second.score < 0.5
+    flipped = np.ascontiguousarray(image[:, ::-1])  # the same street seen the other way: a different view
+    third = scorer.score(_camera(flipped, 2))
+    assert third.label is Label.HELPFUL and third.score > 0.5
+
+
+def _scan(points: np.ndarray, seq: int = 0) -> Frame:
+    return Frame("velo", Modality.LIDAR, seq, seq, points.nbytes, "test", Encoding.XYZI_F32, None, points)
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        ("empty", "few_points"),
+        ("sparse_random", "few_points"),
+        ("impossible", "impossible_range"),
+        ("all_nan", "nonfinite"),
+    ],
+)
+def test_lidar_faults_applied_to_a_real_scan(fault: str, reason: str) -> None:
+    points = sample_frames("lidar")[0].array.copy()
+    rng = np.random.default_rng(1)
+    if fault == "empty":
+        points = points[:0]
+    elif fault == "sparse_random":
+        points = points[rng.choice(len(points), 5_000, replace=False)]
+    elif fault == "impossible":
+        rows = rng.choice(len(points), len(points) // 20, replace=False)
+        points[rows, :3] *= 1000.0
+    elif fault == "all_nan":
+        points[:, :3] = np.nan
+    verdict = HeuristicScorer(ScoringConfig()).score(_scan(points))
+    assert verdict.label is Label.HARMFUL
+    assert reason in verdict.reasons
+
+
+@pytest.mark.shared
+def test_real_stills_night_snow_and_nuscenes_are_not_harmful(shared_data) -> None:
+    paths = sorted((shared_data / "camera/bdd100k_yolop").glob("*.jpg"))
+    paths += sorted((shared_data / "nuscenes").glob("*/*.jpg"))
+    for path in paths:
+        data = path.read_bytes()
+        frame = Frame(path.stem, Modality.CAMERA, 0, 0, len(data), str(path), Encoding.JPEG, data)
+        verdict = HeuristicScorer(ScoringConfig()).score(frame)
+        assert verdict.label is not Label.HARMFUL, (path.name, verdict)
