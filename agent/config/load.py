@@ -43,7 +43,9 @@ def _line_index(node: yaml.Node | None, path: tuple[Any, ...] = ()) -> dict[tupl
     return index
 
 
-def issues_from_validation(error: ValidationError, lines: dict[tuple[Any, ...], int] | None = None) -> list[ConfigIssue]:
+def issues_from_validation(
+    error: ValidationError, lines: dict[tuple[Any, ...], int] | None = None
+) -> list[ConfigIssue]:
     lines = lines or {}
     out = []
     for err in error.errors():
