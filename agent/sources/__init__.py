@@ -1,0 +1,92 @@
+"""Input sources: recognise what a path holds, open it lazily, and merge all inputs in time order.
+
+Kinds: "kitti" (KITTI raw drive folder), "mcap" (ROS 2 MCAP), "video" (OpenCV-readable video file), "images"
+(folder of JPEG/PNG) and "pcap" (Velodyne packet capture).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from agent.config.model import InputsConfig
+from agent.errors import InputError
+from agent.sources.base import Source
+from agent.sources.images import IMAGE_SUFFIXES, ImageFolderSource, list_files
+from agent.sources.kitti import KittiSource, kitti_layout
+from agent.sources.mcap_source import MCAP_MAGIC, McapSource
+from agent.sources.merge import merge
+from agent.sources.pcap import PcapSource, is_pcap_magic
+from agent.sources.video import VIDEO_SUFFIXES, VideoSource
+
+__all__ = ["KINDS", "Source", "detect_kind", "merge", "open_inputs"]
+
+KINDS = ("kitti", "mcap", "video", "images", "pcap")
+_EXPECTED = "a KITTI drive folder, an image folder, .mcap, a video file or a Velodyne .pcap"
+
+
+def _video_magic(head: bytes) -> bool:
+    # ISO media (mp4/mov: 'ftyp' box first), AVI (RIFF....AVI ) and Matroska/WebM (EBML header).
+    return head[4:8] == b"ftyp" or (head[:4] == b"RIFF" and head[8:12] == b"AVI ") or head[:4] == b"\x1a\x45\xdf\xa3"
+
+
+def _file_kind(path: Path) -> str:
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        raise InputError(f"cannot read input {path}: {exc.strerror or exc}") from exc
+    if not head:
+        raise InputError(f"input file is empty: {path}")
+    suffix = path.suffix.lower()
+    # Magic bytes first (a misnamed file still works), then the extension (so that a damaged .mcap or .pcap
+    # gets that reader's specific complaint rather than "unknown type").
+    if head.startswith(MCAP_MAGIC) or suffix == ".mcap":
+        return "mcap"
+    if is_pcap_magic(head) or suffix in (".pcap", ".pcapng"):
+        return "pcap"
+    if _video_magic(head) or suffix in VIDEO_SUFFIXES:
+        return "video"
+    hint = " (a single image: give its folder)" if suffix in IMAGE_SUFFIXES else ""
+    raise InputError(f"cannot tell the input type of {path}{hint}: expected {_EXPECTED}")
+
+
+def _folder_kind(path: Path) -> str:
+    if kitti_layout(path):
+        return "kitti"
+    if list_files(path, IMAGE_SUFFIXES):
+        return "images"
+    if not any(not p.name.startswith(".") for p in path.iterdir()):
+        raise InputError(f"input folder is empty: {path}")
+    raise InputError(f"cannot tell the input type of folder {path}: expected {_EXPECTED}")
+
+
+def detect_kind(path: str) -> str:
+    """One of KINDS from the folder layout, magic bytes or extension; InputError (one line) otherwise."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"input not found: {path}")
+    try:
+        return _folder_kind(p) if p.is_dir() else _file_kind(p)
+    except PermissionError as exc:
+        raise InputError(f"cannot read input {path}: {exc.strerror or exc}") from exc
+
+
+def open_inputs(paths: Sequence[str], config: InputsConfig) -> list[Source]:
+    """A Source per path, checked up front so that a bad input fails before any work is done."""
+    if not paths:
+        raise InputError("no inputs given")
+    sources: list[Source] = []
+    for path in paths:
+        kind = detect_kind(path)
+        if kind == "kitti":
+            sources.append(KittiSource(path, config.nominal_hz))
+        elif kind == "images":
+            sources.append(ImageFolderSource(path, config.nominal_hz))
+        elif kind == "video":
+            sources.append(VideoSource(path, config.nominal_hz))
+        elif kind == "mcap":
+            sources.append(McapSource(path))
+        else:
+            sources.append(PcapSource(path))
+    return sources

@@ -1,0 +1,73 @@
+"""A folder of JPEG/PNG images, one camera, frames in file-name order at the nominal rate."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from agent.errors import DecodeError, InputError
+from agent.frame import Frame, Item, Modality, Skip
+from agent.sources.base import SeqCounter, Source, nominal_t_ns, safe_name
+from agent.sources.imageinfo import image_meta, inspect_image
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
+
+
+def list_files(folder: Path, suffixes: frozenset[str]) -> list[str]:
+    """Names of the entries in `folder` with one of `suffixes` (any case), sorted; folders and dot files left out.
+
+    Entries are not required to be regular files: a dangling link or unreadable file must still show up, as a
+    read_error Skip, rather than vanish.
+    """
+    with os.scandir(folder) as entries:
+        names = [
+            e.name for e in entries
+            if not e.name.startswith(".") and Path(e.name).suffix.lower() in suffixes and not e.is_dir()
+        ]
+    return sorted(names)
+
+
+def image_file_item(path: Path, sensor: str, seq: int, t_ns: int) -> Item:
+    """One camera Frame holding the file's encoded bytes (decoded later, only if needed), or a Skip."""
+    source = str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return Skip(sensor, seq, t_ns, source, "read_error", f"{type(exc).__name__}: {exc.strerror or exc}")
+    try:
+        encoding, width, height = inspect_image(data)
+    except DecodeError as exc:
+        return Skip(sensor, seq, t_ns, source, "decode_error", str(exc))
+    return Frame(
+        sensor=sensor,
+        modality=Modality.CAMERA,
+        t_ns=t_ns,
+        seq=seq,
+        nbytes=len(data),
+        source=source,
+        encoding=encoding,
+        payload=data,
+        meta=image_meta(width, height),
+    )
+
+
+class ImageFolderSource(Source):
+    """Every *.jpg/*.jpeg/*.png directly in the folder; the sensor is named after the folder."""
+
+    kind = "images"
+
+    def __init__(self, path: str, nominal_hz: float) -> None:
+        super().__init__(path)
+        folder = Path(path)
+        if not list_files(folder, IMAGE_SUFFIXES):
+            raise InputError(f"no .jpg/.jpeg/.png images in {path}")
+        self.sensor = safe_name(folder.resolve().name) or "camera"
+        self._hz = nominal_hz
+
+    def __iter__(self) -> Iterator[Item]:
+        folder = Path(self.path)
+        seq = SeqCounter()
+        # The listing is re-read on every pass; only the names are held, never the images.
+        for index, name in enumerate(list_files(folder, IMAGE_SUFFIXES)):
+            yield image_file_item(folder / name, self.sensor, seq(self.sensor), nominal_t_ns(index, self._hz))

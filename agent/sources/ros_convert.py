@@ -1,0 +1,125 @@
+"""Turn decoded ROS 2 sensor messages (Image, CompressedImage, PointCloud2) into frame arrays and payloads.
+
+Every function raises DecodeError with a short reason; the MCAP source turns that into a Skip.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+
+from agent.errors import DecodeError
+from agent.frame import Encoding
+from agent.sources.imageinfo import inspect_image
+
+# ROS image encoding -> (channels, numpy dtype, OpenCV conversion to BGR/grey or None).
+_IMAGE_LAYOUTS: dict[str, tuple[int, str, int | None]] = {
+    "bgr8": (3, "u1", None),
+    "8UC3": (3, "u1", None),  # cv_bridge treats untyped 3-channel data as BGR
+    "rgb8": (3, "u1", cv2.COLOR_RGB2BGR),
+    "bgra8": (4, "u1", cv2.COLOR_BGRA2BGR),
+    "rgba8": (4, "u1", cv2.COLOR_RGBA2BGR),
+    "mono8": (1, "u1", None),
+    "8UC1": (1, "u1", None),
+    "mono16": (1, "u2", None),
+}
+
+# sensor_msgs/PointField datatypes.
+_FIELD_TYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
+_INTENSITY_NAMES = ("intensity", "reflectance", "i")
+
+
+def stamp_ns(msg: Any) -> int:
+    """The header stamp in ns (0 when unset, so the caller falls back to the log time)."""
+    stamp = msg.header.stamp
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def _rows(data: bytes, height: int, step: int, row_bytes: int) -> np.ndarray:
+    """height x row_bytes uint8 view of `data`, dropping the padding at the end of each `step`-byte row."""
+    if step < row_bytes or len(data) < step * height:
+        raise DecodeError(
+            f"{len(data)} bytes cannot hold {height} rows of {row_bytes} bytes with a step of {step}"
+        )
+    rows = np.frombuffer(data, dtype=np.uint8, count=step * height).reshape(height, step)
+    return rows[:, :row_bytes]
+
+
+def image_array(msg: Any) -> np.ndarray:
+    """sensor_msgs/Image -> HxWx3 BGR or HxW grey uint8."""
+    layout = _IMAGE_LAYOUTS.get(msg.encoding)
+    if layout is None:
+        raise DecodeError(f"unsupported image encoding {msg.encoding!r}")
+    channels, dtype, conversion = layout
+    height, width = int(msg.height), int(msg.width)
+    if height == 0 or width == 0:
+        raise DecodeError(f"empty image ({width}x{height})")
+    itemsize = np.dtype(dtype).itemsize
+    rows = _rows(bytes(msg.data), height, int(msg.step), width * channels * itemsize)
+    order = ">" if msg.is_bigendian else "<"
+    pixels = np.ascontiguousarray(rows).view(order + dtype).reshape(height, width, channels)
+    if itemsize == 2:
+        pixels = (pixels >> 8).astype(np.uint8)  # keep the top 8 bits: the scorer works on 8-bit luma
+    if channels == 1:
+        return pixels.reshape(height, width)
+    return cv2.cvtColor(pixels, conversion) if conversion is not None else pixels
+
+
+def compressed_payload(msg: Any) -> tuple[Encoding, bytes, int, int]:
+    """sensor_msgs/CompressedImage -> (encoding, bytes, width, height), from the bytes' own header.
+
+    The `format` field is free text ("jpeg", "rgb8; jpeg compressed bgr8"...), so the magic bytes decide.
+    """
+    data = bytes(msg.data)
+    encoding, width, height = inspect_image(data)
+    return encoding, data, width, height
+
+
+def _field_dtype(msg: Any) -> tuple[np.dtype, bool]:
+    """Structured dtype picking x, y, z (and intensity when present) out of each point_step-byte record."""
+    fields = {f.name: f for f in msg.fields}
+    missing = [n for n in "xyz" if n not in fields]
+    if missing:
+        raise DecodeError(f"PointCloud2 has no {'/'.join(missing)} field (fields: {', '.join(fields)})")
+    wanted = ["x", "y", "z"]
+    intensity = next((n for n in _INTENSITY_NAMES if n in fields), None)
+    if intensity:
+        wanted.append(intensity)
+    order = ">" if msg.is_bigendian else "<"
+    names, formats, offsets = [], [], []
+    point_step = int(msg.point_step)
+    for out_name, name in zip(("x", "y", "z", "i"), wanted, strict=False):
+        field = fields[name]
+        code = _FIELD_TYPES.get(int(field.datatype))
+        if code is None:
+            raise DecodeError(f"PointCloud2 field {name!r} has unknown datatype {field.datatype}")
+        if int(field.offset) + np.dtype(code).itemsize > point_step:
+            raise DecodeError(f"PointCloud2 field {name!r} at offset {field.offset} overruns point_step {point_step}")
+        names.append(out_name)
+        formats.append(order + code)
+        offsets.append(int(field.offset))
+    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": point_step})
+    return dtype, intensity is not None
+
+
+def points_array(msg: Any) -> np.ndarray:
+    """sensor_msgs/PointCloud2 -> Nx4 float32 (x, y, z, intensity); intensity is 0 when the cloud has none."""
+    point_step = int(msg.point_step)
+    if point_step <= 0:
+        raise DecodeError(f"PointCloud2 point_step is {point_step}")
+    dtype, has_intensity = _field_dtype(msg)
+    height, width = int(msg.height), int(msg.width)
+    count = height * width
+    data = bytes(msg.data)
+    row_step = int(msg.row_step) or width * point_step
+    if height > 1 and row_step != width * point_step:
+        data = _rows(data, height, row_step, width * point_step).tobytes()  # drop per-row padding
+    if len(data) < count * point_step:
+        raise DecodeError(f"PointCloud2 data is {len(data)} bytes, {count} points of {point_step} need more")
+    records = np.frombuffer(data, dtype=dtype, count=count)
+    points = np.zeros((count, 4), dtype=np.float32)
+    for column, name in enumerate(("x", "y", "z", "i") if has_intensity else ("x", "y", "z")):
+        points[:, column] = records[name]
+    return points

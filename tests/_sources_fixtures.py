@@ -1,0 +1,94 @@
+"""Real-data inputs for the source tests: paths into ../shared/data and small drives built from real files."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from mcap.reader import make_reader
+from mcap.writer import CompressionType
+from mcap_ros2.decoder import DecoderFactory
+from mcap_ros2.writer import Writer
+
+from agent.replay.msgs import COMPRESSED_IMAGE, IMAGE, POINT_CLOUD2
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+SAMPLE_MCAP = ROOT / "data" / "sample_drive.mcap"  # real KITTI frames (JPEG) and scans, in the repository
+KITTI_DATE = SHARED / "kitti" / "2011_09_26"
+KITTI_SYNC = KITTI_DATE / "udacity_sfnd_sync"
+KITTI_77 = KITTI_DATE / "udacity_sfnd_partial_frame77"
+BDD = SHARED / "camera" / "bdd100k_yolop"
+VIDEO = SHARED / "video" / "udacity_vehicle_detection_test_video.mp4"
+PCAP_HDL32 = SHARED / "pcap" / "velodyne_hdl32e_driving_example.pcap"
+PCAP_VLP16 = SHARED / "pcap" / "velodyne_vlp16_test_50frames.pcap"
+PCAP_OUSTER = SHARED / "pcap" / "ouster_OS-1-128_v2.3.0_1024x10_lb_n3.pcap"
+
+STRING = "string data\n"
+SCHEMAS = {
+    "sensor_msgs/msg/CompressedImage": COMPRESSED_IMAGE,
+    "sensor_msgs/msg/Image": IMAGE,
+    "sensor_msgs/msg/PointCloud2": POINT_CLOUD2,
+    "std_msgs/msg/String": STRING,
+}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def shared_data(test: F) -> F:
+    """Mark a test as needing ../shared/data and skip it when that folder is absent."""
+    skip = pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} is absent")
+    return pytest.mark.shared(skip(test))  # type: ignore[no-any-return]
+
+
+def make_kitti(root: Path, frames: Iterable[int] = range(3), cameras: Iterable[str] = ("image_02",)) -> Path:
+    """A KITTI-layout drive folder holding copies of real frames of the shared drive."""
+    for camera in cameras:
+        (root / camera / "data").mkdir(parents=True, exist_ok=True)
+    (root / "velodyne_points" / "data").mkdir(parents=True, exist_ok=True)
+    for i in frames:
+        name = f"{i:010d}"
+        for camera in cameras:
+            shutil.copy(KITTI_SYNC / camera / "data" / f"{name}.png", root / camera / "data" / f"{name}.png")
+        shutil.copy(KITTI_SYNC / "velodyne_points" / "data" / f"{name}.bin", root / "velodyne_points" / "data")
+    return root
+
+
+def sample_messages(schema_name: str, limit: int) -> list[Any]:
+    """The first `limit` decoded messages of one schema from the repository's real sample drive."""
+    out = []
+    with SAMPLE_MCAP.open("rb") as fh:
+        reader = make_reader(fh, decoder_factories=[DecoderFactory()])
+        for schema, _, _, msg in reader.iter_decoded_messages(log_time_order=False):
+            if schema is not None and schema.name == schema_name:
+                out.append(msg)
+                if len(out) == limit:
+                    break
+    return out
+
+
+def stamp(t_ns: int) -> dict[str, int]:
+    return {"sec": t_ns // 1_000_000_000, "nanosec": t_ns % 1_000_000_000}
+
+
+def header(t_ns: int, frame_id: str = "sensor") -> dict[str, Any]:
+    return {"stamp": stamp(t_ns), "frame_id": frame_id}
+
+
+def write_mcap(
+    path: Path,
+    messages: Iterable[tuple[str, str, dict[str, Any], int]],
+    chunk_size: int = 1024 * 1024,
+    compression: CompressionType = CompressionType.ZSTD,
+) -> Path:
+    """Write (topic, schema name, message dict, log time ns) records as a ROS 2 MCAP file."""
+    with path.open("wb") as fh:
+        writer = Writer(fh, chunk_size=chunk_size, compression=compression)
+        schemas = {name: writer.register_msgdef(name, text) for name, text in SCHEMAS.items()}
+        for seq, (topic, schema_name, msg, log_time) in enumerate(messages):
+            writer.write_message(topic, schemas[schema_name], msg, log_time=log_time, sequence=seq)
+        writer.finish()
+    return path
