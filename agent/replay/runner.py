@@ -11,13 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from agent.replay.mcap_out import write_kept_mcap
 from tqdm import tqdm
 
 from agent.config.model import AgentConfig
 from agent.frame import Skip
 from agent.pipeline import FramePipeline
 from agent.policy import Policy, rules
+from agent.replay.mcap_out import write_kept_mcap
 from agent.report import SummaryBuilder, ThumbnailCollector, write_report
 from agent.scoring.heuristic import HeuristicScorer
 from agent.sources import merge, open_inputs
