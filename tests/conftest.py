@@ -53,3 +53,14 @@ def sample_frames(kind: str) -> list[Frame]:
             frames.append(Frame("velo", Modality.LIDAR, t_ns, seq, len(data), "sample", Encoding.XYZI_F32, None,
                                 points))
     return frames
+
+
+@pytest.fixture
+def broker(tmp_path: Path):
+    """A real mosquitto on a free loopback port (anonymous, persistent), stopped after the test."""
+    from mqtt_broker import Broker, find_mosquitto
+
+    if find_mosquitto() is None:
+        pytest.skip("mosquitto is not installed (scripts/setup.sh installs it)")
+    with Broker(tmp_path / "broker") as b:
+        yield b

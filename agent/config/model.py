@@ -9,13 +9,13 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from agent.config.base import StrictModel
+from agent.config.remote import RemoteConfig
+from agent.config.uplink import UplinkConfig
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 class InputsConfig(StrictModel):
@@ -156,6 +156,8 @@ class AgentConfig(StrictModel):
     policy: PolicyConfig = PolicyConfig()
     spool: SpoolConfig = SpoolConfig()
     report: ReportConfig = ReportConfig()
+    uplink: UplinkConfig = UplinkConfig()
+    remote: RemoteConfig = RemoteConfig()
 
     @field_validator("vehicle_id")
     @classmethod
