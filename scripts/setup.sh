@@ -18,7 +18,10 @@ fi
 # Reinstall only when pyproject.toml changed since the last install.
 stamp=.venv/.edgesift-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
-  .venv/bin/python -m pip install --quiet -e ".[dev]"
+  # pip's notes about this machine's index configuration are noise here; errors still show.
+  .venv/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -m pip install --quiet -e ".[dev]" 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -c "import agent, cv2, onnxruntime, paho.mqtt, mcap_ros2, velodyne_decoder" \
+    || { echo "setup: installing edgesift failed" >&2; exit 1; }
   touch "$stamp"
 fi
