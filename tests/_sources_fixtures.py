@@ -1,13 +1,14 @@
-"""Real-data inputs for the source tests: paths into ../shared/data and small drives built from real files."""
+"""Real-data inputs for the source tests: small drives built from the sample drive's real frames, the shipped pcap,
+and paths into ../shared/data for the tests about those files."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from conftest import TEST_DATA, sample_frames, write_kitti_drive
 from mcap.reader import make_reader
 from mcap.writer import CompressionType
 from mcap_ros2.decoder import DecoderFactory
@@ -23,7 +24,7 @@ KITTI_SYNC = KITTI_DATE / "udacity_sfnd_sync"
 KITTI_77 = KITTI_DATE / "udacity_sfnd_partial_frame77"
 BDD = SHARED / "camera" / "bdd100k_yolop"
 VIDEO = SHARED / "video" / "udacity_vehicle_detection_test_video.mp4"
-PCAP_HDL32 = SHARED / "pcap" / "velodyne_hdl32e_driving_example.pcap"
+PCAP_HDL32 = TEST_DATA / "velodyne_hdl32e_driving_example.pcap"  # shipped in the repository (tests/data/README.md)
 PCAP_VLP16 = SHARED / "pcap" / "velodyne_vlp16_test_50frames.pcap"
 PCAP_OUSTER = SHARED / "pcap" / "ouster_OS-1-128_v2.3.0_1024x10_lb_n3.pcap"
 
@@ -45,16 +46,22 @@ def shared_data(test: F) -> F:
 
 
 def make_kitti(root: Path, frames: Iterable[int] = range(3), cameras: Iterable[str] = ("image_02",)) -> Path:
-    """A KITTI-layout drive folder holding copies of real frames of the shared drive."""
-    for camera in cameras:
-        (root / camera / "data").mkdir(parents=True, exist_ok=True)
-    (root / "velodyne_points" / "data").mkdir(parents=True, exist_ok=True)
-    for i in frames:
-        name = f"{i:010d}"
-        for camera in cameras:
-            shutil.copy(KITTI_SYNC / camera / "data" / f"{name}.png", root / camera / "data" / f"{name}.png")
-        shutil.copy(KITTI_SYNC / "velodyne_points" / "data" / f"{name}.bin", root / "velodyne_points" / "data")
-    return root
+    """A KITTI-layout drive folder of real frames from the sample drive (see conftest.write_kitti_drive)."""
+    return write_kitti_drive(root, frames, cameras)
+
+
+JPEG_STILLS = (20, 21, 22, 23, 25, 26)  # sample camera frames used as a folder of JPEG stills (24 is a fault copy)
+
+
+def make_jpeg_folder(folder: Path, frames: Iterable[int] = JPEG_STILLS) -> Path:
+    """A folder of real JPEG stills: the sample drive's camera frames, byte for byte, in file-name order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    camera = sample_frames("camera")
+    for k, n in enumerate(frames):
+        data = camera[n].payload
+        assert data is not None
+        (folder / f"still_{k:02d}.jpg").write_bytes(data)
+    return folder
 
 
 def sample_messages(schema_name: str, limit: int) -> list[Any]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import sample_frames, sample_png, sample_scan
 from mcap.reader import make_reader
 from mcap.records import DataEnd, Footer, Header
 from mcap.stream_reader import StreamReader
@@ -20,34 +21,27 @@ from agent.replay.mcap_out import DECISION_SCHEMA, DECISIONS_TOPIC, topic_token,
 from agent.scoring.base import Label, Verdict
 from agent.spool import JPEG, Spool, decode_points
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-KITTI = DATA / "kitti" / "2011_09_26" / "udacity_sfnd_sync"
-BDD = DATA / "camera" / "bdd100k_yolop"
-
-pytestmark = [
-    pytest.mark.shared,
-    pytest.mark.skipif(not KITTI.is_dir() or not BDD.is_dir(), reason="needs ../shared/data beside the checkout"),
-]
-
 T0 = 1_317_000_000_000_000_000  # 2011-09-26, as a ns timestamp
-IMAGE_TOPICS = {"/edgesift/image_02/image/compressed", "/edgesift/bdd_front/image/compressed"}
+IMAGE_TOPICS = {"/edgesift/image_02/image/compressed", "/edgesift/cam_jpeg/image/compressed"}
 POINTS_TOPIC = "/edgesift/velodyne/points"
 
 
 def frames() -> list[Frame]:
+    """Real frames of the sample drive: 4 camera frames as PNG (KITTI's format), 4 scans as KITTI .bin bytes, and
+    3 other camera frames as they are stored (JPEG), as a second camera."""
     out = []
     for i in range(4):
-        png = KITTI / "image_02" / "data" / f"{i:010d}.png"
-        data = png.read_bytes()
-        out.append(Frame("image-02", Modality.CAMERA, T0 + i * 100_000_000, i, len(data), str(png), Encoding.PNG, data))
-        scan = KITTI / "velodyne_points" / "data" / f"{i:010d}.bin"
-        data = scan.read_bytes()
+        data = sample_png(i)
+        t = T0 + i * 100_000_000
+        out.append(Frame("image-02", Modality.CAMERA, t, i, len(data), f"sample:camera/{i}.png", Encoding.PNG, data))
+        data = sample_scan(i).tobytes()
         t = T0 + i * 100_000_000 + 50_000_000
-        out.append(Frame("velodyne", Modality.LIDAR, t, i, len(data), str(scan), Encoding.XYZI_F32, data))
-    for i, jpg in enumerate(sorted(BDD.glob("*.jpg"))[:3]):
-        data = jpg.read_bytes()
+        out.append(Frame("velodyne", Modality.LIDAR, t, i, len(data), f"sample:lidar/{i}", Encoding.XYZI_F32, data))
+    for i, n in enumerate((20, 21, 22)):
+        data = sample_frames("camera")[n].payload
+        assert data is not None
         t = T0 + i * 100_000_000 + 25_000_000
-        out.append(Frame("bdd_front", Modality.CAMERA, t, i, len(data), str(jpg), Encoding.JPEG, data))
+        out.append(Frame("cam_jpeg", Modality.CAMERA, t, i, len(data), f"sample:camera/{n}", Encoding.JPEG, data))
     return out
 
 

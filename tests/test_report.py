@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import sample_frames, sample_png
 
 from agent.frame import Encoding, Frame, Modality, Skip
 from agent.report import SummaryBuilder, ThumbnailCollector, write_report
@@ -20,18 +21,18 @@ from agent.report.html import fmt_bytes
 from agent.report.series import collect
 from agent.report.thumbs import bev_image, render_thumbnail
 
-KITTI = Path("kitti/2011_09_26/udacity_sfnd_sync")
-T0 = 1_317_000_000_000_000_000
+T0 = 1_317_000_000_000_000_000  # the sample drive's start, 2011-09-26 00:00:00 UTC
 
 
 # --- real frames and hand-made records ---------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def camera_frames(shared_data: Path) -> list[Frame]:
+def camera_frames() -> list[Frame]:
+    """The sample drive's 30 consecutive camera frames (KITTI frames 0-29, 10 Hz), as PNG like KITTI ships them."""
     frames = []
-    for seq, path in enumerate(sorted((shared_data / KITTI / "image_02" / "data").glob("*.png"))):
-        data = path.read_bytes()
+    for seq in range(30):
+        data = sample_png(seq)
         meta = {"width": "1242", "height": "375"}
         frames.append(
             Frame(
@@ -40,35 +41,37 @@ def camera_frames(shared_data: Path) -> list[Frame]:
                 T0 + seq * 100_000_000,
                 seq,
                 len(data),
-                str(path),
+                f"sample:camera/{seq}.png",
                 Encoding.PNG,
                 data,
                 meta=meta,
             )
         )
-    assert len(frames) == 30
+    assert [f.t_ns for f in frames] == [f.t_ns for f in sample_frames("camera")[:30]]
     return frames
 
 
 @pytest.fixture(scope="module")
-def lidar_frames(shared_data: Path) -> list[Frame]:
+def lidar_frames() -> list[Frame]:
+    """The sample drive's 15 consecutive scans (every second KITTI scan of frames 0-28), at their own times."""
     frames = []
-    for seq, path in enumerate(sorted((shared_data / KITTI / "velodyne_points" / "data").glob("*.bin"))):
-        points = np.fromfile(path, dtype="<f4").reshape(-1, 4)
+    for seq, scan in enumerate(sample_frames("lidar")[:15]):
+        points = scan.array
+        assert points is not None
         frames.append(
             Frame(
                 "velo_top",
                 Modality.LIDAR,
-                T0 + seq * 100_000_000 + 5_000_000,
+                scan.t_ns,  # T0 + seq * 200 ms + 50 ms
                 seq,
-                path.stat().st_size,
-                str(path),
+                points.nbytes,
+                f"sample:lidar/{seq}.bin",
                 Encoding.RAW,
                 None,
                 points,
             )
         )
-    assert len(frames) == 30
+    assert frames[-1].t_ns == T0 + 2_850_000_000
     return frames
 
 
@@ -114,7 +117,6 @@ def drive(camera_frames: list[Frame], lidar_frames: list[Frame]) -> list[tuple[F
 # --- summary -----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.shared
 def test_summary_counts_real_drive(camera_frames: list[Frame], lidar_frames: list[Frame]) -> None:
     builder = SummaryBuilder()
     for _, record in drive(camera_frames, lidar_frames):
@@ -127,11 +129,11 @@ def test_summary_counts_real_drive(camera_frames: list[Frame], lidar_frames: lis
     cam_kept = sum(f.nbytes for f in camera_frames if f.seq % 5 == 0)
     velo_bytes = sum(f.nbytes for f in lidar_frames)
     velo_kept = sum(f.nbytes for f in lidar_frames if f.seq < 10)
-    assert summary["frames_in"] == 60
+    assert summary["frames_in"] == 30 + 15
     assert summary["frames_kept"] == 6 + 10
     assert summary["bytes_in"] == cam_bytes + velo_bytes
     assert summary["bytes_kept"] == cam_kept + velo_kept
-    assert summary["by_verdict"] == {"helpful": 16, "useless": 40, "harmful": 4}
+    assert summary["by_verdict"] == {"helpful": 16, "useless": 22 + 3, "harmful": 4}
     assert summary["by_sensor"]["cam_front"] == {
         "modality": "camera",
         "frames_in": 30,
@@ -140,14 +142,14 @@ def test_summary_counts_real_drive(camera_frames: list[Frame], lidar_frames: lis
         "bytes_kept": cam_kept,
         "by_verdict": {"helpful": 6, "useless": 22, "harmful": 2},
     }
-    assert summary["by_sensor"]["velo_top"]["by_verdict"] == {"helpful": 10, "useless": 18, "harmful": 2}
-    assert summary["by_reason"] == {"redundant": 40, "novel": 6, "blur": 2, "few_points": 2, "missing_sector": 2}
+    assert summary["by_sensor"]["velo_top"]["by_verdict"] == {"helpful": 10, "useless": 3, "harmful": 2}
+    assert summary["by_reason"] == {"redundant": 25, "novel": 6, "blur": 2, "few_points": 2, "missing_sector": 2}
     assert summary["by_primary_reason"]["missing_sector"] == 2
     assert "few_points" not in summary["by_primary_reason"]
     assert summary["by_primary_reason"]["helpful"] == 10  # no reasons: the verdict stands in
     assert summary["by_rule"] == {
         "drop:useless": 22,
-        "drop:low_score": 18,
+        "drop:low_score": 3,
         "keep:coverage": 10,
         "keep:helpful": 6,
         "drop:harmful": 4,
@@ -155,12 +157,12 @@ def test_summary_counts_real_drive(camera_frames: list[Frame], lidar_frames: lis
     assert summary["skipped"]["count"] == 1
     assert summary["skipped"]["by_reason"] == {"decode_error": 1}
     assert summary["skipped"]["items"][0]["detail"] == "truncated"
-    assert summary["frames_per_s"] == 30.0
+    assert summary["frames_per_s"] == 22.5
     assert summary["elapsed_s"] == 2.0
     assert summary["inputs"] == ["a.mcap", "b"]
     assert summary["config_version"] == 7
     assert summary["t_first_ns"] == T0
-    assert summary["t_last_ns"] == T0 + 29 * 100_000_000 + 5_000_000
+    assert summary["t_last_ns"] == T0 + 29 * 100_000_000  # the last camera frame, after the last scan
 
 
 def test_summary_skip_items_are_capped_but_counts_exact() -> None:
@@ -207,7 +209,6 @@ def _decode_uri(uri: str) -> np.ndarray:
     return image
 
 
-@pytest.mark.shared
 def test_thumbnails_are_capped_spread_and_deterministic(camera_frames: list[Frame], lidar_frames: list[Frame]) -> None:
     def run() -> ThumbnailCollector:
         collector = ThumbnailCollector(per_group=4, width=160)
@@ -224,7 +225,7 @@ def test_thumbnails_are_capped_spread_and_deterministic(camera_frames: list[Fram
         (False, "blur"),
         (False, "missing_sector"),
     }
-    assert collector.counts()[(False, "redundant")] == 40
+    assert collector.counts()[(False, "redundant")] == 22 + 3
     assert all(0 < len(items) <= 4 for items in groups.values())
     assert len(groups[(False, "blur")]) == 2
     redundant = groups[(False, "redundant")]
@@ -274,7 +275,6 @@ def test_only_picked_frames_are_rendered(monkeypatch: pytest.MonkeyPatch) -> Non
     assert gaps.max() <= 2 * gaps.min()  # evenly spread
 
 
-@pytest.mark.shared
 def test_corrupt_frames_give_placeholders(camera_frames: list[Frame]) -> None:
     good = camera_frames[0]
     broken = [
@@ -390,7 +390,6 @@ def _check_html(page: str) -> _Checker:
     return checker
 
 
-@pytest.mark.shared
 def test_report_html_is_self_contained_and_complete(
     tmp_path: Path, camera_frames: list[Frame], lidar_frames: list[Frame]
 ) -> None:
@@ -428,7 +427,7 @@ def test_report_html_is_self_contained_and_complete(
     histograms = [a for tag, a in checker.tags if tag == "svg" and "histogram" in (a.get("class") or "")]
     assert len(histograms) == 2  # camera, lidar
     circles = [a for tag, a in checker.tags if tag == "circle" and a.get("cx")]
-    assert len(circles) >= 61
+    assert len(circles) >= 30 + 15 + 1
     images = [a["src"] for tag, a in checker.tags if tag == "img"]
     n_thumbs = sum(len(v) for v in collector.groups().values())
     assert len(images) == n_thumbs and all(src.startswith("data:image/") for src in images)

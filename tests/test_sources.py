@@ -1,4 +1,8 @@
-"""Input sources on real data: KITTI folders, image folders, videos, Velodyne pcaps, type detection, merge."""
+"""Input sources on real data: KITTI folders, image folders, videos, Velodyne pcaps, type detection, merge.
+
+The inputs are made from the sample drive's real frames and the shipped pcap (see _sources_fixtures); the tests
+marked `shared` are about particular files of ../shared/data and skip without it.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ except ImportError:
 
 shared_data = fx.shared_data
 make_kitti = fx.make_kitti
+make_jpeg_folder = fx.make_jpeg_folder
 BDD, KITTI_77, KITTI_SYNC, VIDEO = fx.BDD, fx.KITTI_77, fx.KITTI_SYNC, fx.VIDEO
 PCAP_HDL32, PCAP_VLP16, PCAP_OUSTER = fx.PCAP_HDL32, fx.PCAP_VLP16, fx.PCAP_OUSTER
 
@@ -73,7 +78,6 @@ def test_reorder_fixes_small_disorder_and_keeps_ties_in_order() -> None:
 # --- KITTI ---------------------------------------------------------------------------------------------------
 
 
-@shared_data
 def test_kitti_without_timestamps_uses_nominal_rate(tmp_path: Path) -> None:
     drive = make_kitti(tmp_path / "drive")
     items = items_of(drive)
@@ -95,7 +99,6 @@ def test_kitti_without_timestamps_uses_nominal_rate(tmp_path: Path) -> None:
         assert scan.nbytes == expected.nbytes
 
 
-@shared_data
 def test_kitti_timestamps_txt_gives_exact_times(tmp_path: Path) -> None:
     drive = make_kitti(tmp_path / "drive")
     cam = ["2011-09-26 13:02:25.964389445", "2011-09-26 13:02:26.067798745", "2011-09-26 13:02:26.171103454"]
@@ -109,7 +112,6 @@ def test_kitti_timestamps_txt_gives_exact_times(tmp_path: Path) -> None:
     assert_time_ordered(items)
 
 
-@shared_data
 def test_kitti_missing_timestamp_line_is_a_skip(tmp_path: Path) -> None:
     drive = make_kitti(tmp_path / "drive")
     (drive / "image_02" / "timestamps.txt").write_text("2011-09-26 13:02:25.964389445\nnot a time\n")
@@ -117,7 +119,6 @@ def test_kitti_missing_timestamp_line_is_a_skip(tmp_path: Path) -> None:
     assert [(s.seq, s.reason) for s in skips] == [(1, "bad_timestamp"), (2, "bad_timestamp")]
 
 
-@shared_data
 def test_kitti_damaged_files_become_skips_and_keep_their_seq(tmp_path: Path) -> None:
     drive = make_kitti(tmp_path / "drive", frames=range(4))
     png = drive / "image_02" / "data" / "0000000001.png"
@@ -164,22 +165,21 @@ def test_kitti_shared_drive_all_sensors_in_time_order() -> None:
     assert isinstance(grey, Frame) and image_of(grey).shape == (375, 1242, 3)
 
 
-@shared_data
 def test_kitti_accepts_a_sensor_folder_its_data_folder_and_a_date_folder(tmp_path: Path) -> None:
-    assert {i.sensor for i in items_of(KITTI_SYNC / "image_02")} == {"image_02"}
-    assert len(items_of(KITTI_SYNC / "velodyne_points" / "data")) == 30
-    make_kitti(tmp_path / "2011_09_26" / "2011_09_26_drive_0001_sync")
+    drive = make_kitti(tmp_path / "2011_09_26" / "2011_09_26_drive_0001_sync", cameras=("image_00", "image_02"))
+    assert {i.sensor for i in items_of(drive / "image_02")} == {"image_02"}
+    assert len(items_of(drive / "velodyne_points" / "data")) == 3
     (tmp_path / "2011_09_26" / "calib_cam_to_cam.txt").write_text("calib\n")
     assert detect_kind(str(tmp_path / "2011_09_26")) == "kitti"
-    assert len(items_of(tmp_path / "2011_09_26")) == 6
+    assert len(items_of(tmp_path / "2011_09_26")) == 3 * 3  # image_00, image_02, velodyne
 
 
-@shared_data
-def test_kitti_reads_lazily(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kitti_reads_lazily(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    drive = make_kitti(tmp_path / "drive", frames=range(10), cameras=("image_00", "image_02"))  # 30 files
     reads: list[str] = []
     real_read = Path.read_bytes
     monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self.name) or real_read(self))
-    stream = iter(KittiSource(str(KITTI_SYNC), 10.0))
+    stream = iter(KittiSource(str(drive), 10.0))
     next(stream)
     assert len(reads) <= 3  # one pending file per sensor, not the drive
 
@@ -187,26 +187,26 @@ def test_kitti_reads_lazily(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- image folders -------------------------------------------------------------------------------------------
 
 
-@shared_data
-def test_image_folder_of_real_jpegs() -> None:
-    items = items_of(BDD)
-    names = sorted(p.name for p in BDD.glob("*.jpg"))
+def test_image_folder_of_real_jpegs(tmp_path: Path) -> None:
+    folder = make_jpeg_folder(tmp_path / "dashcam")
+    assert detect_kind(str(folder)) == "images"
+    items = items_of(folder)
+    names = sorted(p.name for p in folder.glob("*.jpg"))
     assert [i.t_ns for i in items] == [k * 100 * MS for k in range(6)]
     for item, name in zip(items, names, strict=True):
-        assert isinstance(item, Frame) and item.sensor == "bdd100k_yolop"
-        assert item.encoding is Encoding.JPEG and item.payload == (BDD / name).read_bytes()
-        assert item.meta == {"width": "1280", "height": "720"} and item.array is None
-    assert image_of(items[0]).shape == (720, 1280, 3)
+        assert isinstance(item, Frame) and item.sensor == "dashcam"
+        assert item.encoding is Encoding.JPEG and item.payload == (folder / name).read_bytes()
+        assert item.meta == {"width": "1242", "height": "375"} and item.array is None
+    assert image_of(items[0]).shape == (375, 1242, 3)
 
 
-@shared_data
 def test_image_folder_flags_truncated_jpeg_and_png(tmp_path: Path) -> None:
     folder = tmp_path / "front cam"
     folder.mkdir()
-    jpgs = sorted(BDD.glob("*.jpg"))
+    jpgs = sorted(make_jpeg_folder(tmp_path / "stills").glob("*.jpg"))
     shutil.copy(jpgs[0], folder / "a.jpg")
     (folder / "b.JPG").write_bytes(jpgs[1].read_bytes()[:30_000])
-    png = (KITTI_SYNC / "image_02" / "data" / "0000000000.png").read_bytes()
+    png = (make_kitti(tmp_path / "drive", frames=[0]) / "image_02" / "data" / "0000000000.png").read_bytes()
     (folder / "c.png").write_bytes(png)
     (folder / "d.png").write_bytes(png[: len(png) // 2])
     (folder / "notes.txt").write_text("ignored")
@@ -233,11 +233,10 @@ def test_video_mp4_frames_and_times() -> None:
     assert [i.seq for i in items] == list(range(38))
 
 
-@shared_data
 def test_video_written_from_real_frames(tmp_path: Path) -> None:
     path = tmp_path / "dash.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (1280, 720))
-    for jpg in sorted(BDD.glob("*.jpg"))[:3]:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (1242, 375))
+    for jpg in sorted(make_jpeg_folder(tmp_path / "stills").glob("*.jpg"))[:3]:
         writer.write(cv2.imread(str(jpg)))
     writer.release()
     items = items_of(path, max_frames=2)
@@ -245,11 +244,10 @@ def test_video_written_from_real_frames(tmp_path: Path) -> None:
     assert [(i.sensor, i.t_ns) for i in items] == [("dash", 0), ("dash", 100 * MS)]
 
 
-@shared_data
 def test_video_cut_short_ends_with_a_corrupt_recording_skip(tmp_path: Path) -> None:
     path = tmp_path / "dash.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (1280, 720))
-    for jpg in sorted(BDD.glob("*.jpg")) * 2:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (1242, 375))
+    for jpg in sorted(make_jpeg_folder(tmp_path / "stills").glob("*.jpg")) * 2:
         writer.write(cv2.imread(str(jpg)))
     writer.release()
     data = path.read_bytes()
@@ -269,8 +267,8 @@ def test_video_that_does_not_open_is_an_input_error(tmp_path: Path) -> None:
 # --- Velodyne pcap -------------------------------------------------------------------------------------------
 
 
-@shared_data
 def test_pcap_hdl32e_driving_scans() -> None:
+    assert detect_kind(str(PCAP_HDL32)) == "pcap"
     items = items_of(PCAP_HDL32)
     assert len(items) == 6 and all(isinstance(i, Frame) for i in items)  # 5 rotations + the partial last one
     assert_time_ordered(items)
@@ -292,7 +290,6 @@ def test_pcap_vlp16_and_ouster() -> None:
         open_inputs([str(PCAP_OUSTER)], CONFIG)
 
 
-@shared_data
 def test_pcap_cut_short_yields_what_is_there(tmp_path: Path) -> None:
     data = PCAP_HDL32.read_bytes()
     cut = tmp_path / "cut.pcap"
@@ -301,7 +298,6 @@ def test_pcap_cut_short_yields_what_is_there(tmp_path: Path) -> None:
     assert 2 <= len(items) <= 4 and all(isinstance(i, Frame) for i in items)
 
 
-@shared_data
 def test_pcapng_of_the_same_capture_decodes_the_same(tmp_path: Path) -> None:
     path = tmp_path / "hdl32.pcapng"
     with PCAP_HDL32.open("rb") as src, path.open("wb") as out:
@@ -368,18 +364,18 @@ def test_no_inputs_is_an_input_error() -> None:
 # --- merge ---------------------------------------------------------------------------------------------------
 
 
-@shared_data
 def test_merge_orders_inputs_by_time_and_is_stable(tmp_path: Path) -> None:
     drive = make_kitti(tmp_path / "drive")
-    items = items_of(drive, BDD, KITTI_77)
+    stills = make_jpeg_folder(tmp_path / "dashcam")
+    frame77 = make_kitti(tmp_path / "partial_frame77", frames=[77])  # a drive folder holding only frame 77
+    items = items_of(drive, stills, frame77)
     assert_time_ordered(items)
     at_zero = [i.sensor for i in items if i.t_ns == 0]
-    assert at_zero == ["image_02", "velodyne", "bdd100k_yolop"]  # input order, then each input's own order
+    assert at_zero == ["image_02", "velodyne", "dashcam"]  # input order, then each input's own order
     assert [i.sensor for i in items[-2:]] == ["image_02_2", "velodyne_2"]  # frame 77, at 7.7 s, renamed
     assert len(items) == 6 + 6 + 2
 
 
-@shared_data
 def test_merge_makes_sensor_names_unique_and_honours_max_frames(tmp_path: Path) -> None:
     drive = make_kitti(tmp_path / "drive")
     items = items_of(drive, drive)

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import sample_frames, sample_png, sample_scan
 
 from agent.config.model import SpoolConfig
 from agent.errors import SpoolError
@@ -25,39 +26,30 @@ from agent.spool import (
     default_frame_id,
 )
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-KITTI = DATA / "kitti" / "2011_09_26" / "udacity_sfnd_sync"
-BDD = DATA / "camera" / "bdd100k_yolop"
-
-pytestmark = [
-    pytest.mark.shared,
-    pytest.mark.skipif(not KITTI.is_dir() or not BDD.is_dir(), reason="needs ../shared/data beside the checkout"),
-]
+# The sample drive's real frames (see data/README.md): its camera frames as PNG files (KITTI's own format), its
+# scans as KITTI .bin bytes, and other camera frames, as they are stored (JPEG), as a second camera.
+# The JPEG camera's frames, in this order: their real sizes make the eviction scenarios below (checked there).
+JPEG_FRAMES = (20, 25, 26, 21, 22, 23)
 
 
 def png_frame(i: int, t_ns: int | None = None) -> Frame:
-    path = KITTI / "image_02" / "data" / f"{i:010d}.png"
-    data = path.read_bytes()
+    data = sample_png(i)
     t = i * 100_000_000 if t_ns is None else t_ns
-    return Frame("cam_02", Modality.CAMERA, t, i, len(data), str(path), Encoding.PNG, data)
+    return Frame("cam_02", Modality.CAMERA, t, i, len(data), f"sample:camera/{i}.png", Encoding.PNG, data)
 
 
 def lidar_frame(i: int, t_ns: int | None = None) -> Frame:
-    path = KITTI / "velodyne_points" / "data" / f"{i:010d}.bin"
-    data = path.read_bytes()
+    data = sample_scan(i).tobytes()
     t = i * 100_000_000 if t_ns is None else t_ns
-    return Frame("velodyne", Modality.LIDAR, t, i, len(data), str(path), Encoding.XYZI_F32, data)
-
-
-def bdd_paths() -> list[Path]:
-    return sorted(BDD.glob("*.jpg"))
+    return Frame("velodyne", Modality.LIDAR, t, i, len(data), f"sample:lidar/{i}.bin", Encoding.XYZI_F32, data)
 
 
 def jpeg_frame(i: int, t_ns: int | None = None) -> Frame:
-    path = bdd_paths()[i]
-    data = path.read_bytes()
+    n = JPEG_FRAMES[i]
+    data = sample_frames("camera")[n].payload
+    assert data is not None
     t = i * 100_000_000 if t_ns is None else t_ns
-    return Frame("bdd_front", Modality.CAMERA, t, i, len(data), str(path), Encoding.JPEG, data)
+    return Frame("cam_jpeg", Modality.CAMERA, t, i, len(data), f"sample:camera/{n}.jpg", Encoding.JPEG, data)
 
 
 def verdict(score: float, label: Label = Label.HELPFUL) -> Verdict:
@@ -80,7 +72,7 @@ def test_jpeg_input_is_stored_byte_identical(tmp_path: Path) -> None:
         assert entry is not None
         assert spool.read_blob(entry) == frame.payload
         assert entry.encoding == JPEG and entry.blob_bytes == len(frame.payload)
-        assert (entry.sensor, entry.modality, entry.t_ns, entry.seq) == ("bdd_front", "camera", frame.t_ns, 0)
+        assert (entry.sensor, entry.modality, entry.t_ns, entry.seq) == ("cam_jpeg", "camera", frame.t_ns, 0)
         assert (entry.label, entry.score, entry.reasons, entry.rule) == ("helpful", 0.7, ("novel",), "keep:novel")
         assert entry.input_bytes == frame.nbytes and entry.created_ns > 0
         assert entry.blob_path.is_file() and entry.blob_path.parent == spool.blobs_dir
@@ -102,7 +94,7 @@ def test_png_input_becomes_jpeg(tmp_path: Path) -> None:
 
 
 def test_raw_grey_array_becomes_colour_jpeg(tmp_path: Path) -> None:
-    grey = cv2.imread(str(KITTI / "image_00" / "data" / "0000000000.png"), cv2.IMREAD_GRAYSCALE)
+    grey = cv2.imdecode(np.frombuffer(sample_png(0, grey=True), np.uint8), cv2.IMREAD_UNCHANGED)
     assert grey is not None and grey.ndim == 2
     frame = Frame("cam_00", Modality.CAMERA, 1, 0, grey.nbytes, "array", Encoding.RAW, None, grey)
     with Spool.open(tmp_path / "spool", config()) as spool:
@@ -116,8 +108,7 @@ def test_points_round_trip_exactly(tmp_path: Path) -> None:
     expected = np.frombuffer(frame.payload, dtype="<f4").reshape(-1, 4)
     array_frame = lidar_frame(6)
     array_frame.payload, array_frame.encoding = None, Encoding.RAW
-    array_frame.array = np.fromfile(KITTI / "velodyne_points" / "data" / "0000000006.bin", dtype=np.float32)
-    array_frame.array = array_frame.array.reshape(-1, 4)
+    array_frame.array = sample_scan(6).copy()
     with Spool.open(tmp_path / "spool", config()) as spool:
         entry = spool.get(spool.put(frame, verdict(0.5), "keep").frame_id)
         assert entry is not None and entry.encoding == XYZI_F32_ZSTD
@@ -148,7 +139,7 @@ def test_budget_evicts_lowest_scores_first_and_rejects_low_incoming(tmp_path: Pa
     frames = [jpeg_frame(i) for i in range(6)]
     size = [len(f.payload) for f in frames]
     budget = size[0] + size[1] + size[2] + 1000
-    # the real files' sizes make this scenario: frame 3 needs both lower frames gone, frame 4 cannot fit
+    # the real frames' sizes make this scenario: frame 3 needs both lower frames gone, frame 4 cannot fit
     assert size[1] < size[3] - 1000 < size[0] + size[1] and size[2] + size[3] + size[4] > budget
     with Spool.open(tmp_path / "spool", config(budget / 1e6)) as spool:
         ids = [spool.put(f, verdict(s), "keep").frame_id for f, s in zip(frames[:3], (0.5, 0.2, 0.8), strict=True)]

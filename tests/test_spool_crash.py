@@ -18,19 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_kitti_drive
 
 from agent.config.model import SpoolConfig
 from agent.spool import JPEG, XYZI_F32_ZSTD, Spool, decode_jpeg, decode_points
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
-KITTI = DATA / "kitti" / "2011_09_26" / "udacity_sfnd_sync"
 MAX_MB = 4.0  # small enough that the child evicts (LiDAR blobs are ~1.1 MB) while it is being killed
-
-pytestmark = [
-    pytest.mark.shared,
-    pytest.mark.skipif(not KITTI.is_dir(), reason="needs ../shared/data beside the checkout"),
-]
 
 CHILD = """
 import itertools, sys, time
@@ -138,12 +132,14 @@ class Ledger:
         return (op == "del" and target == fid) or (op == "put" and self.expected[fid] < score)
 
 
-def _run_and_kill(root: Path, start: int, hook: str, kill_after_puts: int, delay_s: float, log: Path) -> list[str]:
-    """Start the child, wait for `kill_after_puts` committed puts (and, with a hook, for the child to stop in its
-    crash window), wait `delay_s`, SIGKILL; return the child's complete lines."""
+def _run_and_kill(
+    root: Path, kitti: Path, start: int, hook: str, kill_after_puts: int, delay_s: float, log: Path
+) -> list[str]:
+    """Start the child on the KITTI folder `kitti`, wait for `kill_after_puts` committed puts (and, with a hook, for
+    the child to stop in its crash window), wait `delay_s`, SIGKILL; return the child's complete lines."""
     with log.open("wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(root), str(KITTI), str(start), str(MAX_MB), hook, str(kill_after_puts)],
+            [sys.executable, "-c", CHILD, str(root), str(kitti), str(start), str(MAX_MB), hook, str(kill_after_puts)],
             stdout=subprocess.PIPE, stderr=err, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
             text=True,
         )  # fmt: skip
@@ -185,6 +181,7 @@ def _check_entry(spool: Spool, entry_id: str) -> None:
 @pytest.mark.slow
 def test_sigkill_mid_stream_loses_nothing_committed(tmp_path: Path) -> None:
     root = tmp_path / "spool"
+    kitti = write_kitti_drive(tmp_path / "kitti", frames=range(6))  # real frames from the sample drive
     ledger = Ledger()
     orphans_total = 0
     # (crash window held open by the child, committed puts before the kill, extra delay): "free" rounds kill at
@@ -195,7 +192,7 @@ def test_sigkill_mid_stream_loses_nothing_committed(tmp_path: Path) -> None:
     ]  # fmt: skip
     for round_no, (hook, kill_after, delay) in enumerate(rounds):
         log = tmp_path / f"child{round_no}.log"
-        lines = _run_and_kill(root, 1000 * round_no, hook, kill_after, delay, log)
+        lines = _run_and_kill(root, kitti, 1000 * round_no, hook, kill_after, delay, log)
         for line in lines:
             ledger.apply(line)
         files_before = {p.name for p in (root / "blobs").iterdir()}
