@@ -12,6 +12,9 @@ from pathlib import Path
 from agent import __version__
 from agent.config import AgentConfig, load_config, validate_file
 from agent.errors import EdgesiftError
+from agent.fleet import cli as fleet_cli
+from agent.ingest import cli as ingest_cli
+from agent.uplink import cli as uplink_cli
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -32,6 +35,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     )
     print(f"verdicts: {json.dumps(summary['by_verdict'], sort_keys=True)}")
     print(f"report: {Path(args.out) / REPORT}")
+    uplink_cli.after_replay(args, config, summary)
     return EXIT_OK
 
 
@@ -63,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--out", required=True, metavar="DIR", help="output folder")
     replay.add_argument("--config", metavar="FILE", help="agent config (YAML); defaults when omitted")
     replay.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    uplink_cli.add_broker_option(replay)
     replay.set_defaults(func=_cmd_replay)
 
     config = sub.add_parser("config", help="check or describe configuration files")
@@ -72,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=_cmd_config_validate)
     schema = config_sub.add_parser("schema", help="print the config JSON schema")
     schema.set_defaults(func=_cmd_config_schema)
+    ingest_cli.register(sub)
+    uplink_cli.register(sub)
+    fleet_cli.register(sub)
     return parser
 
 

@@ -7,6 +7,7 @@ installs it where apt-get is available); tests that need it skip with a clear re
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import socket
@@ -77,6 +78,10 @@ class Broker:
             f"log_dest file {self.log_path}",
             *self.extra_conf,
         ]
+        if os.geteuid() == 0 and not any(line.startswith("user ") for line in lines):
+            # As root mosquitto drops to the 'mosquitto' user, which cannot write its persistence file and log
+            # into pytest's 0700 temp folders: restarts would then lose retained messages and sessions.
+            lines.append("user root")
         conf = self.workdir / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n")
         return conf

@@ -1,0 +1,140 @@
+"""Per-vehicle MCAP files of received frames: ROS 2 CompressedImage / PointCloud2 (like kept.mcap) + JSON headers.
+
+One file per vehicle per ingest run: `<out>/<vehicle>/<run id>.mcap`. Every message is its own MCAP chunk, so
+that flush() puts it on disk at once: the receiver fsyncs the files before it commits the index and acks the
+broker. A clean stop (close()) writes the summary and footer; after a crash a file ends without them and is read
+with a streaming reader (`mcap` CLI `recover`, or mcap.stream_reader).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from mcap.well_known import MessageEncoding, Profile, SchemaEncoding
+from mcap.writer import CompressionType, Writer
+from mcap_ros2._dynamic import serialize_dynamic
+
+from agent.replay import msgs
+from agent.replay.mcap_out import IMAGE_TYPE, POINTS_TYPE, image_topic, points_topic
+from agent.spool import JPEG, decompress_points
+from agent.uplink.wire import FrameHeader
+
+log = logging.getLogger(__name__)
+
+HEADERS_TOPIC = "/edgesift/frames"
+HEADER_TYPE = "edgesift.ReceivedFrame"
+_HEADER_SCHEMA = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "title": HEADER_TYPE,
+    "description": "The uplink header of a received frame (see docs/mqtt.md), plus received_ns.",
+    "type": "object",
+    "additionalProperties": True,
+}
+_DROPPED_FIELDS = ("chunk", "chunks", "offset", "v")
+
+
+@dataclass(frozen=True)
+class RosMessage:
+    topic: str
+    type_name: str
+    definition: str
+    message: dict[str, Any]
+
+
+def ros_message(header: FrameHeader, blob: bytes) -> RosMessage:
+    """The ROS 2 message for a frame blob; raises DecodeError when a point blob does not decompress."""
+    if header.encoding == JPEG:
+        message = msgs.compressed_image_msg(header.t_ns, header.sensor, blob)
+        return RosMessage(image_topic(header.sensor), IMAGE_TYPE, msgs.COMPRESSED_IMAGE, message)
+    message = msgs.point_cloud2_msg(header.t_ns, header.sensor, decompress_points(blob))
+    return RosMessage(points_topic(header.sensor), POINTS_TYPE, msgs.POINT_CLOUD2, message)
+
+
+class _VehicleFile:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.stream: IO[bytes] = path.open("xb")
+        # chunk_size=0: each message closes its chunk, so nothing waits in memory for the next fsync
+        self.writer = Writer(self.stream, chunk_size=0, compression=CompressionType.ZSTD)
+        self.writer.start(profile=Profile.ROS2, library="edgesift-ingest")
+        self.schemas: dict[str, tuple[int, Callable[[Any], bytes]]] = {}
+        self.channels: dict[str, int] = {}
+        self.sequence: dict[int, int] = {}
+        schema_id = self.writer.register_schema(HEADER_TYPE, SchemaEncoding.JSONSchema,
+                                                json.dumps(_HEADER_SCHEMA).encode())
+        self.headers = self.writer.register_channel(HEADERS_TOPIC, MessageEncoding.JSON, schema_id)
+        self.dirty = True
+        self.frames = 0
+
+    def add(self, ros: RosMessage, header: FrameHeader, received_ns: int) -> None:
+        if ros.type_name not in self.schemas:
+            schema_id = self.writer.register_schema(ros.type_name, SchemaEncoding.ROS2, ros.definition.encode())
+            self.schemas[ros.type_name] = (schema_id, serialize_dynamic(ros.type_name, ros.definition)[ros.type_name])
+        schema_id, encode = self.schemas[ros.type_name]
+        if ros.topic not in self.channels:
+            self.channels[ros.topic] = self.writer.register_channel(ros.topic, MessageEncoding.CDR, schema_id)
+        t = max(0, header.t_ns)
+        self._add(self.channels[ros.topic], encode(ros.message), t)
+        doc = {k: v for k, v in header.to_dict().items() if k not in _DROPPED_FIELDS}
+        doc["received_ns"] = received_ns
+        self._add(self.headers, json.dumps(doc, separators=(",", ":")).encode(), t)
+        self.frames += 1
+        self.dirty = True
+
+    def _add(self, channel: int, data: bytes, t: int) -> None:
+        sequence = self.sequence.get(channel, 0)
+        self.sequence[channel] = sequence + 1
+        self.writer.add_message(channel, log_time=t, data=data, publish_time=t, sequence=sequence)
+
+    def sync(self) -> None:
+        if self.dirty:
+            self.stream.flush()
+            os.fsync(self.stream.fileno())
+            self.dirty = False
+
+    def close(self) -> None:
+        self.writer.finish()
+        self.dirty = True
+        self.sync()
+        self.stream.close()
+
+
+class McapSink:
+    """Opens a vehicle's file on its first frame; sync() makes everything written so far durable."""
+
+    def __init__(self, out_dir: Path, run_id: str) -> None:
+        self.out_dir = out_dir
+        self.run_id = run_id
+        self._files: dict[str, _VehicleFile] = {}
+
+    def relative_path(self, vehicle: str) -> str:
+        return f"{vehicle}/{self.run_id}.mcap"
+
+    def write(self, vehicle: str, header: FrameHeader, ros: RosMessage, received_ns: int) -> None:
+        file = self._files.get(vehicle)
+        if file is None:
+            file = self._files[vehicle] = _VehicleFile(self.out_dir / self.relative_path(vehicle))
+        file.add(ros, header, received_ns)
+
+    def sync(self) -> None:
+        for file in self._files.values():
+            file.sync()
+
+    def close(self) -> dict[str, int]:
+        """Finish every file (summary + footer); returns frames written per vehicle."""
+        counts = {}
+        for vehicle, file in self._files.items():
+            try:
+                file.close()
+            except (OSError, ValueError) as exc:
+                log.error("ingest: cannot finish %s: %s", file.path, exc)
+            counts[vehicle] = file.frames
+        self._files.clear()
+        return counts
