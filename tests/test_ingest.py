@@ -72,12 +72,12 @@ def test_missing_chunks_are_abandoned_after_the_timeout_and_the_buffer_is_bounde
     jpeg = _jpeg()  # ~90 KB: 3 chunks of 32 KB
     chunks = {n: _frame_messages(jpeg, frame_id=f"partial-{n}", max_payload=32_768) for n in range(4)}
     complete = _frame_messages(jpeg, frame_id="whole", max_payload=32_768)
-    with IngestThread(broker.url, tmp_path / "ingest", reassembly_timeout_s=1.0, max_partial_mb=0.1) as ingest:
+    with IngestThread(broker.url, tmp_path / "ingest", reassembly_timeout_s=2.5, max_partial_mb=0.1) as ingest:
         assert len(complete) == 3
         publish_raw(broker.url, [(TOPIC, chunks[0][0]), (TOPIC, chunks[0][1])])  # 2 of 3 chunks
         wait_for(lambda: ingest.stat("chunks") >= 2, 5, "the chunks")
         assert ingest.ingest.stats()["partial_bytes"] > 0
-        wait_for(lambda: ingest.stat("abandoned_partials") >= 1, 5, "the reassembly timeout")
+        wait_for(lambda: ingest.stat("abandoned_partials") >= 1, 10, "the reassembly timeout")
         # the buffer holds 100 KB: first chunks of three more frames push the oldest partial frames out
         publish_raw(broker.url, [(TOPIC, chunks[n][i]) for n in (1, 2, 3) for i in (0, 1)])
         wait_for(lambda: ingest.stat("abandoned_partials") >= 2, 5, "the buffer bound")
