@@ -70,7 +70,6 @@ class Broker:
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.workdir}/",
             "message_size_limit 0",
-            "max_inflight_messages 0",
             "max_queued_messages 0",
             "log_type error",
             "log_type warning",

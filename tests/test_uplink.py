@@ -77,3 +77,27 @@ def test_replay_streams_through_the_broker_to_the_ingest_byte_identical(
             assert row["sha256"] == images[row["t_ns"]]
         assert row["mcap"] == f"car-7/{mcap_file.name}" and row["scorer"] == "heuristic"
     assert set(received_headers(ingest_out).values()) == {1}
+
+
+def test_default_settings_against_a_broker_with_a_small_receive_maximum(broker, tmp_path: Path) -> None:
+    """Regression: a default mosquitto announces Receive Maximum 20, below the default window of 32. paho refuses to
+    change its in-flight limit on a live connection, and the uplink once died silently in on_connect there."""
+    from uplink_support import IngestThread, fill_spool, open_spool, uplink_config
+
+    from agent.uplink.uplink import Uplink
+
+    small = type(broker)(tmp_path / "small", extra_conf=["max_inflight_messages 5"]).start()
+    try:
+        with open_spool(tmp_path / "spool") as spool, IngestThread(small.url, tmp_path / "ingest") as ingest:
+            expected = set(fill_spool(spool, 40))
+            uplink = Uplink(spool, uplink_config(small.url), "car-9")
+            uplink.start()
+            try:
+                assert uplink.drain(30), uplink.stats()
+            finally:
+                stats = uplink.stop()
+            ingest.wait_frames(len(expected))
+        assert stats.acked == len(expected) and stats.errors == 0
+        assert {row["frame_id"] for row in indexed(tmp_path / "ingest")} == expected
+    finally:
+        small.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import ssl
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ def make_client(
         manual_ack=manual_ack,
     )
     client.suppress_exceptions = True  # a bug in a callback must never kill the network thread
+    client.enable_logger(logging.getLogger("paho"))  # ... but it must be seen: paho logs it at error level
     if parse_broker_url(config.broker).tls:
         _set_tls(client, config)
     if config.username:

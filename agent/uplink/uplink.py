@@ -81,6 +81,7 @@ class Uplink:
         self._retry_at: dict[str, float] = {}  # frame id -> when it may be sent again (refused or queue full)
         self._quiet_until = 0.0  # nobody subscribes (PUBACK 0x10): send nothing until then ...
         self._quiet_delay = 0.0  # ... then probe with one frame; doubles while it stays so, 0 once one got through
+        self._window = config.max_in_flight  # lowered to the broker's Receive Maximum on connect
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._lock = threading.Lock()  # counters, state, error
@@ -189,8 +190,10 @@ class Uplink:
             client.disconnect()  # ends paho's reconnect loop: retrying bad credentials is a reconnect storm
             return
         receive_maximum = getattr(properties, "ReceiveMaximum", None)
-        if receive_maximum:  # the broker's own in-flight limit (MQTT 5), which paho does not apply by itself
-            client.max_inflight_messages_set(min(self.config.max_in_flight, int(receive_maximum)))
+        # The broker's own in-flight limit (MQTT 5; mosquitto's default is 20). paho refuses to change its limit on
+        # a live connection, so the uplink's window honours it instead.
+        self._window = min(self.config.max_in_flight, int(receive_maximum)) if receive_maximum else \
+            self.config.max_in_flight
         resent = self._table.resent_all(self._clock())
         self._count("connects")
         self._count("retried", resent)
@@ -293,7 +296,7 @@ class Uplink:
         if now < self._quiet_until:
             return
         frames, messages, _ = self._table.counts(now)
-        room = self.config.max_in_flight - messages
+        room = self._window - messages
         if self._quiet_delay > 0:  # probing: one frame at a time until one is delivered
             room = 1 if messages == 0 else 0
         if room <= 0:
