@@ -62,6 +62,7 @@ HOSTILE: list[tuple[str, bytes, str]] = [
     ("forbidden_public_key", signed({"version": 6, "remote": {"public_key": public_key_text(OTHER_KEY)}}),
      "remote.public_key"),
     ("forbidden_disable", signed({"version": 6, "remote": {"enabled": False}}), "remote.enabled"),
+    ("forbidden_model_file", signed({"version": 6, "model": {"camera": {"path": "/etc/shadow"}}}), "model.camera.path"),
     ("bad_signature", signed({"version": 6}, OTHER_KEY), "bad signature"),
     ("tampered", envelope({"version": 6, "policy": {"camera": {"keep_harmful": True}}}, "t",
                           sign_config(KEY, {"version": 6})), "bad signature"),

@@ -26,6 +26,9 @@ PROTECTED_KEYS: tuple[str, ...] = (
     "remote.enabled",
     "remote.public_key",
     "remote.state_dir",
+    # Which files the agent loads as models stays a local decision: a remote message must not make it load (or
+    # probe for) arbitrary files. Thresholds, providers, targets and exemplars stay remotely tunable.
+    "model.*path*",
 )
 
 
