@@ -39,6 +39,15 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from agent.app import App  # deferred: keeps `edgesift --help` fast
+    from agent.daemon.lifecycle import setup_logging
+
+    config = load_config(args.config)
+    setup_logging(config.daemon.log_format, logging.INFO - 10 * min(args.verbose, 1))
+    return App(config, args.config).run()
+
+
 def _cmd_config_validate(args: argparse.Namespace) -> int:
     config, issues = validate_file(args.file)
     if config is None:
@@ -69,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     uplink_cli.add_broker_option(replay)
     replay.set_defaults(func=_cmd_replay)
+
+    run = sub.add_parser("run", help="run the on-vehicle daemon: live sources -> score -> spool -> uplink")
+    run.add_argument("--config", required=True, metavar="FILE", help="agent config (YAML); SIGHUP re-reads it")
+    run.set_defaults(func=_cmd_run)
 
     config = sub.add_parser("config", help="check or describe configuration files")
     config_sub = config.add_subparsers(dest="config_command", required=True)

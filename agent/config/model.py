@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from agent.config.base import StrictModel
+from agent.config.daemon import DaemonConfig, SnippetConfig, Sources
 from agent.config.model_cfg import ModelConfig
 from agent.config.remote import RemoteConfig
 from agent.config.uplink import UplinkConfig
@@ -163,6 +164,9 @@ class AgentConfig(StrictModel):
     report: ReportConfig = ReportConfig()
     uplink: UplinkConfig = UplinkConfig()
     remote: RemoteConfig = RemoteConfig()
+    sources: Sources = Field(default_factory=list, max_length=64, description="Live sources of `edgesift run`.")
+    daemon: DaemonConfig = DaemonConfig()
+    snippets: SnippetConfig = SnippetConfig()
 
     @field_validator("vehicle_id")
     @classmethod

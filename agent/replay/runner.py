@@ -14,6 +14,7 @@ from typing import Any
 from tqdm import tqdm
 
 from agent.config.model import AgentConfig
+from agent.daemon.snippets import SnippetKeeper, store_snippet
 from agent.frame import Skip
 from agent.pipeline import FramePipeline
 from agent.policy import Policy, rules
@@ -46,12 +47,15 @@ def _read_records(path: Path) -> Iterator[dict[str, Any]]:
             yield json.loads(line)
 
 
-def _finalise(partial: Path, final: Path, revoked: dict[str, str], present: set[str]) -> list[dict[str, Any]]:
+def _finalise(
+    partial: Path, final: Path, revoked: dict[str, str], present: set[str], snipped: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
     """Rewrite the decisions with each frame's final fate: kept means 'in the spool at the end'."""
     records = []
     with final.open("w", encoding="utf-8") as out:
         for record in _read_records(partial):
             fid = record["frame_id"]
+            record.update(snipped.get(fid, {}))  # dropped by the policy, kept by a snippet window later
             if record["kept"] and fid not in present:
                 record["kept"] = False
                 record["rule"] = revoked.get(fid, rules.DROP_EVICTED)
@@ -69,6 +73,8 @@ def run_replay(inputs: list[str], out_dir: Path, config: AgentConfig, progress: 
     summary = SummaryBuilder()
     thumbs = ThumbnailCollector(config.report.thumbnails_per_group, config.report.thumbnail_width)
     revoked: dict[str, str] = {}
+    snipped: dict[str, dict[str, Any]] = {}  # frame id -> its keep:snippet record
+    snippets = SnippetKeeper(config.snippets)
     partial = out_dir / (DECISIONS + ".partial")
     with Spool.open(_fresh_spool_root(config, out_dir), config.spool) as spool:
         pipeline = FramePipeline(make_scorer(config), Policy(config.policy), spool)
@@ -81,11 +87,13 @@ def run_replay(inputs: list[str], out_dir: Path, config: AgentConfig, progress: 
                     continue
                 outcome = pipeline.process(item)
                 revoked.update(outcome.revoked)
+                for keep in snippets.offer(item, outcome):
+                    snipped[keep.frame_id] = store_snippet(spool, pipeline.scorer, keep)
                 thumbs.offer(item, outcome.record)
                 fh.write(json.dumps(outcome.record, separators=(",", ":")) + "\n")
                 bar.update()
         present = {entry.frame_id for entry in spool.entries()}
-        records = _finalise(partial, out_dir / DECISIONS, revoked, present)
+        records = _finalise(partial, out_dir / DECISIONS, revoked, present, snipped)
         elapsed = time.perf_counter() - started
         for record in records:
             summary.add(record)

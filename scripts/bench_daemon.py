@@ -1,0 +1,190 @@
+"""Benchmark `edgesift run` under a vehicle-like load; prints one JSON document.
+
+Recorded data played at real rate through the daemon's own path (App: source threads -> bounded queues -> scoring
+thread -> policy -> spool): N cameras x F fps of 720p JPEG (frames of the Udacity test video in ../shared/data,
+else the sample drive's KITTI frames, resized to 1280x720) and M LiDARs x 10 Hz of KITTI scans (~120k points).
+Reports CPU %, peak RSS, p50/p99 decision latency (capture to decision), frames shed, and where the scoring
+thread's time goes.
+
+    .venv/bin/python scripts/bench_daemon.py --seconds 20 --cameras 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from agent.app import App  # noqa: E402
+from agent.config import AgentConfig, load_config  # noqa: E402
+from agent.config.daemon import SourceConfig  # noqa: E402
+from agent.daemon.live import READ_TIMEOUT_S, LiveSource  # noqa: E402
+from agent.frame import Encoding, Frame, Item, Modality  # noqa: E402
+
+VIDEO = REPO.parent / "shared" / "data" / "video" / "udacity_vehicle_detection_test_video.mp4"
+
+
+def camera_jpegs(count: int) -> list[bytes]:
+    images = []
+    capture = cv2.VideoCapture(str(VIDEO)) if VIDEO.exists() else None
+    while capture is not None and len(images) < count:
+        ok, image = capture.read()
+        if not ok:
+            break
+        images.append(image)
+    if not images:
+        from conftest import sample_frames
+
+        images = [cv2.imdecode(np.frombuffer(f.payload or b"", np.uint8), cv2.IMREAD_COLOR)
+                  for f in sample_frames("camera")]
+    out = []
+    for image in images:
+        ok, jpeg = cv2.imencode(".jpg", cv2.resize(image, (1280, 720)), [cv2.IMWRITE_JPEG_QUALITY, 85])
+        assert ok
+        out.append(jpeg.tobytes())
+    return out
+
+
+def lidar_scans() -> list[np.ndarray]:
+    from conftest import sample_frames
+
+    return [f.array for f in sample_frames("lidar") if f.array is not None]
+
+
+class PlaybackSource(LiveSource):
+    """Recorded frames played at a fixed rate, stamped with the host clock like a live sensor."""
+
+    def __init__(self, config: SourceConfig, items: list, hz: float, offset: int) -> None:
+        super().__init__(config)
+        self.items, self.period, self.index = items, 1.0 / hz, offset
+        self.next_at = time.monotonic()
+
+    def read(self) -> Item | None:
+        delay = self.next_at - time.monotonic()
+        if delay > READ_TIMEOUT_S:
+            time.sleep(READ_TIMEOUT_S)
+            return None
+        if delay > 0:
+            time.sleep(delay)
+        self.next_at += self.period
+        item = self.items[self.index % len(self.items)]
+        self.index += 1
+        if isinstance(item, bytes):
+            return Frame(self.sensor, Modality.CAMERA, time.time_ns(), self._next_seq(), len(item), "bench",
+                         Encoding.JPEG, item, meta={"width": "1280", "height": "720"})
+        return Frame(self.sensor, Modality.LIDAR, time.time_ns(), self._next_seq(), item.nbytes, "bench",
+                     array=item, meta={"points": str(len(item))})
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--cameras", type=int, default=8)
+    parser.add_argument("--fps", type=float, default=30.0)
+    parser.add_argument("--lidars", type=int, default=2)
+    parser.add_argument("--lidar-hz", type=float, default=10.0)
+    parser.add_argument("--queue-size", type=int, default=8)
+    parser.add_argument("--scoring-threads", type=int, default=2)
+    parser.add_argument("--warmup", type=float, default=3.0,
+                        help="seconds before measuring (start-up keeps a burst of novel frames: spool fsyncs)")
+    parser.add_argument("--config", help="agent config to start from (sources are replaced)")
+    args = parser.parse_args()
+
+    jpegs, scans = camera_jpegs(60), lidar_scans()
+    with tempfile.TemporaryDirectory() as tmp:
+        base = load_config(args.config)
+        sources = [{"type": "folder", "name": f"cam{i}", "path": tmp, "queue_size": args.queue_size}
+                   for i in range(args.cameras)]
+        sources += [{"type": "folder", "name": f"lidar{i}", "path": tmp, "queue_size": args.queue_size}
+                    for i in range(args.lidars)]
+        data = base.model_dump(mode="json")
+        data.update(sources=sources, spool={**data["spool"], "path": str(Path(tmp) / "spool")})
+        data["uplink"]["enabled"] = False
+        data["daemon"]["scoring_threads"] = args.scoring_threads
+        config = AgentConfig.model_validate(data)
+
+        def factory(cfg: SourceConfig) -> LiveSource:
+            index = int(cfg.name.lstrip("camlidr"))
+            if cfg.name.startswith("cam"):
+                return PlaybackSource(cfg, jpegs, args.fps, index * 7)
+            return PlaybackSource(cfg, scans, args.lidar_hz, index * 3)
+
+        app = App(config, source_factory=factory)
+        latencies: list[float] = []
+        handle_s: list[float] = []
+        decided = app.metrics.decided
+
+        def record(rec: dict, latency: float, score_s: float) -> None:
+            latencies.append(latency)
+            decided(rec, latency, score_s)
+
+        app.metrics.decided = record  # type: ignore[method-assign]
+        inner = app._handle
+
+        def timed(frame: Frame) -> None:
+            started = time.perf_counter()
+            inner(frame)
+            handle_s.append(time.perf_counter() - started)
+
+        for loop in app.scoring:
+            loop._handle = timed  # type: ignore[attr-defined]
+        proc = psutil.Process()
+        app.start()
+        server = threading.Thread(target=app.serve, daemon=True)
+        server.start()
+        time.sleep(args.warmup)  # start-up transient: every sensor's first frames are novel and kept
+        latencies.clear()
+        handle_s.clear()
+        shed_start = sum(app.hub.shed().values())
+        cpu0, wall0, peak = proc.cpu_times(), time.monotonic(), 0
+        while time.monotonic() - wall0 < args.seconds:
+            time.sleep(0.2)
+            peak = max(peak, proc.memory_info().rss)
+        cpu1, wall = proc.cpu_times(), time.monotonic() - wall0
+        shed = {k: v for k, v in app.hub.shed().items() if v}
+        inference = app.metrics.inference
+        app.request_stop()
+        server.join(30)
+
+    lat = np.array(latencies) * 1000 if latencies else np.zeros(1)
+    cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    score_sum = {m: inference.labels(m)._sum.get() for m in ("camera", "lidar")}
+    result = {
+        "load": {"cameras": args.cameras, "fps": args.fps, "lidars": args.lidars, "lidar_hz": args.lidar_hz,
+                 "camera": "1280x720 JPEG", "lidar_points": int(np.mean([len(s) for s in scans])),
+                 "seconds": round(wall, 1), "warmup_s": args.warmup,
+                 "scoring_threads": args.scoring_threads},
+        "frames_decided": len(latencies),
+        "frames_offered_per_s": round(args.cameras * args.fps + args.lidars * args.lidar_hz, 1),
+        "frames_decided_per_s": round(len(latencies) / wall, 1),
+        "cpu_percent": round(100 * cpu_s / wall, 1),
+        "cpu_cores": psutil.cpu_count(),
+        "peak_rss_mb": round(peak / 2**20, 1),
+        "latency_ms": {"p50": round(float(np.percentile(lat, 50)), 2), "p99": round(float(np.percentile(lat, 99)), 2),
+                       "max": round(float(lat.max()), 2)},
+        "shed": sum(shed.values()) - shed_start, "shed_by_sensor": shed,
+        "scoring_thread": {"busy_percent": round(100 * sum(handle_s) / wall, 1),
+                           "mean_handle_ms": round(1000 * float(np.mean(handle_s or [0])), 2),
+                           "p99_handle_ms": round(1000 * float(np.percentile(handle_s or [0], 99)), 2),
+                           "max_handle_ms": round(1000 * float(np.max(handle_s or [0])), 2),
+                           "scoring_s_by_modality": {k: round(v, 2) for k, v in score_sum.items()}},
+        "kept": sum(app.metrics.snapshot().get("kept", {}).values()),
+    }
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
