@@ -14,6 +14,7 @@ import numpy as np
 
 from agent.config.model_cfg import ByoModelConfig, ModelConfig, ProxyModelSpec
 from agent.errors import ConfigError
+from agent.model.calibration import DistanceCalibration
 from agent.model.preprocess import BevBuilder, ScanStats, normalise
 from agent.model.runtime import ModelRuntime
 from agent.model.signals import binary_uncertainty, entropy_margin, softmax
@@ -50,6 +51,7 @@ class ProxyModel:
         self._centroids = np.asarray(meta.ood_centroids, np.float32) if meta.ood_centroids else None
         self._faults = meta.fault_classes
         self.embedding_dim = int(self.runtime.session.get_outputs()[0].shape[-1])
+        self.calibration = DistanceCalibration.from_metadata(meta.extra, spec.path)
 
     def run(self, batch: np.ndarray) -> list[ProxyOutput]:
         out = self.runtime.run(batch)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 
 import numpy as np
 
@@ -13,19 +12,8 @@ from agent.frame import Frame, Modality
 from agent.scoring import camera_checks, lidar_checks
 from agent.scoring.base import Label, Verdict
 from agent.scoring.memory import DescriptorMemory
+from agent.scoring.usefulness import Pending, resolve
 from agent.sources.decode import image_of, points_of
-
-NOVELTY_SPAN = 4.0  # a frame this many redundancy-thresholds away from anything kept scores 1.0
-
-
-def usefulness(distance: float, threshold: float) -> tuple[Label, float, str]:
-    """Map the distance to the nearest kept descriptor to a label, a score in [0, 1] and a reason."""
-    if math.isinf(distance):
-        return Label.HELPFUL, 1.0, "novel"
-    if distance <= threshold:
-        return Label.USELESS, round(0.5 * distance / threshold, 4) if threshold > 0 else 0.0, "redundant"
-    excess = (distance - threshold) / max(threshold * NOVELTY_SPAN, 1e-9)
-    return Label.HELPFUL, round(0.5 + 0.5 * min(1.0, excess), 4), "novel"
 
 
 class HeuristicScorer:
@@ -42,6 +30,10 @@ class HeuristicScorer:
         self._camera_baseline = camera_checks.CameraBaseline()
 
     def score(self, frame: Frame) -> Verdict:
+        return resolve(self.assess(frame), lambda descriptor: self._memory.nearest(frame.sensor, descriptor))
+
+    def assess(self, frame: Frame) -> Verdict | Pending:
+        """Everything but the distance to the kept memory: a harmful Verdict, or a Pending one (see usefulness)."""
         try:
             if frame.modality is Modality.CAMERA:
                 return self._score_camera(frame)
@@ -53,7 +45,7 @@ class HeuristicScorer:
         if verdict.descriptor is not None and verdict.label is not Label.HARMFUL:
             self._memory.add(frame.sensor, verdict.descriptor)
 
-    def _score_camera(self, frame: Frame) -> Verdict:
+    def _score_camera(self, frame: Frame) -> Verdict | Pending:
         cfg = self._cfg.camera
         digest = hashlib.blake2b(frame.payload, digest_size=16).digest() if frame.payload else b""
         repeated = bool(digest) and self._previous_digest.get(frame.sensor) == digest
@@ -67,22 +59,19 @@ class HeuristicScorer:
         self._previous_digest[frame.sensor] = digest
         if not found:
             self._camera_baseline.update(frame.sensor, signals)
-        return self._verdict(frame, found, signals.descriptor, signals.as_dict(), cfg.redundant_max_distance)
+        return self._verdict(found, signals.descriptor, signals.as_dict(), cfg.redundant_max_distance)
 
-    def _score_lidar(self, frame: Frame) -> Verdict:
+    def _score_lidar(self, frame: Frame) -> Verdict | Pending:
         cfg = self._cfg.lidar
         signals = lidar_checks.measure(points_of(frame), cfg)
         found = lidar_checks.faults(signals, cfg, self._lidar_baseline.typical(frame.sensor))
         if not found:
             self._lidar_baseline.update(frame.sensor, signals)
-        return self._verdict(frame, found, signals.descriptor, signals.as_dict(), cfg.redundant_max_distance)
+        return self._verdict(found, signals.descriptor, signals.as_dict(), cfg.redundant_max_distance)
 
-    def _verdict(
-        self, frame: Frame, found: list[str], descriptor: np.ndarray | None, signals: dict[str, float], thr: float
-    ) -> Verdict:
+    @staticmethod
+    def _verdict(found: list[str], descriptor: np.ndarray | None, signals: dict[str, float], thr: float
+                 ) -> Verdict | Pending:
         if found or descriptor is None:
             return Verdict(Label.HARMFUL, 0.0, tuple(found) or ("empty",), descriptor, signals)
-        distance = self._memory.nearest(frame.sensor, descriptor)
-        label, score, reason = usefulness(distance, thr)
-        signals["distance"] = round(distance, 5) if not math.isinf(distance) else -1.0
-        return Verdict(label, score, (reason,), descriptor, signals)
+        return Pending(descriptor, signals, thr)

@@ -10,7 +10,6 @@ with (undecodable, frozen, NaN, too few points). Every verdict names the signal(
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,8 +25,8 @@ from agent.model.preprocess import decode_width
 from agent.model.proxy_model import ByoModel, CameraModel, LidarModel, ProxyModel, ProxyOutput
 from agent.model.signals import EmbeddingBank, load_embeddings, unit_rows
 from agent.scoring.base import Label, Verdict
-from agent.scoring.heuristic import usefulness
 from agent.scoring.memory import DescriptorMemory
+from agent.scoring.usefulness import Pending, finite, resolve
 from agent.sources.decode import decode_image_bytes, image_of, points_of
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -87,7 +86,15 @@ class ProxyScorer:
 
     def score_batch(self, frames: Sequence[Frame]) -> list[Verdict]:
         """Verdicts for frames of any sensors; each modality's frames go through its model as one batch."""
-        verdicts: list[Verdict | None] = [None] * len(frames)
+        return [resolve(a, lambda d, s=f.sensor: self._memory.nearest(s, d))
+                for f, a in zip(frames, self.assess_batch(frames), strict=True)]
+
+    def assess(self, frame: Frame) -> Verdict | Pending:
+        return self.assess_batch([frame])[0]
+
+    def assess_batch(self, frames: Sequence[Frame]) -> list[Verdict | Pending]:
+        """Everything but the distance to the kept memory (see agent.scoring.usefulness), batched per model."""
+        verdicts: list[Verdict | Pending | None] = [None] * len(frames)
         pending: dict[Modality, list[tuple[int, np.ndarray, dict[str, float]]]] = {m: [] for m in Modality}
         for i, frame in enumerate(frames):
             try:
@@ -156,35 +163,27 @@ class ProxyScorer:
 
     # -- the decision --------------------------------------------------------------------------------------------
 
-    def _verdict(self, frame: Frame, out: ProxyOutput, signals: dict[str, float]) -> Verdict:
+    def _verdict(self, frame: Frame, out: ProxyOutput, signals: dict[str, float]) -> Verdict | Pending:
         cfg = self._cfg
-        spec = cfg.camera if frame.modality is Modality.CAMERA else cfg.lidar
+        camera = frame.modality is Modality.CAMERA
+        spec, model = (cfg.camera, self.camera) if camera else (cfg.lidar, self.lidar)
         emb = out.embedding
         signals.update({"p_harmful": round(out.harmful, 4), "ood": round(out.ood, 4)})
         if out.harmful >= spec.harmful_min_prob:
             return Verdict(Label.HARMFUL, 0.0, (f"fault_{out.fault}",), emb, signals)
         if cfg.ood_harmful_ratio > 0 and out.ood >= cfg.ood_harmful_ratio:
             return Verdict(Label.HARMFUL, 0.0, ("out_of_domain",), emb, signals)
-        recent = self._memory.nearest(frame.sensor, emb)
-        fleet = self._fleet[frame.modality].nearest(emb)
-        distance = min(recent, fleet)
-        label, score, reason = usefulness(distance, spec.redundant_max_distance)
-        if reason == "redundant" and fleet < recent:
-            reason = "redundant_fleet"
-        signals.update({"distance": _finite(recent), "fleet_distance": _finite(fleet)})
+        calibrate = model.calibration
+        fleet = calibrate(self._fleet[frame.modality].nearest(emb))
         uncertainty = self._uncertainty(out, signals)
-        if label is Label.USELESS:
-            return Verdict(label, score, (reason,), emb, signals)
-        reasons = [reason]
+        boosts = []
         if uncertainty is not None and uncertainty >= cfg.uncertain_min_entropy and out.ood < 1.0:
-            reasons.append("uncertain")  # unsure while in-domain: informative, not junk
-            score += cfg.uncertainty_boost
-        target = self._targets[frame.modality].nearest(emb)
-        signals["target_distance"] = _finite(target)
+            boosts.append(("uncertain", cfg.uncertainty_boost))  # unsure while in-domain: informative, not junk
+        target = calibrate(self._targets[frame.modality].nearest(emb))
+        signals["target_distance"] = finite(target)
         if target <= spec.target_max_distance:
-            reasons.append("target")
-            score += spec.target_boost
-        return Verdict(Label.HELPFUL, round(min(1.0, score), 4), tuple(reasons), emb, signals)
+            boosts.append(("target", spec.target_boost))
+        return Pending(emb, signals, spec.redundant_max_distance, fleet, tuple(boosts), calibrate)
 
     def _uncertainty(self, out: ProxyOutput, signals: dict[str, float]) -> float | None:
         own = out.entropy
@@ -202,6 +201,3 @@ class ProxyScorer:
             out["byo"] = self.byo.timer.summary()
         return out
 
-
-def _finite(value: float) -> float:
-    return round(value, 5) if not math.isinf(value) else -1.0
