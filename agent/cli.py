@@ -14,6 +14,7 @@ from agent.config import AgentConfig, load_config, validate_file
 from agent.errors import EdgesiftError
 from agent.fleet import cli as fleet_cli
 from agent.ingest import cli as ingest_cli
+from agent.tune import cli as tune_cli
 from agent.uplink import cli as uplink_cli
 
 EXIT_OK = 0
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=_cmd_config_validate)
     schema = config_sub.add_parser("schema", help="print the config JSON schema")
     schema.set_defaults(func=_cmd_config_schema)
+    tune_cli.register(sub)
     ingest_cli.register(sub)
     uplink_cli.register(sub)
     fleet_cli.register(sub)

@@ -1,0 +1,1 @@
+"""`edgesift tune`: what-if sweeps over recorded drives, budget-driven config suggestions, baselines."""

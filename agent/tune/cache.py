@@ -1,0 +1,75 @@
+"""Score a recording once: every frame's assessed verdict (see agent.scoring.usefulness) plus baseline features.
+
+Only what a sweep needs is kept per frame (a payload-free Frame, the verdict or pending verdict with its
+descriptor, small differencing images): about 10 KB per frame, so a 10-minute drive at 20 frames/s fits in
+about 120 MB.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from tqdm import tqdm
+
+from agent.config.model import AgentConfig
+from agent.frame import Frame, Modality, Skip
+from agent.scoring.base import Verdict
+from agent.scoring.factory import make_scorer
+from agent.scoring.usefulness import Pending
+from agent.sources import merge, open_inputs
+from agent.tune.features import FeatureExtractor, Features
+
+
+@dataclass(slots=True)
+class CachedFrame:
+    frame: Frame  # payload and array dropped
+    assessed: Verdict | Pending
+    features: Features
+
+
+@dataclass
+class ScoreCache:
+    frames: list[CachedFrame]
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    scorer: str = ""
+    score_s: float = 0.0
+
+    def of(self, modality: Modality) -> list[int]:
+        """Indices of this modality's frames, in time order."""
+        return [i for i, c in enumerate(self.frames) if c.frame.modality is modality]
+
+    @property
+    def duration_s(self) -> float:
+        """Span of the recording, plus one median frame gap so that a one-frame drive is not 0 s long."""
+        times = sorted(c.frame.t_ns for c in self.frames)
+        if len(times) < 2:
+            return 1.0
+        gaps = sorted(b - a for a, b in itertools.pairwise(times) if b > a)
+        step = gaps[len(gaps) // 2] if gaps else 0
+        return max(1e-3, (times[-1] - times[0] + step) / 1e9)
+
+
+def score_recording(
+    inputs: list[str], config: AgentConfig, baselines: bool = True, progress: bool | None = None
+) -> ScoreCache:
+    """Run every input frame through the configured scorer's history-independent step, once."""
+    sources = open_inputs(inputs, config.inputs)
+    scorer = make_scorer(config)
+    assess = scorer.assess  # type: ignore[attr-defined]  # both shipped scorers split their verdicts
+    extract = FeatureExtractor(config, with_model=baselines)
+    started = time.perf_counter()
+    frames: list[CachedFrame] = []
+    skipped: list[dict[str, Any]] = []
+    with tqdm(desc="score", unit="frame", disable=None if progress is None else not progress, leave=False) as bar:
+        for item in merge(sources, config.inputs.max_frames):
+            if isinstance(item, Skip):
+                skipped.append(item.as_dict())
+                continue
+            features = extract(item) if baselines else Features(None, None, None)
+            assessed = assess(item)
+            frames.append(CachedFrame(replace(item, payload=None, array=None), assessed, features))
+            bar.update()
+    return ScoreCache(frames, skipped, scorer.name, time.perf_counter() - started)

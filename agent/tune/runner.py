@@ -1,0 +1,145 @@
+"""`edgesift tune`: score a recording once, sweep the policy, compare with baselines, suggest a config."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from agent.config.model import AgentConfig
+from agent.frame import Modality
+from agent.remote.merge import deep_merge
+from agent.tune.baselines import run_baselines
+from agent.tune.cache import ScoreCache, score_recording
+from agent.tune.labels import UNKNOWN, find_labels, load_labels, rates
+from agent.tune.report import write_sweep_html
+from agent.tune.simulate import simulate
+from agent.tune.sweep import (
+    Combined,
+    Row,
+    Target,
+    base_knobs,
+    budget_candidates,
+    combine,
+    grid,
+    suggest,
+    sweep_modality,
+)
+
+SWEEP_JSON = "sweep.json"
+SWEEP_HTML = "sweep.html"
+SUGGESTED = "suggested.yaml"
+
+
+def truth_of(cache: ScoreCache, labels_path: Path | None) -> tuple[np.ndarray, dict[str, Any]]:
+    truth = np.full(len(cache.frames), UNKNOWN, dtype=np.int8)
+    if labels_path is None:
+        return truth, {"path": None}
+    labels = load_labels(labels_path)
+    faults: list[str | None] = [None] * len(cache.frames)
+    for i, cached in enumerate(cache.frames):
+        hit = labels.get((cached.frame.sensor, cached.frame.seq))
+        if hit is not None:
+            truth[i], faults[i] = hit
+    return truth, {"path": str(labels_path), "matched": int((truth != UNKNOWN).sum()), "frames": len(truth)}
+
+
+def pseudo_truth(cache: ScoreCache, truth: np.ndarray, config: AgentConfig) -> None:
+    """Without labels, the current config's verdicts stand in for them: a suggestion then keeps as much as it can
+    of what the current config judges helpful, and catches what it judges harmful, within the budget."""
+    for modality in Modality:
+        idx = cache.of(modality)
+        if idx:
+            outcome = simulate(cache.frames, idx, base_knobs(config, cache.scorer, modality),
+                               config.scoring.memory_size)
+            truth[idx] = outcome.verdict
+
+
+def _row_json(row: Row) -> dict[str, Any]:
+    return {"modality": row.modality, "knobs": row.knobs.as_dict(), **row.metrics}
+
+
+def _combined_json(c: Combined) -> dict[str, Any]:
+    return {"camera": c.camera.knobs.as_dict() if c.camera else None,
+            "lidar": c.lidar.knobs.as_dict() if c.lidar else None, **c.metrics}
+
+
+def suggested_config(config: AgentConfig, scorer: str, choice: Combined) -> dict[str, Any]:
+    """The user's config with the chosen setting applied and the version raised (ready for fleet config push)."""
+    data = config.model_dump(mode="json", exclude_unset=True)
+    patch: dict[str, Any] = {"version": config.version + 1, "policy": {}}
+    for row in (choice.camera, choice.lidar):
+        if row is None:
+            continue
+        k = row.knobs
+        patch["policy"][row.modality] = {
+            "keep_min_score": k.keep_min_score, "keep_harmful": k.keep_harmful, "coverage_every_s": k.coverage_every_s,
+            "budget": {"frames_per_min": k.frames_per_min, "mb_per_min": k.mb_per_min},
+        }
+        home = "model" if scorer == "proxy" else "scoring"
+        if home == "model":  # the model specs have required keys: carry the whole spec
+            spec = getattr(config.model, row.modality).model_dump(mode="json")
+            patch.setdefault("model", {})[row.modality] = {**spec, "redundant_max_distance": k.redundant_max_distance}
+        else:
+            patch.setdefault("scoring", {})[row.modality] = {"redundant_max_distance": k.redundant_max_distance}
+    merged = deep_merge(data, patch)
+    AgentConfig.model_validate(merged)  # what we hand out must load
+    return merged
+
+
+def _baseline_table(cache: ScoreCache, truth: np.ndarray, ours: Combined, name: str) -> list[dict[str, Any]]:
+    budgets = {Modality.CAMERA: ours.camera.metrics["kept"] if ours.camera else 0,
+               Modality.LIDAR: ours.lidar.metrics["kept"] if ours.lidar else 0}
+    nbytes = np.array([c.frame.nbytes for c in cache.frames], dtype=np.int64)
+    table = [{"method": f"edgesift ({name})", **ours.metrics}]
+    for method, kept in run_baselines(cache, budgets).items():
+        table.append({"method": method, **rates(kept, truth, nbytes, cache.duration_s)})
+    return table
+
+
+def run_tune(
+    inputs: list[str], out_dir: Path, config: AgentConfig, target: Target, labels: Path | None = None,
+    baselines: bool = True, progress: bool | None = None,
+) -> dict[str, Any]:
+    cache = score_recording(inputs, config, baselines=baselines, progress=progress)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    truth, label_info = truth_of(cache, labels or find_labels(inputs))
+    started = time.perf_counter()
+    if label_info["path"] is None:
+        pseudo_truth(cache, truth, config)
+        label_info["pseudo"] = "verdicts under the current config (no labels file)"
+    rows: dict[Modality, list[Row]] = {}
+    current: dict[Modality, Row | None] = {}
+    for modality in Modality:
+        base = base_knobs(config, cache.scorer, modality)
+        settings = grid(base, budget_candidates(cache, modality, target))
+        rows[modality] = sweep_modality(cache, modality, settings, truth, config.scoring.memory_size)
+        current[modality] = next((r for r in rows[modality] if r.knobs == base), None)
+    now = combine(cache, truth, current[Modality.CAMERA], current[Modality.LIDAR])
+    choice, pairs = suggest(cache, truth, rows[Modality.CAMERA], rows[Modality.LIDAR], target) if target.given \
+        else (None, 0)
+    sweep_s = time.perf_counter() - started
+    result: dict[str, Any] = {
+        "inputs": list(inputs), "scorer": cache.scorer, "frames": len(cache.frames),
+        "skipped": len(cache.skipped), "duration_s": round(cache.duration_s, 3), "labels": label_info,
+        "timing": {"score_s": round(cache.score_s, 2), "sweep_s": round(sweep_s, 2),
+                   "settings": sum(len(r) for r in rows.values()), "pairs_compared": pairs},
+        "current": _combined_json(now),
+        "target": {"mb_per_hour": target.mb_per_hour, "keep_rate": target.keep_rate},
+        "suggested": _combined_json(choice) if choice else None,
+        "settings": [_row_json(r) for modality in Modality for r in rows[modality]],
+    }
+    if baselines:
+        ours, name = (choice, "suggested") if choice else (now, "current config")
+        result["baselines"] = _baseline_table(cache, truth, ours, name)
+    if choice is not None:
+        text = yaml.safe_dump(suggested_config(config, cache.scorer, choice), sort_keys=False)
+        (out_dir / SUGGESTED).write_text(f"# edgesift tune: suggested for {target.mb_per_hour or '-'} MB/h, "
+                                         f"keep rate {target.keep_rate or '-'}\n" + text, encoding="utf-8")
+    (out_dir / SWEEP_JSON).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    write_sweep_html(out_dir / SWEEP_HTML, result)
+    return result
