@@ -6,10 +6,16 @@ Redundancy: real sequences (the stop-and-go KITTI drive, two highway videos, KIT
 the pipeline's memory (kept = not harmful); the fraction judged useless, and re-encoded duplicates caught.
 
     python scripts/evaluate.py > evaluate.json        # needs ../shared/data and imagecorruptions (train extra)
+    python scripts/evaluate.py --drive runs/eval/idle  # also: labelled drives from scripts/make_eval_drive.py
+
+Labelled drives (--drive DIR holding drive.mcap + labels.jsonl, repeatable): each scorer's verdicts with the
+default policy, per labelled class and per fault type: judged harmful (recall), not kept (caught), and the
+false-harmful rate on frames labelled helpful or useless.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -137,8 +143,48 @@ def redundancy() -> dict:
     return result
 
 
+def labelled_drive(folder: Path) -> dict:
+    from agent.config.model import AgentConfig
+    from agent.frame import Modality
+    from agent.tune.cache import score_recording
+    from agent.tune.labels import caught_by_fault, rates
+    from agent.tune.runner import truth_of
+    from agent.tune.simulate import simulate
+    from agent.tune.sweep import base_knobs
+
+    result: dict = {}
+    for kind in ("heuristic", "proxy"):
+        config = AgentConfig.model_validate({"scoring": {"kind": kind}})
+        cache = score_recording([str(folder / "drive.mcap")], config, baselines=False, progress=False)
+        truth, faults, _ = truth_of(cache, folder / "labels.jsonl")
+        kept = np.zeros(len(cache.frames), dtype=bool)
+        verdict = np.zeros(len(cache.frames), dtype=np.int8)
+        for modality in Modality:
+            idx = cache.of(modality)
+            if idx:
+                out = simulate(cache.frames, idx, base_knobs(config, kind, modality), config.scoring.memory_size)
+                kept[idx], verdict[idx] = out.kept, out.verdict
+        nbytes = np.array([c.frame.nbytes for c in cache.frames])
+        judged = verdict == 2
+        recall = {f: round(float(np.mean([judged[i] for i, g in enumerate(faults) if g == f])), 4)
+                  for f in sorted({g for g in faults if g})}
+        clean = (truth == 0) | (truth == 1)
+        result[kind] = {**rates(kept, truth, nbytes, cache.duration_s), "harmful_recall_by_fault": recall,
+                        "harmful_caught_by_fault": caught_by_fault(kept, faults),
+                        "false_harmful": round(float(judged[clean].mean()), 4) if clean.any() else None}
+    return result
+
+
 def main() -> None:
-    out = {"camera_harmful": camera_harm(7), "lidar_harmful": lidar_harm(7), "redundancy": redundancy()}
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--drive", action="append", type=Path, default=[], help="labelled drive folder")
+    parser.add_argument("--drives-only", action="store_true", help="skip the held-out frame evaluation")
+    args = parser.parse_args()
+    out: dict = {}
+    if not args.drives_only:
+        out = {"camera_harmful": camera_harm(7), "lidar_harmful": lidar_harm(7), "redundancy": redundancy()}
+    if args.drive:
+        out["labelled_drives"] = {str(d): labelled_drive(d) for d in args.drive}
     print(json.dumps(out, indent=2))
 
 

@@ -69,3 +69,12 @@ def rates(kept: np.ndarray, truth: np.ndarray, nbytes: np.ndarray, duration_s: f
             hits = kept[mask] if want_kept else ~kept[mask]
             out[name] = round(float(hits.mean()), 4) if mask.any() else None
     return out
+
+
+def caught_by_fault(kept: np.ndarray, faults: Sequence[str | None]) -> dict[str, float]:
+    """Per fault type, the fraction of its frames not kept."""
+    out: dict[str, list[bool]] = {}
+    for flag, fault in zip(kept, faults, strict=True):
+        if fault:
+            out.setdefault(fault, []).append(not flag)
+    return {fault: round(float(np.mean(hits)), 4) for fault, hits in sorted(out.items())}

@@ -15,7 +15,7 @@ from agent.frame import Modality
 from agent.remote.merge import deep_merge
 from agent.tune.baselines import run_baselines
 from agent.tune.cache import ScoreCache, score_recording
-from agent.tune.labels import UNKNOWN, find_labels, load_labels, rates
+from agent.tune.labels import UNKNOWN, caught_by_fault, find_labels, load_labels, rates
 from agent.tune.report import write_sweep_html
 from agent.tune.simulate import simulate
 from agent.tune.sweep import (
@@ -35,17 +35,18 @@ SWEEP_HTML = "sweep.html"
 SUGGESTED = "suggested.yaml"
 
 
-def truth_of(cache: ScoreCache, labels_path: Path | None) -> tuple[np.ndarray, dict[str, Any]]:
+def truth_of(cache: ScoreCache, labels_path: Path | None) -> tuple[np.ndarray, list[str | None], dict[str, Any]]:
+    """Label codes (UNKNOWN where unlabelled) and fault types per cached frame, and what was read."""
     truth = np.full(len(cache.frames), UNKNOWN, dtype=np.int8)
     if labels_path is None:
-        return truth, {"path": None}
+        return truth, [None] * len(truth), {"path": None}
     labels = load_labels(labels_path)
     faults: list[str | None] = [None] * len(cache.frames)
     for i, cached in enumerate(cache.frames):
         hit = labels.get((cached.frame.sensor, cached.frame.seq))
         if hit is not None:
             truth[i], faults[i] = hit
-    return truth, {"path": str(labels_path), "matched": int((truth != UNKNOWN).sum()), "frames": len(truth)}
+    return truth, faults, {"path": str(labels_path), "matched": int((truth != UNKNOWN).sum()), "frames": len(truth)}
 
 
 def pseudo_truth(cache: ScoreCache, truth: np.ndarray, config: AgentConfig) -> None:
@@ -63,9 +64,12 @@ def _row_json(row: Row) -> dict[str, Any]:
     return {"modality": row.modality, "knobs": row.knobs.as_dict(), **row.metrics}
 
 
-def _combined_json(c: Combined) -> dict[str, Any]:
-    return {"camera": c.camera.knobs.as_dict() if c.camera else None,
-            "lidar": c.lidar.knobs.as_dict() if c.lidar else None, **c.metrics}
+def _combined_json(c: Combined, faults: list[str | None]) -> dict[str, Any]:
+    out = {"camera": c.camera.knobs.as_dict() if c.camera else None,
+           "lidar": c.lidar.knobs.as_dict() if c.lidar else None, **c.metrics}
+    if any(faults):
+        out["harmful_caught_by_fault"] = caught_by_fault(c.kept, faults)
+    return out
 
 
 def suggested_config(config: AgentConfig, scorer: str, choice: Combined) -> dict[str, Any]:
@@ -91,13 +95,18 @@ def suggested_config(config: AgentConfig, scorer: str, choice: Combined) -> dict
     return merged
 
 
-def _baseline_table(cache: ScoreCache, truth: np.ndarray, ours: Combined, name: str) -> list[dict[str, Any]]:
+def _baseline_table(
+    cache: ScoreCache, truth: np.ndarray, faults: list[str | None], ours: Combined, name: str
+) -> list[dict[str, Any]]:
     budgets = {Modality.CAMERA: ours.camera.metrics["kept"] if ours.camera else 0,
                Modality.LIDAR: ours.lidar.metrics["kept"] if ours.lidar else 0}
     nbytes = np.array([c.frame.nbytes for c in cache.frames], dtype=np.int64)
-    table = [{"method": f"edgesift ({name})", **ours.metrics}]
+    table = [{"method": f"edgesift ({name})", **_combined_json(ours, faults)}]
     for method, kept in run_baselines(cache, budgets).items():
-        table.append({"method": method, **rates(kept, truth, nbytes, cache.duration_s)})
+        row = {"method": method, **rates(kept, truth, nbytes, cache.duration_s)}
+        if any(faults):
+            row["harmful_caught_by_fault"] = caught_by_fault(kept, faults)
+        table.append(row)
     return table
 
 
@@ -107,7 +116,7 @@ def run_tune(
 ) -> dict[str, Any]:
     cache = score_recording(inputs, config, baselines=baselines, progress=progress)
     out_dir.mkdir(parents=True, exist_ok=True)
-    truth, label_info = truth_of(cache, labels or find_labels(inputs))
+    truth, faults, label_info = truth_of(cache, labels or find_labels(inputs))
     started = time.perf_counter()
     if label_info["path"] is None:
         pseudo_truth(cache, truth, config)
@@ -128,14 +137,14 @@ def run_tune(
         "skipped": len(cache.skipped), "duration_s": round(cache.duration_s, 3), "labels": label_info,
         "timing": {"score_s": round(cache.score_s, 2), "sweep_s": round(sweep_s, 2),
                    "settings": sum(len(r) for r in rows.values()), "pairs_compared": pairs},
-        "current": _combined_json(now),
+        "current": _combined_json(now, faults),
         "target": {"mb_per_hour": target.mb_per_hour, "keep_rate": target.keep_rate},
-        "suggested": _combined_json(choice) if choice else None,
+        "suggested": _combined_json(choice, faults) if choice else None,
         "settings": [_row_json(r) for modality in Modality for r in rows[modality]],
     }
     if baselines:
         ours, name = (choice, "suggested") if choice else (now, "current config")
-        result["baselines"] = _baseline_table(cache, truth, ours, name)
+        result["baselines"] = _baseline_table(cache, truth, faults, ours, name)
     if choice is not None:
         text = yaml.safe_dump(suggested_config(config, cache.scorer, choice), sort_keys=False)
         (out_dir / SUGGESTED).write_text(f"# edgesift tune: suggested for {target.mb_per_hour or '-'} MB/h, "

@@ -115,6 +115,7 @@ class Combined:
     camera: Row | None
     lidar: Row | None
     metrics: dict[str, Any]
+    kept: np.ndarray = field(repr=False)  # over all cached frames
 
 
 def combine(cache: ScoreCache, truth: np.ndarray, camera: Row | None, lidar: Row | None) -> Combined:
@@ -123,7 +124,7 @@ def combine(cache: ScoreCache, truth: np.ndarray, camera: Row | None, lidar: Row
         if row is not None:
             kept[cache.of(modality)] = row.outcome.kept
     nbytes = np.array([c.frame.nbytes for c in cache.frames], dtype=np.int64)
-    return Combined(camera, lidar, rates(kept, truth, nbytes, cache.duration_s))
+    return Combined(camera, lidar, rates(kept, truth, nbytes, cache.duration_s), kept)
 
 
 def _pair(a: Row | None, b: Row | None, duration_s: float) -> tuple[dict[str, int], float, float]:
