@@ -144,3 +144,33 @@ def test_real_stills_night_snow_and_nuscenes_are_not_harmful(shared_data) -> Non
         frame = Frame(path.stem, Modality.CAMERA, 0, 0, len(data), str(path), Encoding.JPEG, data)
         verdict = HeuristicScorer(ScoringConfig()).score(frame)
         assert verdict.label is not Label.HARMFUL, (path.name, verdict)
+
+
+@pytest.mark.parametrize("sigma", [45.0, 60.0])  # heavy noise: at analysis width (~4x smaller) it is ~10
+def test_heavy_pixel_noise_on_a_real_frame_is_noisy_and_mild_noise_is_not(sigma: float) -> None:
+    image = _real_image(3)
+    rng = np.random.default_rng(2)
+    scorer = HeuristicScorer(ScoringConfig())
+
+    def noisy(s: float) -> np.ndarray:
+        return np.clip(image + rng.normal(0, s, image.shape), 0, 255).astype(np.uint8)
+
+    mild = scorer.score(_camera(noisy(3.0), 0))  # ordinary sensor noise
+    assert mild.label is not Label.HARMFUL and mild.signals["noise"] < 4.0, mild
+    heavy = scorer.score(_camera(noisy(sigma), 1))
+    assert heavy.label is Label.HARMFUL and "noisy" in heavy.reasons, heavy
+
+
+def test_scattered_points_are_noisy_against_the_sensors_own_history() -> None:
+    scans = [f.array for f in sample_frames("lidar")[:4]]
+    rng = np.random.default_rng(3)
+    scorer = HeuristicScorer(ScoringConfig())
+    for seq, points in enumerate(scans[:3]):  # healthy history, each with 1-2 cm range noise
+        jitter = points.copy()
+        jitter[:, :3] += rng.normal(0, 0.015, (len(points), 3)).astype(np.float32)
+        assert scorer.score(_scan(jitter, seq)).label is not Label.HARMFUL
+    scattered = scans[3].copy()
+    hit = rng.random(len(scattered)) < 0.5
+    scattered[hit, :3] += rng.normal(0, 0.5, (int(hit.sum()), 3)).astype(np.float32)
+    verdict = scorer.score(_scan(scattered, 3))
+    assert verdict.label is Label.HARMFUL and verdict.reasons == ("noisy",), verdict

@@ -61,6 +61,10 @@ class CameraScoring(StrictModel):
         0.35, ge=0.0, le=1.0, description="Fraction of tiles that lost their usual texture (a covered or soiled "
         "lens) at or above which the frame is occluded."
     )
+    noise_max_sigma: float = Field(
+        4.0, ge=0.0, le=255.0, description="Estimated pixel noise (grey levels at analysis width, robust Laplacian "
+        "estimate) above which the frame is noisy: clean real frames measure 0.5-2.5, heavy sensor noise 7 and up."
+    )
     frozen_max_diff: float = Field(
         0.25, ge=0.0, le=255.0, description="Mean absolute difference to the previous frame of the same sensor "
         "at or below which the frame is frozen (a stuck sensor repeats itself exactly)."
@@ -91,6 +95,10 @@ class LidarScoring(StrictModel):
     min_points_ratio: float = Field(
         0.75, ge=0.0, le=1.0, description="Fraction of the recent typical valid point count a scan must reach; "
         "less is a sparse scan (dropouts)."
+    )
+    noise_max_ratio: float = Field(
+        4.0, ge=1.0, le=1000.0, description="Median step between consecutive points (scan order) above this multiple "
+        "of the sensor's recent typical step is a noisy scan (points scattered by interference or a failing unit)."
     )
     redundant_max_distance: float = Field(
         0.25, ge=0.0, le=2.0, description="Descriptor distance to the nearest recently kept scan at or below which "

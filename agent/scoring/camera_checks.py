@@ -15,6 +15,10 @@ TILE_GRID = 8  # 8x8 tiles for occlusion / soiling
 DESCRIPTOR_SIZE = (32, 16)  # width, height of the grey thumbnail descriptor
 HISTORY = 20  # healthy frames remembered per sensor to know what "normal" looks like
 ABSOLUTE_FLAT_FRACTION = 0.6  # with no baseline yet, only a mostly dead image counts as occluded
+# Immerkaer's noise-estimation kernel: the difference of two Laplacians, blind to flat areas and linear ramps.
+# White noise of sigma s gives a response of std 6 s; the median over the image ignores the few real edges.
+NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
+NOISE_SCALE = 1.0 / (0.6745 * 6.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +29,7 @@ class CameraSignals:
     clipped_dark: float
     clipped_bright: float
     flat_tiles: float
+    noise: float  # estimated pixel noise sigma, grey levels at analysis width
     tile_std: np.ndarray  # TILE_GRID x TILE_GRID texture per tile, for occlusion against the baseline
     grey: np.ndarray  # analysis-size grey image, for frozen-frame comparison
     descriptor: np.ndarray  # unit vector, for redundancy
@@ -37,6 +42,7 @@ class CameraSignals:
             "clipped_dark": round(self.clipped_dark, 4),
             "clipped_bright": round(self.clipped_bright, 4),
             "flat_tiles": round(self.flat_tiles, 4),
+            "noise": round(self.noise, 3),
         }
 
 
@@ -63,6 +69,7 @@ def measure(grey: np.ndarray) -> CameraSignals:
     tile_std, tile_mean = _tile_stats(grey)
     # Flat (no texture) and dark or washed-out tiles: what a covered or soiled lens looks like.
     flat = (tile_std < 4.0) & ((tile_mean < 50.0) | (tile_mean > 230.0))
+    response = cv2.filter2D(g, -1, NOISE_KERNEL)[1:-1, 1:-1]
     return CameraSignals(
         sharpness=float(lap.var()),
         mean=float(g.mean()),
@@ -70,6 +77,7 @@ def measure(grey: np.ndarray) -> CameraSignals:
         clipped_dark=float(np.mean(grey <= 5)),
         clipped_bright=float(np.mean(grey >= 250)),
         flat_tiles=float(flat.mean()),
+        noise=float(np.median(np.abs(response))) * NOISE_SCALE if response.size else 0.0,
         tile_std=tile_std,
         grey=grey,
         descriptor=unit(centred),
@@ -118,6 +126,8 @@ def faults(s: CameraSignals, cfg: CameraScoring, typical: tuple[float, np.ndarra
         found.append("uniform")
     if "uniform" not in found and _occluded(s, cfg, typical):
         found.append("occluded")
+    if s.noise > cfg.noise_max_sigma:
+        found.append("noisy")
     # Blur is meaningless on a uniform or black image; report only the root cause there.
     if not found and (
         s.sharpness < cfg.blur_min_sharpness

@@ -15,6 +15,7 @@ BEV_HALF_M = 40.0
 HISTORY = 20  # healthy scans remembered per sensor to know what "normal" looks like
 # Sector, ring and layout statistics are robust on a strided subsample; only the validity counts need every point.
 STATS_POINTS = 30_000
+ROUGHNESS_POINTS = 8192  # a contiguous run of points, in the driver's scan order
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,7 @@ class LidarSignals:
     empty_run: int  # longest circular run of empty azimuth sectors
     elevation_span: float  # degrees between the 1st and 99th elevation percentiles
     descriptor: np.ndarray | None
+    roughness: float = 0.0  # median distance between consecutive valid points in scan order (m)
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -35,6 +37,7 @@ class LidarSignals:
             "impossible": round(self.impossible, 5),
             "empty_run": float(self.empty_run),
             "elevation_span": round(self.elevation_span, 3),
+            "roughness": round(self.roughness, 4),
         }
 
 
@@ -56,6 +59,18 @@ def _bev_descriptor(xyz: np.ndarray) -> np.ndarray:
     flat = cells[inside, 0] * BEV_CELLS + cells[inside, 1]
     hist = np.bincount(flat, minlength=BEV_CELLS * BEV_CELLS).astype(np.float32)
     return unit(np.log1p(hist))
+
+
+def _roughness(xyz: np.ndarray, returned: np.ndarray) -> float:
+    """Median step between consecutive returns in the middle of the scan. Along a ring, neighbours lie a few
+    centimetres apart; points scattered by interference jump by metres. Drivers that interleave lasers give
+    larger steps, which is why the check compares with the sensor's own history."""
+    index = np.flatnonzero(returned)
+    mid = index.size // 2
+    run = xyz[index[max(0, mid - ROUGHNESS_POINTS // 2): mid + ROUGHNESS_POINTS // 2]]
+    if run.shape[0] < 2:
+        return 0.0
+    return float(np.median(np.linalg.norm(np.diff(run, axis=0), axis=1)))
 
 
 def measure(points: np.ndarray, cfg: LidarScoring) -> LidarSignals:
@@ -86,6 +101,7 @@ def measure(points: np.ndarray, cfg: LidarScoring) -> LidarSignals:
         empty_run=_longest_circular_run(counts == 0),
         elevation_span=float(hi - lo),
         descriptor=_bev_descriptor(stats),
+        roughness=_roughness(xyz, returned),
     )
 
 
@@ -95,19 +111,23 @@ class LidarBaseline:
     def __init__(self) -> None:
         self._spans: dict[str, deque[float]] = {}
         self._valid: dict[str, deque[int]] = {}
+        self._rough: dict[str, deque[float]] = {}
 
     def update(self, sensor: str, s: LidarSignals) -> None:
         self._spans.setdefault(sensor, deque(maxlen=HISTORY)).append(s.elevation_span)
         self._valid.setdefault(sensor, deque(maxlen=HISTORY)).append(s.valid)
+        self._rough.setdefault(sensor, deque(maxlen=HISTORY)).append(s.roughness)
 
-    def typical(self, sensor: str) -> tuple[float, float] | None:
+    def typical(self, sensor: str) -> tuple[float, float, float] | None:
+        """Median elevation span, valid point count and roughness of recent healthy scans."""
         spans = self._spans.get(sensor)
         if not spans:
             return None
-        return float(np.median(spans)), float(np.median(self._valid[sensor]))
+        return (float(np.median(spans)), float(np.median(self._valid[sensor])),
+                float(np.median(self._rough[sensor])))
 
 
-def faults(s: LidarSignals, cfg: LidarScoring, typical: tuple[float, float] | None) -> list[str]:
+def faults(s: LidarSignals, cfg: LidarScoring, typical: tuple[float, float, float] | None) -> list[str]:
     found: list[str] = []
     if s.nonfinite > cfg.max_nonfinite_fraction:
         found.append("nonfinite")
@@ -118,9 +138,11 @@ def faults(s: LidarSignals, cfg: LidarScoring, typical: tuple[float, float] | No
     if s.valid and s.empty_run > cfg.max_empty_sectors:
         found.append("missing_sector")
     if typical and s.valid:
-        span, valid = typical
+        span, valid, rough = typical
         if span > 0 and s.elevation_span < cfg.min_ring_coverage * span:
             found.append("lost_rings")
         if "few_points" not in found and valid > 0 and s.valid < cfg.min_points_ratio * valid:
             found.append("sparse")
+        if not found and rough > 0 and s.roughness > cfg.noise_max_ratio * rough:
+            found.append("noisy")  # dropouts also lengthen the steps: report only the root cause there
     return found
