@@ -129,3 +129,30 @@ def test_bad_labels_and_unreachable_targets_are_one_line_errors(sample_drive: Pa
     assert not (tmp_path / "b" / "suggested.yaml").exists()
     done = _cli("tune", str(sample_drive), "--out", str(tmp_path / "c"), "--target-keep-rate", "1.5")
     assert done.returncode == 2 and "keep rate" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def labelled_drive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from make_eval_drive import build_drive
+
+    out = tmp_path_factory.mktemp("evaldrive")
+    build_drive(out, source="sample", minutes=0.5, idle_fraction=0.6, seed=1)
+    return out
+
+
+def test_tune_on_a_labelled_drive_compares_with_baselines_at_equal_budget(labelled_drive: Path, tmp_path: Path) -> None:
+    done = _cli("tune", str(labelled_drive / "drive.mcap"), "--out", str(tmp_path / "t"), "-q")
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "t" / "sweep.json").read_text())
+    assert result["labels"]["path"].endswith("labels.jsonl")  # found beside the drive
+    assert result["labels"]["matched"] == result["frames"]
+    table = {row["method"]: row for row in result["baselines"]}
+    ours = table.pop("edgesift (current config)")
+    assert set(table) == {"keep-all", "uniform", "reducto-pixel", "reducto-edge", "uncertainty"}
+    assert table.pop("keep-all")["helpful_kept"] == 1.0
+    for name, row in table.items():
+        assert row["kept"] <= ours["kept"], name  # equal budget (differencing may land just under it)
+        assert ours["helpful_kept"] >= row["helpful_kept"], (name, ours, row)
+    assert set(ours["harmful_caught_by_fault"]) >= {"blur", "frozen", "overexposed", "underexposed", "nonfinite"}
+    print({row["method"]: (row["helpful_kept"], row["harmful_caught"]) for row in result["baselines"]})
