@@ -3,6 +3,11 @@ code the agent runs) with a fault head (real KITTI scans with dropouts, sector l
 a contrastive embedding (two jittered views of one scan agree, other scans differ). Exports FP32 and INT8 ONNX.
 
     python scripts/train_lidar.py --seed 0        # ~1 min on 2 CPU cores; needs the `train` extra
+
+Version 2 (models/lidar_proxy_v2_*.onnx: another seed, a 64-d embedding, InfoNCE temperature 0.2), then its
+distance calibration onto version 1's scale (see models/lidar_proxy.md):
+
+    python scripts/train_lidar.py --seed 1 --version 2 --embed-dim 64 --temperature 0.2 --out-prefix lidar_proxy_v2
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ from agent.model.preprocess import BEV_CHANNELS, BevBuilder
 
 GRID = 64
 EMBED = 32
-VERSION = "lidar-proxy-1"
 
 
 def block(cin: int, cout: int) -> nn.Sequential:
@@ -32,13 +36,14 @@ def block(cin: int, cout: int) -> nn.Sequential:
 
 
 class BevNet(nn.Module):
-    """Three stride-2 3x3 convs (~2.4 M MACs): the LiDAR path must stay within a few ms per scan on one core."""
+    """Three stride-2 3x3 convs (~2.4 M MACs at width 16): the LiDAR path must stay within a few ms per scan on
+    one core. `width` is the first conv's channels (the others have twice as many)."""
 
-    def __init__(self) -> None:
+    def __init__(self, width: int = 16, embed_dim: int = EMBED) -> None:
         super().__init__()
-        self.l1, self.l2, self.l3 = block(BEV_CHANNELS, 16), block(16, 32), block(32, 32)
-        self.embed = nn.Linear(16 + 64, EMBED)
-        self.fault = nn.Linear(16 + 64, len(LIDAR_FAULTS))
+        self.l1, self.l2, self.l3 = block(BEV_CHANNELS, width), block(width, 2 * width), block(2 * width, 2 * width)
+        self.embed = nn.Linear(width + 4 * width, embed_dim)
+        self.fault = nn.Linear(width + 4 * width, len(LIDAR_FAULTS))
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
         a = self.l1(x)
@@ -68,9 +73,10 @@ def build(scans: list[np.ndarray], oks: int, per_fault: int, seed: int) -> dict[
     return {"x": np.stack(views), "pair": np.stack(pairs), "fault": np.array(labels)}
 
 
-def train(data: dict[str, np.ndarray], epochs: int, seed: int) -> BevNet:
+def train(data: dict[str, np.ndarray], epochs: int, seed: int, width: int = 16, embed_dim: int = EMBED,
+          temperature: float = 0.1) -> BevNet:
     torch.manual_seed(seed)
-    model = BevNet()
+    model = BevNet(width, embed_dim)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     x, pair = torch.from_numpy(data["x"]), torch.from_numpy(data["pair"])
     fault = torch.from_numpy(data["fault"])
@@ -87,7 +93,7 @@ def train(data: dict[str, np.ndarray], epochs: int, seed: int) -> BevNet:
             if len(clean) > 1:  # InfoNCE over the clean pairs of the batch
                 e = nn.functional.normalize(model.embed(h), dim=1)
                 a, b = e[clean], e[len(idx) + clean]
-                logits = a @ b.T / 0.1
+                logits = a @ b.T / temperature
                 loss = loss + nn.functional.cross_entropy(logits, torch.arange(len(clean)))
             opt.zero_grad()
             loss.backward()
@@ -112,26 +118,35 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "models")
+    parser.add_argument("--version", default="1", help="model version: edgesift.model_version is lidar-proxy-VERSION")
+    parser.add_argument("--width", type=int, default=16, help="channels of the first conv (then 2x, 2x)")
+    parser.add_argument("--embed-dim", type=int, default=EMBED, help="embedding dimension")
+    parser.add_argument("--temperature", type=float, default=0.1, help="InfoNCE temperature of the embedding loss")
+    parser.add_argument("--out-prefix", default="lidar_proxy",
+                        help="file names: PREFIX_fp32.onnx, PREFIX_int8.onnx, PREFIX.metrics.json")
     args = parser.parse_args()
+    options = "".join(f" --{name.replace('_', '-')} {getattr(args, name)}" for name, default in (
+        ("version", "1"), ("width", 16), ("embed_dim", EMBED), ("temperature", 0.1), ("out_prefix", "lidar_proxy"))
+        if getattr(args, name) != default)
     torch.set_num_threads(2)
     started = time.time()
     train_set = build(kitti_scans(range(20)), oks=16, per_fault=4, seed=args.seed)
     test_set = build(kitti_scans(range(20, 30)), oks=8, per_fault=4, seed=args.seed + 1000)
     print(f"{len(train_set['x'])} train / {len(test_set['x'])} held-out BEVs, {time.time() - started:.0f}s", flush=True)
-    model = train(train_set, args.epochs, args.seed)
+    model = train(train_set, args.epochs, args.seed, args.width, args.embed_dim, args.temperature)
     args.out.mkdir(parents=True, exist_ok=True)
-    fp32, int8 = args.out / "lidar_proxy_fp32.onnx", args.out / "lidar_proxy_int8.onnx"
+    fp32, int8 = args.out / f"{args.out_prefix}_fp32.onnx", args.out / f"{args.out_prefix}_int8.onnx"
     outputs = ["embedding", "fault_probs"]
     export(model, torch.zeros(1, BEV_CHANNELS, GRID, GRID), fp32, outputs)
     emb = run_onnx(fp32, train_set["x"])["embedding"][train_set["fault"] == 0]
     centroids, _ = kmeans(emb, 12, args.seed)
     meta = {
-        "model_version": VERSION, "modality": "lidar", "input_size": f"{GRID}x{GRID}",
+        "model_version": f"lidar-proxy-{args.version}", "modality": "lidar", "input_size": f"{GRID}x{GRID}",
         "mean": [0.0] * BEV_CHANNELS, "std": [1.0] * BEV_CHANNELS, "outputs": outputs,
         "fault_classes": list(LIDAR_FAULTS), "scene_classes": [], "bev": "log-density ground/high, bright, nonfinite",
         "ood_centroids": np.round(centroids, 4).tolist(),
         "ood_threshold": f"{float(np.percentile(1.0 - (emb @ centroids.T).max(1), 99)):.5f}",
-        "harmful_threshold": "0.5", "training": f"scripts/train_lidar.py --seed {args.seed}",
+        "harmful_threshold": "0.5", "training": f"scripts/train_lidar.py --seed {args.seed}{options}",
     }
     set_metadata(fp32, {**meta, "quantization": "fp32"})
     rng = np.random.default_rng(args.seed)
@@ -142,7 +157,7 @@ def main() -> None:
         report[name] = metrics(run_onnx(path, test_set["x"]), test_set["fault"])
         report[name]["latency_ms_batch1_1thread"] = round(latency_ms(path, test_set["x"][:1]), 4)
         report[name]["bytes"] = path.stat().st_size
-    (args.out / "lidar_proxy.metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / f"{args.out_prefix}.metrics.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
 

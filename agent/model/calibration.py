@@ -31,7 +31,8 @@ class DistanceCalibration:
 
     @property
     def identity(self) -> bool:
-        return not self.raw
+        """No table, or the model's own scale (raw == canonical): distances pass through bit for bit."""
+        return not self.raw or self.raw == self.canonical
 
     def __call__(self, distance: float) -> float:
         if self.identity or math.isinf(distance):
