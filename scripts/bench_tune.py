@@ -69,7 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--drive", action="append", type=Path, help="labelled drive folder (repeatable)")
     parser.add_argument("--root", type=Path, default=REPO / "runs" / "eval", help="where default drives are built")
-    parser.add_argument("--scorer", action="append", choices=("heuristic", "proxy"))
+    parser.add_argument("--scorer", action="append", choices=("heuristic", "proxy", "hybrid"))
     parser.add_argument("--target-mb-per-hour", type=float)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

@@ -174,3 +174,32 @@ def test_scattered_points_are_noisy_against_the_sensors_own_history() -> None:
     scattered[hit, :3] += rng.normal(0, 0.5, (int(hit.sum()), 3)).astype(np.float32)
     verdict = scorer.score(_scan(scattered, 3))
     assert verdict.label is Label.HARMFUL and verdict.reasons == ("noisy",), verdict
+
+
+@pytest.mark.parametrize("kind", ["camera", "lidar"])
+def test_hybrid_keeps_the_checks_and_adds_the_fault_head_only_when_sure(kind: str) -> None:
+    from agent.config.model_cfg import ModelConfig
+    from agent.scoring.hybrid import HybridScorer
+
+    frames = sample_frames(kind)
+    faults = CAMERA_FAULTS if kind == "camera" else LIDAR_FAULTS
+
+    def run(min_prob: float) -> list:
+        scorer = HybridScorer(ScoringConfig(model_fault_min_prob=min_prob), ModelConfig())
+        verdicts = []
+        for frame in frames:
+            verdict = scorer.score(frame)
+            if verdict.label is not Label.HARMFUL:
+                scorer.remember(frame, verdict)
+            verdicts.append(verdict)
+        return verdicts
+
+    default, never, always = run(0.8), run(1.0), run(0.0)
+    heuristic = _run(frames)
+    assert [v.label for v in never] == [v.label for v in heuristic]  # a head that is never sure changes nothing
+    for frame, d, a, h in zip(frames, default, always, heuristic, strict=True):
+        idx = _kitti_index(frame)
+        assert d.label is (Label.HARMFUL if idx in faults else h.label), (idx, d)  # no false harmful at 0.8
+        assert a.label is Label.HARMFUL  # at 0 the head calls everything the checks pass a fault
+        if h.label is not Label.HARMFUL:
+            assert a.reasons[0].startswith("fault_") and "p_harmful" in a.signals

@@ -40,6 +40,7 @@ CONFIGS = {
                             "lidar": {"budget": {"mb_per_min": 3.0}}},
                  "scoring": {"camera": {"redundant_max_distance": 0.25}}},
     "proxy": {"scoring": {"kind": "proxy"}},
+    "hybrid": {"scoring": {"kind": "hybrid"}},
 }
 
 

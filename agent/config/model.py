@@ -107,9 +107,13 @@ class LidarScoring(StrictModel):
 
 
 class ScoringConfig(StrictModel):
-    kind: Literal["heuristic", "proxy"] = Field(
-        "heuristic", description="Which scorer produces verdicts: heuristic checks, or the ONNX proxy models "
-        "(the `model` section)."
+    kind: Literal["heuristic", "proxy", "hybrid"] = Field(
+        "heuristic", description="Which scorer produces verdicts: heuristic checks, the ONNX proxy models "
+        "(the `model` section), or hybrid: the heuristic checks plus the proxy models' fault heads when they are sure."
+    )
+    model_fault_min_prob: float = Field(
+        0.8, ge=0.0, le=1.0, description="With kind hybrid: a frame the checks pass is harmful when the fault "
+        "head's probability reaches this."
     )
     memory_size: int = Field(
         64, ge=1, le=100_000, description="Recently kept descriptors remembered per sensor for redundancy."

@@ -7,7 +7,11 @@ from agent.scoring.base import Scorer
 
 
 def make_scorer(config: AgentConfig) -> Scorer:
-    """`scoring.kind: heuristic` (image/scan checks) or `proxy` (ONNX models, see the `model` section)."""
+    """`scoring.kind`: heuristic (image/scan checks), proxy (ONNX models, see the `model` section) or hybrid."""
+    if config.scoring.kind == "hybrid":
+        from agent.scoring.hybrid import HybridScorer
+
+        return HybridScorer(config.scoring, config.model)
     if config.scoring.kind == "proxy":
         from agent.scoring.proxy import ProxyScorer  # onnxruntime sessions are only built when asked for
 

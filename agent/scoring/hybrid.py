@@ -1,0 +1,49 @@
+"""The heuristic checks joined by the proxy models' fault heads, trusted only when they are sure.
+
+The heuristic scorer has no check for some faults (tearing, partial soiling, scattered LiDAR points from a
+failing unit) that the fault heads learned; the heads alone, at their default threshold, also flag clean frames
+(shadow bands called tearing). Here a frame the checks pass is harmful only when the fault head's probability
+reaches `scoring.model_fault_min_prob` (0.8 by default: false-harmful 0.015 on the held-out frames of the camera
+model card). Redundancy, novelty and everything else stay the heuristic's.
+"""
+
+from __future__ import annotations
+
+from agent.config.model import ScoringConfig
+from agent.config.model_cfg import ModelConfig
+from agent.errors import DecodeError
+from agent.frame import Frame, Modality
+from agent.model.preprocess import camera_image
+from agent.model.proxy_model import CameraModel, LidarModel
+from agent.scoring.base import Label, Verdict
+from agent.scoring.heuristic import HeuristicScorer
+from agent.scoring.usefulness import Pending
+from agent.sources.decode import points_of
+
+
+class HybridScorer(HeuristicScorer):
+    name = "hybrid"
+
+    def __init__(self, scoring: ScoringConfig, model: ModelConfig) -> None:
+        super().__init__(scoring)
+        self._min_prob = scoring.model_fault_min_prob
+        self.camera = CameraModel(model.camera, model)
+        self.lidar = LidarModel(model.lidar, model, scoring.lidar.sector_count)
+
+    def assess(self, frame: Frame) -> Verdict | Pending:
+        first = super().assess(frame)
+        if isinstance(first, Verdict):
+            return first
+        try:
+            if frame.modality is Modality.CAMERA:
+                size = self.camera.spec.input_size
+                out = self.camera.run(self.camera.inputs([camera_image(frame, size)]))[0]
+            else:
+                bev, _ = self.lidar.bev(points_of(frame))
+                out = self.lidar.run(bev[None])[0]
+        except DecodeError:
+            return Verdict(Label.HARMFUL, 0.0, ("undecodable",), first.descriptor, first.signals)
+        signals = {**first.signals, "p_harmful": round(out.harmful, 4)}
+        if out.harmful >= self._min_prob:
+            return Verdict(Label.HARMFUL, 0.0, (f"fault_{out.fault}",), first.descriptor, signals)
+        return Pending(first.descriptor, signals, first.threshold)
