@@ -30,12 +30,14 @@ from agent.config.model_cfg import ModelConfig
 from agent.frame import Encoding, Frame, Modality
 from agent.scoring.base import Label
 from agent.scoring.heuristic import HeuristicScorer
+from agent.scoring.hybrid import HybridScorer
 from agent.scoring.proxy import ProxyScorer
 
 
 def scorers() -> dict:
-    return {"heuristic": HeuristicScorer(ScoringConfig()), "proxy": ProxyScorer(ScoringConfig(kind="proxy"),
-                                                                                  ModelConfig())}
+    return {"heuristic": HeuristicScorer(ScoringConfig()),
+            "proxy": ProxyScorer(ScoringConfig(kind="proxy"), ModelConfig()),
+            "hybrid": HybridScorer(ScoringConfig(kind="hybrid"), ModelConfig())}
 
 
 def jpeg_frame(image: np.ndarray, sensor: str, seq: int, quality: int = 90) -> Frame:
@@ -153,7 +155,7 @@ def labelled_drive(folder: Path) -> dict:
     from agent.tune.sweep import base_knobs
 
     result: dict = {}
-    for kind in ("heuristic", "proxy"):
+    for kind in ("heuristic", "proxy", "hybrid"):
         config = AgentConfig.model_validate({"scoring": {"kind": kind}})
         cache = score_recording([str(folder / "drive.mcap")], config, baselines=False, progress=False)
         truth, faults, _ = truth_of(cache, folder / "labels.jsonl")

@@ -38,7 +38,8 @@ def scatter_svg(points: Sequence[tuple[float, float]], now: tuple[float, float] 
                 best: tuple[float, float] | None, x_label: str, y_label: str) -> str:
     """Settings as dots (x, y in [0, 1]), the upper-left frontier as a line, the current and chosen marked."""
     xs = [p[0] for p in points] + [v[0] for v in (now, best) if v]
-    x_max = max(xs, default=1.0) * 1.05 or 1.0
+    step = charts._nice_step(max(xs, default=1.0) or 1.0, 5)
+    x_max = step * (int(max(xs, default=1.0) / step) + 1)
     plot_w, plot_h = W - LEFT - RIGHT, H - TOP - BOTTOM
 
     def at(p: tuple[float, float]) -> tuple[float, float]:
@@ -50,10 +51,10 @@ def scatter_svg(points: Sequence[tuple[float, float]], now: tuple[float, float] 
         y = TOP + plot_h * k / 5
         parts.append(f'<line class="grid" x1="{LEFT}" y1="{y:.1f}" x2="{W - RIGHT}" y2="{y:.1f}"/>'
                      f'<text class="tick" x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">{1 - k / 5:.1f}</text>')
-    for k in range(6):
-        x = LEFT + plot_w * k / 5
+    for k in range(round(x_max / step) + 1):
+        x = LEFT + plot_w * k * step / x_max
         parts.append(f'<text class="tick" x="{x:.1f}" y="{TOP + plot_h + 14}" text-anchor="middle">'
-                     f"{x_max * k / 5:,.0f}</text>")
+                     f"{k * step:,.{0 if step >= 1 else 2}f}</text>")
     front, best_y = [], -1.0
     for p in sorted(points):
         if p[1] > best_y:
