@@ -157,3 +157,28 @@ def test_tune_on_a_labelled_drive_compares_with_baselines_at_equal_budget(labell
         assert ours["helpful_kept"] >= row["helpful_kept"], (name, ours, row)
     assert set(ours["harmful_caught_by_fault"]) >= {"blur", "frozen", "overexposed", "underexposed", "nonfinite"}
     print({row["method"]: (row["helpful_kept"], row["harmful_caught"]) for row in result["baselines"]})
+
+
+def test_scores_are_reused_only_for_the_same_inputs_and_scoring_config(sample_drive: Path, tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    from agent.tune.runner import run_tune
+    from agent.tune.sweep import Target
+
+    drive = tmp_path / "drive.mcap"
+    shutil.copy(sample_drive, drive)
+    out = tmp_path / "t"
+    config = AgentConfig()
+    first = run_tune([str(drive)], out, config, Target(), baselines=False, progress=False)
+    again = run_tune([str(drive)], out, config, Target(4000.0), baselines=False, progress=False)
+    assert not first["timing"]["scores_reused"] and again["timing"]["scores_reused"]
+    assert again["current"] == first["current"]  # the same verdicts, without scoring again
+    other = AgentConfig.model_validate({"scoring": {"camera": {"blur_min_sharpness": 80.0}}})
+    assert not run_tune([str(drive)], out, other, Target(), baselines=False, progress=False)["timing"]["scores_reused"]
+    stat = drive.stat()
+    os.utime(drive, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # the recording changed on disk
+    assert not run_tune([str(drive)], out, other, Target(), baselines=False, progress=False)["timing"]["scores_reused"]
+    (out / "scores.cache").write_bytes(b"not a cache")  # a damaged cache is ignored and rewritten
+    assert not run_tune([str(drive)], out, other, Target(), baselines=False, progress=False)["timing"]["scores_reused"]
+    assert run_tune([str(drive)], out, other, Target(), baselines=False, progress=False)["timing"]["scores_reused"]

@@ -1,15 +1,20 @@
 """Score a recording once: every frame's assessed verdict (see agent.scoring.usefulness) plus baseline features.
 
-Only what a sweep needs is kept per frame (a payload-free Frame, the verdict or pending verdict with its
-descriptor, small differencing images): about 10 KB per frame, so a 10-minute drive at 20 frames/s fits in
-about 120 MB.
+A tune run saves them in its output folder (scores.cache), keyed by the input files (size, mtime), the scoring
+and model config and the edgesift version, so that sweeping the same drives again for another target does not
+score them again. Only what a sweep needs is kept per frame (a payload-free Frame, the verdict or pending verdict
+with its descriptor, small differencing images): 10-15 KB per frame, so a 10-minute drive at 20 frames/s takes
+about 150 MB.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
+import pickle
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
@@ -73,3 +78,38 @@ def score_recording(
             frames.append(CachedFrame(replace(item, payload=None, array=None), assessed, features))
             bar.update()
     return ScoreCache(frames, skipped, scorer.name, time.perf_counter() - started)
+
+
+CACHE_FILE = "scores.cache"
+CACHE_FORMAT = 1
+
+
+def cache_key(inputs: list[str], config: AgentConfig, baselines: bool) -> dict[str, Any]:
+    """What the cached scores depend on: the inputs as files on disk, the scoring and model config, the code."""
+    from agent import __version__
+
+    files = []
+    for raw in inputs:
+        path = Path(raw)
+        paths = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        files.append([str(path.resolve()), [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in paths]])
+    return {"format": CACHE_FORMAT, "edgesift": __version__, "inputs": files, "baselines": baselines,
+            "scoring": config.scoring.model_dump(mode="json"), "model": config.model.model_dump(mode="json"),
+            "inputs_config": config.inputs.model_dump(mode="json")}
+
+
+def load_cached(path: Path, key: dict[str, Any]) -> ScoreCache | None:
+    """The scores saved by an earlier tune run into the same folder, if they were made from the same things."""
+    try:
+        with path.open("rb") as fh:
+            saved_key, cache = pickle.load(fh)  # noqa: S301  # our own output folder, written by save_cached
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, AttributeError, ImportError, TypeError):
+        return None
+    return cache if saved_key == key and isinstance(cache, ScoreCache) else None
+
+
+def save_cached(path: Path, key: dict[str, Any], cache: ScoreCache) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as fh:
+        pickle.dump((key, cache), fh, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)

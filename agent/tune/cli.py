@@ -39,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                      help="suggest the config with the best helpful-kept rate keeping at most this fraction of frames")
     cmd.add_argument("--labels", metavar="FILE", help="ground-truth labels.jsonl (default: one beside the input)")
     cmd.add_argument("--no-baselines", action="store_true", help="skip the baseline comparison (faster)")
+    cmd.add_argument("--rescore", action="store_true", help="score again even if DIR holds scores of these inputs")
     cmd.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     cmd.set_defaults(func=_cmd_tune)
 
@@ -59,9 +60,12 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     target = Target(args.target_mb_per_hour, args.target_keep_rate)
     out = Path(args.out)
     result = run_tune(args.inputs, out, config, target, Path(args.labels) if args.labels else None,
-                      baselines=not args.no_baselines, progress=False if args.quiet else None)
+                      baselines=not args.no_baselines, progress=False if args.quiet else None,
+                      rescore=args.rescore)
     t = result["timing"]
-    print(f"scored {result['frames']} frames ({result['duration_s']:.0f} s of drive) in {t['score_s']:.1f} s; "
+    how = f"reused the scores in {out} (made in {t['score_s']:.1f} s)" if t["scores_reused"] else \
+        f"scored them in {t['score_s']:.1f} s"
+    print(f"{result['frames']} frames ({result['duration_s']:.0f} s of drive): {how}; "
           f"swept {t['settings']} settings in {t['sweep_s']:.1f} s")
     print(_line("current config", result["current"]))
     for row in result.get("baselines", [])[1:]:

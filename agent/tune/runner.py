@@ -14,7 +14,7 @@ from agent.config.model import AgentConfig
 from agent.frame import Modality
 from agent.remote.merge import deep_merge
 from agent.tune.baselines import run_baselines
-from agent.tune.cache import ScoreCache, score_recording
+from agent.tune.cache import CACHE_FILE, ScoreCache, cache_key, load_cached, save_cached, score_recording
 from agent.tune.labels import UNKNOWN, caught_by_fault, find_labels, load_labels, rates
 from agent.tune.report import write_sweep_html
 from agent.tune.simulate import simulate
@@ -112,10 +112,15 @@ def _baseline_table(
 
 def run_tune(
     inputs: list[str], out_dir: Path, config: AgentConfig, target: Target, labels: Path | None = None,
-    baselines: bool = True, progress: bool | None = None,
+    baselines: bool = True, progress: bool | None = None, rescore: bool = False,
 ) -> dict[str, Any]:
-    cache = score_recording(inputs, config, baselines=baselines, progress=progress)
     out_dir.mkdir(parents=True, exist_ok=True)
+    key = cache_key(inputs, config, baselines)
+    cache = None if rescore else load_cached(out_dir / CACHE_FILE, key)
+    reused = cache is not None
+    if cache is None:
+        cache = score_recording(inputs, config, baselines=baselines, progress=progress)
+        save_cached(out_dir / CACHE_FILE, key, cache)
     truth, faults, label_info = truth_of(cache, labels or find_labels(inputs))
     started = time.perf_counter()
     if label_info["path"] is None:
@@ -135,7 +140,7 @@ def run_tune(
     result: dict[str, Any] = {
         "inputs": list(inputs), "scorer": cache.scorer, "frames": len(cache.frames),
         "skipped": len(cache.skipped), "duration_s": round(cache.duration_s, 3), "labels": label_info,
-        "timing": {"score_s": round(cache.score_s, 2), "sweep_s": round(sweep_s, 2),
+        "timing": {"score_s": round(cache.score_s, 2), "scores_reused": reused, "sweep_s": round(sweep_s, 2),
                    "settings": sum(len(r) for r in rows.values()), "pairs_compared": pairs},
         "current": _combined_json(now, faults),
         "target": {"mb_per_hour": target.mb_per_hour, "keep_rate": target.keep_rate},
