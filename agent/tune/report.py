@@ -125,12 +125,14 @@ def _settings(result: Mapping[str, Any]) -> str:
     rows = []
     for r in result["settings"]:
         k = r["knobs"]
+        verdicts = r.get("by_verdict_kept", {})
+        kept = " / ".join(str(verdicts.get(v, 0)) for v in ("helpful", "useless", "harmful"))
         rows.append([escape(r["modality"]), _fmt(k["redundant_max_distance"]), _fmt(k["keep_min_score"]),
-                     _fmt(k["coverage_every_s"]), _fmt(k["mb_per_min"]), _fmt(r["kept"]), _pct(r["keep_rate"]),
+                     _fmt(k["coverage_every_s"]), _fmt(k["mb_per_min"]), _fmt(r["kept"]), kept, _pct(r["keep_rate"]),
                      _fmt(r["mb_per_hour"]), _pct(r.get("helpful_kept")), _pct(r.get("harmful_caught"))])
     return "<h2>Every setting</h2>" + _table(
-        ["modality", "redundant ≤", "min score", "coverage s", "MB/min/sensor", "kept", "keep rate", "MB/h",
-         "helpful kept", "harmful caught"], rows, set(range(1, 10)))
+        ["modality", "redundant ≤", "min score", "coverage s", "MB/min/sensor", "kept", "kept by verdict (h/u/x)",
+         "keep rate", "MB/h", "helpful kept", "harmful caught"], rows, set(range(1, 11)))
 
 
 def render(result: Mapping[str, Any]) -> str:
