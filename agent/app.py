@@ -47,26 +47,31 @@ RESTART_ONLY = ("vehicle_id", "spool", "uplink", "remote.enabled", "remote.state
 
 
 class TimedScorer:
-    """Wraps the scorer: times each inference, and lets a scoring thread score a frame before it takes the
-    pipeline lock (`prescore`), so that several scoring threads score in parallel and only decide + spool in turn.
+    """Wraps the scorer: times each inference, and lets a scoring thread do the expensive, history-free part of a
+    verdict (`prescore` -> the scorer's `assess`) before it takes the pipeline lock, so that several scoring threads
+    score in parallel; the part that reads the memory of kept frames (`complete`) runs under the lock, in decision
+    order, exactly as in replay.
     """
 
     def __init__(self, inner: Scorer) -> None:
         self.inner = inner
         self.name = inner.name
+        self._split = callable(getattr(inner, "assess", None)) and callable(getattr(inner, "complete", None))
         self._local = threading.local()
 
     def prescore(self, frame: Frame) -> float:
         started = time.perf_counter()
-        self._local.pending = (frame, self.inner.score(frame))
+        inner: Any = self.inner
+        self._local.pending = (frame, inner.assess(frame) if self._split else inner.score(frame))
         return time.perf_counter() - started
 
     def score(self, frame: Frame) -> Verdict:
         pending = getattr(self._local, "pending", None)
         self._local.pending = None
-        if pending is not None and pending[0] is frame:
-            return pending[1]
-        return self.inner.score(frame)
+        if pending is None or pending[0] is not frame:
+            return self.inner.score(frame)
+        inner: Any = self.inner
+        return inner.complete(frame, pending[1]) if self._split else pending[1]
 
     def remember(self, frame: Frame, verdict: Verdict) -> None:
         self.inner.remember(frame, verdict)

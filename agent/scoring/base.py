@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from agent.frame import Frame
+
+if TYPE_CHECKING:
+    from agent.scoring.usefulness import Pending
 
 
 class Label(str, enum.Enum):
@@ -44,3 +47,12 @@ class Scorer(Protocol):
     def remember(self, frame: Frame, verdict: Verdict) -> None:
         """Called for every frame the policy keeps, so redundancy is measured against what was kept."""
         ...
+
+
+class SplitScorer(Scorer, Protocol):
+    """A scorer whose verdict comes in two steps (see agent.scoring.usefulness): `assess` needs only the frame and
+    may run in parallel; `complete` reads the memory of kept frames and runs in decision order."""
+
+    def assess(self, frame: Frame) -> Verdict | Pending: ...
+
+    def complete(self, frame: Frame, assessed: Verdict | Pending) -> Verdict: ...

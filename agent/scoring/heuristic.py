@@ -30,7 +30,11 @@ class HeuristicScorer:
         self._camera_baseline = camera_checks.CameraBaseline()
 
     def score(self, frame: Frame) -> Verdict:
-        return resolve(self.assess(frame), lambda descriptor: self._memory.nearest(frame.sensor, descriptor))
+        return self.complete(frame, self.assess(frame))
+
+    def complete(self, frame: Frame, assessed: Verdict | Pending) -> Verdict:
+        """Finish an assessed frame against what this scorer has been told was kept so far."""
+        return resolve(assessed, lambda descriptor: self._memory.nearest(frame.sensor, descriptor))
 
     def assess(self, frame: Frame) -> Verdict | Pending:
         """Everything but the distance to the kept memory: a harmful Verdict, or a Pending one (see usefulness)."""

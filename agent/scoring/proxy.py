@@ -86,8 +86,11 @@ class ProxyScorer:
 
     def score_batch(self, frames: Sequence[Frame]) -> list[Verdict]:
         """Verdicts for frames of any sensors; each modality's frames go through its model as one batch."""
-        return [resolve(a, lambda d, s=f.sensor: self._memory.nearest(s, d))
-                for f, a in zip(frames, self.assess_batch(frames), strict=True)]
+        return [self.complete(f, a) for f, a in zip(frames, self.assess_batch(frames), strict=True)]
+
+    def complete(self, frame: Frame, assessed: Verdict | Pending) -> Verdict:
+        """Finish an assessed frame against what this scorer has been told was kept so far."""
+        return resolve(assessed, lambda descriptor: self._memory.nearest(frame.sensor, descriptor))
 
     def assess(self, frame: Frame) -> Verdict | Pending:
         return self.assess_batch([frame])[0]

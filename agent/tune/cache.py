@@ -63,7 +63,7 @@ def score_recording(
     """Run every input frame through the configured scorer's history-independent step, once."""
     sources = open_inputs(inputs, config.inputs)
     scorer = make_scorer(config)
-    assess = scorer.assess  # type: ignore[attr-defined]  # both shipped scorers split their verdicts
+    assess = scorer.assess  # type: ignore[attr-defined]  # every shipped scorer is a SplitScorer
     extract = FeatureExtractor(config, with_model=baselines)
     started = time.perf_counter()
     frames: list[CachedFrame] = []
