@@ -47,10 +47,9 @@ RESTART_ONLY = ("vehicle_id", "spool", "uplink", "remote.enabled", "remote.state
 
 
 class TimedScorer:
-    """Wraps the scorer: times each inference, and lets a scoring thread do the expensive, history-free part of a
-    verdict (`prescore` -> the scorer's `assess`) before it takes the pipeline lock, so that several scoring threads
-    score in parallel; the part that reads the memory of kept frames (`complete`) runs under the lock, in decision
-    order, exactly as in replay.
+    """Wraps the scorer to time the expensive, history-free part of a verdict (`prescore` -> the scorer's `assess`)
+    apart from the decision; the part that reads the memory of kept frames (`complete`) runs inside
+    pipeline.process, in the sensor's decision order (sensors are sharded over the scoring threads), as in replay.
     """
 
     def __init__(self, inner: Scorer) -> None:
