@@ -128,6 +128,13 @@ def test_bad_labels_and_unreachable_targets_are_one_line_errors(sample_drive: Pa
                 "--no-baselines", "-q")
     assert done.returncode == 1 and "no setting in the sweep meets the target" in done.stdout
     assert not (tmp_path / "b" / "suggested.yaml").exists()
+    # A reachable target into the same folder suggests (reusing the scores); an unreachable one again removes it.
+    assert _cli("tune", str(sample_drive), "--out", str(tmp_path / "b"), "--target-keep-rate", "0.9",
+                "--no-baselines", "-q").returncode == 0
+    assert (tmp_path / "b" / "suggested.yaml").exists()
+    assert _cli("tune", str(sample_drive), "--out", str(tmp_path / "b"), "--target-keep-rate", "0.001",
+                "--no-baselines", "-q").returncode == 1
+    assert not (tmp_path / "b" / "suggested.yaml").exists()
     done = _cli("tune", str(sample_drive), "--out", str(tmp_path / "c"), "--target-keep-rate", "1.5")
     assert done.returncode == 2 and "keep rate" in done.stderr
 

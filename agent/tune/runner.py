@@ -110,22 +110,21 @@ def _baseline_table(
     return table
 
 
-def run_tune(
-    inputs: list[str], out_dir: Path, config: AgentConfig, target: Target, labels: Path | None = None,
-    baselines: bool = True, progress: bool | None = None, rescore: bool = False,
-) -> dict[str, Any]:
-    out_dir.mkdir(parents=True, exist_ok=True)
+def _scores(inputs: list[str], out_dir: Path, config: AgentConfig, baselines: bool, progress: bool | None,
+            rescore: bool) -> tuple[ScoreCache, bool]:
+    """The scored recording: from DIR/scores.cache when it was made from the same things, else scored now."""
     key = cache_key(inputs, config, baselines)
     cache = None if rescore else load_cached(out_dir / CACHE_FILE, key)
-    reused = cache is not None
-    if cache is None:
-        cache = score_recording(inputs, config, baselines=baselines, progress=progress)
-        save_cached(out_dir / CACHE_FILE, key, cache)
-    truth, faults, label_info = truth_of(cache, labels or find_labels(inputs))
-    started = time.perf_counter()
-    if label_info["path"] is None:
-        pseudo_truth(cache, truth, config)
-        label_info["pseudo"] = "verdicts under the current config (no labels file)"
+    if cache is not None:
+        return cache, True
+    cache = score_recording(inputs, config, baselines=baselines, progress=progress)
+    save_cached(out_dir / CACHE_FILE, key, cache)
+    return cache, False
+
+
+def _sweep(cache: ScoreCache, truth: np.ndarray, config: AgentConfig, target: Target
+           ) -> tuple[dict[Modality, list[Row]], Combined, Combined | None, int]:
+    """Every setting per modality, the current config's pair, and the suggestion for the target (if any)."""
     rows: dict[Modality, list[Row]] = {}
     current: dict[Modality, Row | None] = {}
     for modality in Modality:
@@ -134,8 +133,24 @@ def run_tune(
         rows[modality] = sweep_modality(cache, modality, settings, truth, config.scoring.memory_size)
         current[modality] = next((r for r in rows[modality] if r.knobs == base), None)
     now = combine(cache, truth, current[Modality.CAMERA], current[Modality.LIDAR])
-    choice, pairs = suggest(cache, truth, rows[Modality.CAMERA], rows[Modality.LIDAR], target) if target.given \
-        else (None, 0)
+    if not target.given:
+        return rows, now, None, 0
+    choice, pairs = suggest(cache, truth, rows[Modality.CAMERA], rows[Modality.LIDAR], target)
+    return rows, now, choice, pairs
+
+
+def run_tune(
+    inputs: list[str], out_dir: Path, config: AgentConfig, target: Target, labels: Path | None = None,
+    baselines: bool = True, progress: bool | None = None, rescore: bool = False,
+) -> dict[str, Any]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache, reused = _scores(inputs, out_dir, config, baselines, progress, rescore)
+    truth, faults, label_info = truth_of(cache, labels or find_labels(inputs))
+    started = time.perf_counter()
+    if label_info["path"] is None:
+        pseudo_truth(cache, truth, config)
+        label_info["pseudo"] = "verdicts under the current config (no labels file)"
+    rows, now, choice, pairs = _sweep(cache, truth, config, target)
     sweep_s = time.perf_counter() - started
     result: dict[str, Any] = {
         "inputs": list(inputs), "scorer": cache.scorer, "frames": len(cache.frames),
@@ -150,10 +165,18 @@ def run_tune(
     if baselines:
         ours, name = (choice, "suggested") if choice else (now, "current config")
         result["baselines"] = _baseline_table(cache, truth, faults, ours, name)
+    _write(out_dir, result, config, cache.scorer, choice, target)
+    return result
+
+
+def _write(out_dir: Path, result: dict[str, Any], config: AgentConfig, scorer: str, choice: Combined | None,
+           target: Target) -> None:
+    suggested = out_dir / SUGGESTED
     if choice is not None:
-        text = yaml.safe_dump(suggested_config(config, cache.scorer, choice), sort_keys=False)
-        (out_dir / SUGGESTED).write_text(f"# edgesift tune: suggested for {target.mb_per_hour or '-'} MB/h, "
-                                         f"keep rate {target.keep_rate or '-'}\n" + text, encoding="utf-8")
+        text = yaml.safe_dump(suggested_config(config, scorer, choice), sort_keys=False)
+        suggested.write_text(f"# edgesift tune: suggested for {target.mb_per_hour or '-'} MB/h, "
+                             f"keep rate {target.keep_rate or '-'}\n" + text, encoding="utf-8")
+    else:
+        suggested.unlink(missing_ok=True)  # an earlier run's suggestion would answer a question not asked now
     (out_dir / SWEEP_JSON).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     write_sweep_html(out_dir / SWEEP_HTML, result)
-    return result
