@@ -65,6 +65,15 @@ class CameraScoring(StrictModel):
         4.0, ge=0.0, le=255.0, description="Estimated pixel noise (grey levels at analysis width, robust Laplacian "
         "estimate) above which the frame is noisy: clean real frames measure 0.5-2.5, heavy sensor noise 7 and up."
     )
+    tearing_min_seam: float = Field(
+        0.35, ge=0.0, le=1.0, description="Share of columns that step sharply at one row (and not at the rows beside "
+        "it) at or above which a horizontal seam is a tear candidate; clean frames measure up to about 0.33."
+    )
+    tearing_min_mixed: float = Field(
+        0.25, ge=0.0, le=1.0, description="Share of columns whose step at that seam is off its common brightness "
+        "ratio (a shadow edge darkens all by one ratio) at or above which the seam is tearing; clean frames measure "
+        "up to about 0.2. A seam with a flat one-colour band below it is tearing too (decoder fill)."
+    )
     frozen_max_diff: float = Field(
         0.25, ge=0.0, le=255.0, description="Mean absolute difference to the previous frame of the same sensor "
         "at or below which the frame is frozen (a stuck sensor repeats itself exactly)."

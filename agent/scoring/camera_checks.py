@@ -19,6 +19,12 @@ ABSOLUTE_FLAT_FRACTION = 0.6  # with no baseline yet, only a mostly dead image c
 # White noise of sigma s gives a response of std 6 s; the median over the image ignores the few real edges.
 NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
 NOISE_SCALE = 1.0 / (0.6745 * 6.0)
+# Tearing: a straight seam across the width, one or two rows, that the rows just above and below do not have.
+SEAM_MIN_STEP = 12.0  # grey levels: smaller row-to-row steps are texture
+SEAM_ISOLATION = 2.5  # the step must exceed this many times the column's steps just above and below it
+SEAM_RATIO_SPREAD = 0.25  # |log brightness ratio - the seam's median| beyond this is not one shadow's darkening
+SEAM_EDGE = 0.08  # rows this close to the top or bottom are left out (a car's hood makes a seam there)
+SEAM_FLAT_MIN_HEIGHT = 0.15  # a one-colour band below a seam at least this tall is decoder fill
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +36,9 @@ class CameraSignals:
     clipped_bright: float
     flat_tiles: float
     noise: float  # estimated pixel noise sigma, grey levels at analysis width
+    seam: float  # share of columns with an isolated step at the strongest horizontal seam
+    seam_mixed: float  # share of columns whose step there is not the seam's common brightness ratio
+    flat_below: bool  # the rows below that seam are one flat colour (neither black nor white)
     tile_std: np.ndarray  # TILE_GRID x TILE_GRID texture per tile, for occlusion against the baseline
     grey: np.ndarray  # analysis-size grey image, for frozen-frame comparison
     descriptor: np.ndarray  # unit vector, for redundancy
@@ -43,15 +52,25 @@ class CameraSignals:
             "clipped_bright": round(self.clipped_bright, 4),
             "flat_tiles": round(self.flat_tiles, 4),
             "noise": round(self.noise, 3),
+            "seam": round(self.seam, 4),
+            "seam_mixed": round(self.seam_mixed, 4),
         }
 
 
 def to_analysis_grey(image: np.ndarray, width: int) -> np.ndarray:
+    return analysis_greys(image, width)[0]
+
+
+def analysis_greys(image: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The grey image at about `width`: area-averaged (for the checks) and nearest-row (for the seam check: an
+    area resize spreads a one-row seam over rows that a sharp real edge also spans)."""
     grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     h, w = grey.shape
-    if w > width:
-        grey = cv2.resize(grey, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
-    return grey
+    if w <= width:
+        return grey, grey
+    size = (width, max(1, round(h * width / w)))
+    return (cv2.resize(grey, size, interpolation=cv2.INTER_AREA),
+            cv2.resize(grey, size, interpolation=cv2.INTER_NEAREST))
 
 
 def _tile_stats(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +80,39 @@ def _tile_stats(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return tiles.std(axis=(1, 3)), tiles.mean(axis=(1, 3))
 
 
-def measure(grey: np.ndarray) -> CameraSignals:
+def seam(g: np.ndarray) -> tuple[float, float, bool]:
+    """The strongest horizontal seam of a float grey image: (share of columns with an isolated step there,
+    share whose step is off the seam's median brightness ratio, whether the rows below are one flat colour).
+
+    Steps are taken across two rows (row r+1 minus row r-1): a reduced JPEG decode spreads a one-row seam of the
+    full image over two rows. A shadow edge or the horizon also steps across much of the width, but a shadow
+    darkens every column by about one ratio and few real edges are that sharp everywhere; a torn frame steps
+    every column to unrelated content (or to decoder fill)."""
+    h = g.shape[0]
+    if h < 16:
+        return 0.0, 0.0, False
+    size = np.abs(g[2:] - g[:-2])  # size[k]: the step from row k to row k + 2
+    mid = size[2:-2]
+    strong = (mid > SEAM_MIN_STEP) & (mid > SEAM_ISOLATION * np.maximum(size[:-4], size[4:]) + 2.0)
+    share = strong.mean(axis=1)
+    margin = max(1, int(h * SEAM_EDGE))
+    share[:margin] = 0.0
+    share[len(share) - margin:] = 0.0
+    i = int(share.argmax())
+    top, cols = i + 2, strong[i]  # the seam steps from row `top` to row `top + 2`
+    if cols.sum() < 3:
+        return float(share[i]), 0.0, False
+    ratio = np.log((g[top + 2] + 4.0) / (g[top] + 4.0))
+    mixed = float((cols & (np.abs(ratio - np.median(ratio[cols])) > SEAM_RATIO_SPREAD)).mean())
+    below = g[top + 4:]
+    flat = (len(below) >= SEAM_FLAT_MIN_HEIGHT * h and float(np.median(below.std(axis=1))) < 1.5
+            and 8.0 < float(below.mean()) < 247.0)
+    return float(share[i]), mixed, bool(flat)
+
+
+def measure(grey: np.ndarray, seam_grey: np.ndarray | None = None) -> CameraSignals:
+    """Signals of an analysis-size grey image; `seam_grey`: the same picture nearest-row resized (see
+    analysis_greys), `grey` itself when not given."""
     g = grey.astype(np.float32)
     lap = cv2.Laplacian(grey, cv2.CV_32F)
     thumb = cv2.resize(grey, DESCRIPTOR_SIZE, interpolation=cv2.INTER_AREA).astype(np.float32)
@@ -70,6 +121,7 @@ def measure(grey: np.ndarray) -> CameraSignals:
     # Flat (no texture) and dark or washed-out tiles: what a covered or soiled lens looks like.
     flat = (tile_std < 4.0) & ((tile_mean < 50.0) | (tile_mean > 230.0))
     response = cv2.filter2D(g, -1, NOISE_KERNEL)[1:-1, 1:-1]
+    seam_share, seam_mixed, flat_below = seam(g if seam_grey is None else seam_grey.astype(np.float32))
     return CameraSignals(
         sharpness=float(lap.var()),
         mean=float(g.mean()),
@@ -78,6 +130,9 @@ def measure(grey: np.ndarray) -> CameraSignals:
         clipped_bright=float(np.mean(grey >= 250)),
         flat_tiles=float(flat.mean()),
         noise=float(np.median(np.abs(response))) * NOISE_SCALE if response.size else 0.0,
+        seam=seam_share,
+        seam_mixed=seam_mixed,
+        flat_below=flat_below,
         tile_std=tile_std,
         grey=grey,
         descriptor=unit(centred),
@@ -124,6 +179,8 @@ def faults(s: CameraSignals, cfg: CameraScoring, typical: tuple[float, np.ndarra
         found.append("overexposed")
     if s.std <= cfg.uniform_max_std:
         found.append("uniform")
+    if s.seam >= cfg.tearing_min_seam and (s.seam_mixed >= cfg.tearing_min_mixed or s.flat_below):
+        found.append("tearing")
     if "uniform" not in found and _occluded(s, cfg, typical):
         found.append("occluded")
     if s.noise > cfg.noise_max_sigma:

@@ -54,8 +54,8 @@ class HeuristicScorer:
         digest = hashlib.blake2b(frame.payload, digest_size=16).digest() if frame.payload else b""
         repeated = bool(digest) and self._previous_digest.get(frame.sensor) == digest
         image = image_of(frame, max_width=cfg.analysis_width)
-        grey = camera_checks.to_analysis_grey(image, cfg.analysis_width)
-        signals = camera_checks.measure(grey)
+        grey, seam_grey = camera_checks.analysis_greys(image, cfg.analysis_width)
+        signals = camera_checks.measure(grey, seam_grey)
         found = camera_checks.faults(signals, cfg, self._camera_baseline.typical(frame.sensor))
         if repeated or camera_checks.frozen(self._previous_grey.get(frame.sensor), grey, cfg):
             found.insert(0, "frozen")

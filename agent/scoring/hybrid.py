@@ -1,7 +1,7 @@
 """The heuristic checks joined by the proxy models' fault heads, trusted only when they are sure.
 
-The heuristic scorer has no check for some faults (tearing, partial soiling, scattered LiDAR points from a
-failing unit) that the fault heads learned; the heads alone, at their default threshold, also flag clean frames
+The heuristic checks miss some faults that the fault heads learned (tears its seam check cannot see, partial
+soiling, JPEG and pixelation damage); the heads alone, at their default threshold, also flag clean frames
 (shadow bands called tearing). Here a frame the checks pass is harmful only when the fault head's probability
 reaches `scoring.model_fault_min_prob` (0.8 by default: false-harmful 0.015 on the held-out frames of the camera
 model card). Redundancy, novelty and everything else stay the heuristic's.
