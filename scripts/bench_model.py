@@ -76,8 +76,9 @@ def decision(scorer: ProxyScorer):
 
 def scorer_for(precision: str) -> ProxyScorer:
     cfg = ModelConfig()
-    cam = cfg.camera.model_copy(update={"path": f"models/camera_proxy_{precision}.onnx"})
-    lid = cfg.lidar.model_copy(update={"path": f"models/lidar_proxy_{precision}.onnx"})
+    # The configured (INT8) files and their FP32 twins beside them.
+    cam = cfg.camera.model_copy(update={"path": cfg.camera.path.replace("_int8", f"_{precision}")})
+    lid = cfg.lidar.model_copy(update={"path": cfg.lidar.path.replace("_int8", f"_{precision}")})
     return ProxyScorer(ScoringConfig(kind="proxy"), cfg.model_copy(update={"camera": cam, "lidar": lid}))
 
 

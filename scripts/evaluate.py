@@ -67,16 +67,19 @@ def summarise(hits: dict[str, list[bool]]) -> dict:
     return out
 
 
-def camera_harm(seed: int) -> dict:
+def camera_harm(seed: int, frames: list[tuple[str, np.ndarray]] | None = None, scorers_: dict | None = None
+                ) -> dict:
     """Clean frames: one stream per source (a camera per source, so per-sensor baselines and memory build up as
     on a car). Faults: one stream per (source, fault) in which each faulted frame follows its own clean frame,
-    so that a fault one scorer misses (and learns as 'typical') does not bias its judgement of other faults."""
-    test = camera_split()["test"]
+    so that a fault one scorer misses (and learns as 'typical') does not bias its judgement of other faults.
+    `frames`: the held-out camera frames unless given; `scorers_`: scorers() unless given."""
+    test = camera_split()["test"] if frames is None else frames
     rng = np.random.default_rng(seed)
+    np.random.seed(seed)  # imagecorruptions draws from numpy's global generator
     faulted = [{f: camera_fault(image, f, rng, test[(i + len(test) // 2) % len(test)][1])
                 for f in CAMERA_FAULTS[1:]} for i, (_, image) in enumerate(test)]
     result = {}
-    for name, scorer in scorers().items():
+    for name, scorer in (scorers() if scorers_ is None else scorers_).items():
         hits: dict[str, list[bool]] = {"clean": [], "frozen": [], **{f: [] for f in CAMERA_FAULTS[1:]}}
         for i, (source, image) in enumerate(test):
             hits["clean"].append(judge(scorer, jpeg_frame(image, source.split("/")[0], 2 * i)))
@@ -87,6 +90,7 @@ def camera_harm(seed: int) -> dict:
                 bad = image if fault == "frozen" else faulted[i][fault]  # frozen: the same bytes again
                 hits[fault].append(judge(scorer, jpeg_frame(bad, f"{sensor}#{fault}", 2 * i + 1)))
         result[name] = summarise(hits)
+        result[name]["false_harmful_frames"] = [test[i][0] for i, hit in enumerate(hits["clean"]) if hit]
     return result
 
 

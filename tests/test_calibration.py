@@ -113,16 +113,23 @@ def _lidar(path: Path, version: str = "") -> LidarModel:
 
 
 def test_shipped_version_1_models_carry_an_identity_table() -> None:
-    camera = CameraModel(ProxyModelSpec(path=str(MODELS / "camera_proxy_int8.onnx"), version="camera-proxy-1",
-                                        input_size=(72, 128)), ModelConfig())
-    for model in (camera, _lidar(LIDAR_V1, "lidar-proxy-1")):
+    for model in (_camera("camera_proxy_int8.onnx", "camera-proxy-1"), _lidar(LIDAR_V1, "lidar-proxy-1")):
         table = model.calibration
         assert table.raw and table.identity  # computed (a reference is named), and the canonical scale itself
         assert "kitti/2011_09_26/udacity_sfnd_sync" in table.reference
 
 
-def test_version_2_is_calibrated_onto_version_1s_scale() -> None:
-    v1, v2 = _lidar(LIDAR_V1).calibration, _lidar(LIDAR_V2, "lidar-proxy-2").calibration
+def _camera(name: str, version: str) -> CameraModel:
+    return CameraModel(ProxyModelSpec(path=str(MODELS / name), version=version, input_size=(72, 128)), ModelConfig())
+
+
+@pytest.mark.parametrize("modality", ["lidar", "camera"])
+def test_version_2_is_calibrated_onto_version_1s_scale(modality: str) -> None:
+    if modality == "lidar":
+        v1, v2 = _lidar(LIDAR_V1).calibration, _lidar(LIDAR_V2, "lidar-proxy-2").calibration
+    else:
+        v1 = _camera("camera_proxy_int8.onnx", "camera-proxy-1").calibration
+        v2 = _camera("camera_proxy_v2_int8.onnx", "camera-proxy-2").calibration
     assert not v2.identity
     assert v2.canonical == pytest.approx(v1.raw)  # v2's canonical quantiles are v1's own, on the same reference
     assert v2.reference == v1.reference

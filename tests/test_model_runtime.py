@@ -16,13 +16,16 @@ from agent.model import ModelRuntime, choose_providers
 from agent.model.preprocess import BevBuilder, camera_image, longest_empty_run
 from agent.model.proxy_model import CameraModel
 
-CAMERA = REPO / "models" / "camera_proxy_int8.onnx"
+CAMERA = REPO / "models" / "camera_proxy_v2_int8.onnx"
 LIDAR = REPO / "models" / "lidar_proxy_int8.onnx"
 
 
 def test_shipped_models_carry_metadata_that_matches_the_default_config() -> None:
     cfg = ModelConfig()
-    for path, spec, modality in ((CAMERA, cfg.camera, "camera"), (LIDAR, cfg.lidar, "lidar")):
+    assert REPO / cfg.camera.path == CAMERA and REPO / cfg.lidar.path == LIDAR
+    camera_v1 = cfg.camera.model_copy(update={"version": "camera-proxy-1"})  # still shipped, for pinned configs
+    for path, spec, modality in ((CAMERA, cfg.camera, "camera"), (LIDAR, cfg.lidar, "lidar"),
+                                 (REPO / "models" / "camera_proxy_int8.onnx", camera_v1, "camera")):
         runtime = ModelRuntime(path)
         meta = runtime.metadata
         assert meta is not None
@@ -35,7 +38,7 @@ def test_shipped_models_carry_metadata_that_matches_the_default_config() -> None
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"edgesift.model_version": "camera-proxy-0"}, "version 'camera-proxy-0', config expects 'camera-proxy-1'"),
+        ({"edgesift.model_version": "camera-proxy-0"}, "version 'camera-proxy-0', config expects 'camera-proxy-2'"),
         ({"edgesift.input_size": "96x160"}, "input size [96, 160], config expects [72, 128]"),
         ({"edgesift.modality": "lidar"}, "modality 'lidar'"),
         ({"edgesift.outputs": None}, "lacks edgesift.outputs"),

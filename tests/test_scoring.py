@@ -194,12 +194,12 @@ def test_hybrid_keeps_the_checks_and_adds_the_fault_head_only_when_sure(kind: st
             verdicts.append(verdict)
         return verdicts
 
-    default, never, always = run(0.8), run(1.0), run(0.0)
+    default, never, always = run(ScoringConfig().model_fault_min_prob), run(1.0), run(0.0)
     heuristic = _run(frames)
     assert [v.label for v in never] == [v.label for v in heuristic]  # a head that is never sure changes nothing
     for frame, d, a, h in zip(frames, default, always, heuristic, strict=True):
         idx = _kitti_index(frame)
-        assert d.label is (Label.HARMFUL if idx in faults else h.label), (idx, d)  # no false harmful at 0.8
+        assert d.label is (Label.HARMFUL if idx in faults else h.label), (idx, d)  # no false harmful at the default
         assert a.label is Label.HARMFUL  # at 0 the head calls everything the checks pass a fault
         if h.label is not Label.HARMFUL:
             assert a.reasons[0].startswith("fault_") and "p_harmful" in a.signals

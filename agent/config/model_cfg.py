@@ -76,7 +76,7 @@ class ModelConfig(StrictModel):
     )
     uncertainty_boost: float = Field(0.2, ge=0.0, le=1.0, description="Added to the score of an uncertain frame.")
     camera: ProxyModelSpec = ProxyModelSpec(
-        path="models/camera_proxy_int8.onnx", version="camera-proxy-1", input_size=(72, 128)
+        path="models/camera_proxy_v2_int8.onnx", version="camera-proxy-2", input_size=(72, 128)
     )
     lidar: ProxyModelSpec = ProxyModelSpec(
         path="models/lidar_proxy_int8.onnx", version="lidar-proxy-1", input_size=(64, 64),
