@@ -89,6 +89,24 @@ def model_only(scorer: ProxyScorer, seconds: float) -> dict[str, float]:
             "lidar_inferences_per_s": round(rate(lambda _: scorer.lidar.runtime.run(lid), [0] * 50, seconds), 1)}
 
 
+def int8_over_fp32_by_batch(scorers: dict[str, ProxyScorer], seconds: float, rounds: int) -> dict[str, dict]:
+    """Inference alone, INT8 rate over FP32 rate per batch size (median of alternating rounds): whether the
+    integer kernels pay once the fixed per-run and per-op costs are spread over more frames."""
+    out: dict[str, dict] = {}
+    for modality in ("camera", "lidar"):
+        for batch in (1, 8, 32):
+            ratios = []
+            for _ in range(rounds):
+                fps = {}
+                for precision, scorer in scorers.items():
+                    model = getattr(scorer, modality)
+                    x = np.zeros((batch, model.runtime.input_shape()[1], *model.spec.input_size), np.float32)
+                    fps[precision] = rate(lambda _, m=model, x=x: m.runtime.run(x), [0] * 20, seconds / 2) * batch
+                ratios.append(fps["int8"] / fps["fp32"])
+            out.setdefault(modality, {})[f"batch_{batch}"] = round(float(np.median(ratios)), 3)
+    return out
+
+
 def batching(scorer: ProxyScorer, batch: list[Frame], seconds: float) -> dict[str, float]:
     """Four camera frames (as from four sensors) one by one, or through the model as one batch."""
     single = rate(lambda _: [scorer.score(f) for f in batch], [0], seconds) * len(batch)
@@ -142,6 +160,7 @@ def main() -> None:
     for key in ("camera_decision_fps", "lidar_decision_scans_per_s", "camera_inferences_per_s",
                 "lidar_inferences_per_s"):
         out.setdefault("int8_over_fp32", {})[key] = round(out["int8"][key] / out["fp32"][key], 3)
+    out["int8_over_fp32_inference_by_batch"] = int8_over_fp32_by_batch(scorers, args.seconds, args.rounds)
     out["int8_vs_fp32_verdicts"] = {"camera": agreement(scorer_for("int8"), scorer_for("fp32"), cams),
                                    "lidar": agreement(scorer_for("int8"), scorer_for("fp32"), scans)}
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)

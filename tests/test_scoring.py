@@ -206,24 +206,29 @@ def test_hybrid_keeps_the_checks_and_adds_the_fault_head_only_when_sure(kind: st
 
 
 def _torn(image: np.ndarray, kind: str) -> np.ndarray:
+    """A tear 30% down a real frame (on the road, further down, a sideways shift of asphalt is invisible)."""
     out = image.copy()
     h, w = image.shape[:2]
+    row = int(h * 0.3)
     if kind == "misplaced rows":  # below the tear: the picture from elsewhere in the buffer
-        out[h // 2:] = np.roll(np.roll(image, w // 3, axis=1), -h // 6, axis=0)[h // 2:]
+        out[row:] = np.roll(np.roll(image, w // 3, axis=1), -h // 6, axis=0)[row:]
+    elif kind == "shifted sideways":
+        out[row:] = np.roll(image, w // 3, axis=1)[row:]
     else:  # decoder fill: the rest of the frame one colour
-        out[h // 2:] = (0, 128, 0)
+        out[row:] = (0, 128, 0)
     return out
 
 
-@pytest.mark.parametrize("kind", ["misplaced rows", "fill"])
+@pytest.mark.parametrize("kind", ["misplaced rows", "shifted sideways", "fill"])
 def test_a_torn_real_frame_is_tearing_and_a_hard_shadow_edge_is_not(kind: str) -> None:
     scorer = HeuristicScorer(ScoringConfig())
-    for index in (2, 10, 25):
+    for index in (0, 12, 21):  # clean frames of the sample drive (18 is its over-exposed one)
         image = _real_image(index)
         shadowed = image.copy()
         shadowed[image.shape[0] // 2:] = (shadowed[image.shape[0] // 2:] * 0.5).astype(np.uint8)  # one sharp row
         for seq, clean in enumerate((image, shadowed)):
             verdict = scorer.score(_camera(clean, 10 * index + seq))
-            assert verdict.label is not Label.HARMFUL and verdict.signals["seam_mixed"] < 0.25, verdict
+            assert verdict.label is not Label.HARMFUL, verdict
+            assert max(verdict.signals["seam_mixed"], verdict.signals["vseam_mixed"]) < 0.25, verdict
         torn = scorer.score(_camera(_torn(image, kind), 10 * index + 5))
         assert torn.label is Label.HARMFUL and "tearing" in torn.reasons, (index, torn)

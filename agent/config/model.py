@@ -67,7 +67,8 @@ class CameraScoring(StrictModel):
     )
     tearing_min_seam: float = Field(
         0.35, ge=0.0, le=1.0, description="Share of columns that step sharply at one row (and not at the rows beside "
-        "it) at or above which a horizontal seam is a tear candidate; clean frames measure up to about 0.33."
+        "it) at or above which a horizontal seam is a tear candidate (rows at one column, for a vertical seam); "
+        "clean frames measure up to about 0.33 (0.39 vertical)."
     )
     tearing_min_mixed: float = Field(
         0.25, ge=0.0, le=1.0, description="Share of columns whose step at that seam is off its common brightness "

@@ -19,11 +19,12 @@ ABSOLUTE_FLAT_FRACTION = 0.6  # with no baseline yet, only a mostly dead image c
 # White noise of sigma s gives a response of std 6 s; the median over the image ignores the few real edges.
 NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
 NOISE_SCALE = 1.0 / (0.6745 * 6.0)
-# Tearing: a straight seam across the width, one or two rows, that the rows just above and below do not have.
+# Tearing: a straight seam across the width (or down the height: the part below a tear shifted sideways), one or
+# two pixels wide, that the rows (columns) just beside it do not have.
 SEAM_MIN_STEP = 12.0  # grey levels: smaller row-to-row steps are texture
 SEAM_ISOLATION = 2.5  # the step must exceed this many times the column's steps just above and below it
 SEAM_RATIO_SPREAD = 0.25  # |log brightness ratio - the seam's median| beyond this is not one shadow's darkening
-SEAM_EDGE = 0.08  # rows this close to the top or bottom are left out (a car's hood makes a seam there)
+SEAM_EDGE = 0.08  # rows (columns) this close to the image's edge are left out (a car's hood makes a seam there)
 SEAM_FLAT_MIN_HEIGHT = 0.15  # a one-colour band below a seam at least this tall is decoder fill
 
 
@@ -39,6 +40,8 @@ class CameraSignals:
     seam: float  # share of columns with an isolated step at the strongest horizontal seam
     seam_mixed: float  # share of columns whose step there is not the seam's common brightness ratio
     flat_below: bool  # the rows below that seam are one flat colour (neither black nor white)
+    vseam: float  # the same two for the strongest vertical seam (share of rows)
+    vseam_mixed: float
     tile_std: np.ndarray  # TILE_GRID x TILE_GRID texture per tile, for occlusion against the baseline
     grey: np.ndarray  # analysis-size grey image, for frozen-frame comparison
     descriptor: np.ndarray  # unit vector, for redundancy
@@ -54,6 +57,8 @@ class CameraSignals:
             "noise": round(self.noise, 3),
             "seam": round(self.seam, 4),
             "seam_mixed": round(self.seam_mixed, 4),
+            "vseam": round(self.vseam, 4),
+            "vseam_mixed": round(self.vseam_mixed, 4),
         }
 
 
@@ -121,7 +126,9 @@ def measure(grey: np.ndarray, seam_grey: np.ndarray | None = None) -> CameraSign
     # Flat (no texture) and dark or washed-out tiles: what a covered or soiled lens looks like.
     flat = (tile_std < 4.0) & ((tile_mean < 50.0) | (tile_mean > 230.0))
     response = cv2.filter2D(g, -1, NOISE_KERNEL)[1:-1, 1:-1]
-    seam_share, seam_mixed, flat_below = seam(g if seam_grey is None else seam_grey.astype(np.float32))
+    sg = g if seam_grey is None else seam_grey.astype(np.float32)
+    seam_share, seam_mixed, flat_below = seam(sg)
+    vseam_share, vseam_mixed, _ = seam(np.ascontiguousarray(sg.T))
     return CameraSignals(
         sharpness=float(lap.var()),
         mean=float(g.mean()),
@@ -133,6 +140,8 @@ def measure(grey: np.ndarray, seam_grey: np.ndarray | None = None) -> CameraSign
         seam=seam_share,
         seam_mixed=seam_mixed,
         flat_below=flat_below,
+        vseam=vseam_share,
+        vseam_mixed=vseam_mixed,
         tile_std=tile_std,
         grey=grey,
         descriptor=unit(centred),
@@ -170,6 +179,11 @@ def _occluded(s: CameraSignals, cfg: CameraScoring, typical: tuple[float, np.nda
     return float(lost.mean()) >= cfg.occluded_min_fraction
 
 
+def _torn(s: CameraSignals, cfg: CameraScoring) -> bool:
+    across = s.seam >= cfg.tearing_min_seam and (s.seam_mixed >= cfg.tearing_min_mixed or s.flat_below)
+    return across or (s.vseam >= cfg.tearing_min_seam and s.vseam_mixed >= cfg.tearing_min_mixed)
+
+
 def faults(s: CameraSignals, cfg: CameraScoring, typical: tuple[float, np.ndarray] | None = None) -> list[str]:
     """Names of the faults these signals show, most telling first."""
     found: list[str] = []
@@ -179,7 +193,7 @@ def faults(s: CameraSignals, cfg: CameraScoring, typical: tuple[float, np.ndarra
         found.append("overexposed")
     if s.std <= cfg.uniform_max_std:
         found.append("uniform")
-    if s.seam >= cfg.tearing_min_seam and (s.seam_mixed >= cfg.tearing_min_mixed or s.flat_below):
+    if _torn(s, cfg):
         found.append("tearing")
     if "uniform" not in found and _occluded(s, cfg, typical):
         found.append("occluded")

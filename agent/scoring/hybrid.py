@@ -3,7 +3,7 @@
 The heuristic checks miss some faults that the fault heads learned (tears its seam check cannot see, partial
 soiling, JPEG and pixelation damage); the heads alone, at their default threshold, flag more clean frames than
 the checks do. Here a frame the checks pass is harmful only when the fault head's probability reaches
-`scoring.model_fault_min_prob` (0.6 by default, chosen on a validation split for camera-proxy-2: recall 0.953 at
+`scoring.model_fault_min_prob` (0.6 by default, chosen on a validation split for camera-proxy-2: recall 0.963 at
 false-harmful 0.015 on the held-out frames of the camera model card). Redundancy, novelty and everything else
 stay the heuristic's.
 """
