@@ -17,6 +17,7 @@ from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 
 from agent.frame import Encoding, Frame, Modality
+from agent.scoring.base import Label
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_DRIVE = REPO / "data" / "sample_drive.mcap"
@@ -64,6 +65,17 @@ def sample_frames(kind: str) -> list[Frame]:
             frames.append(Frame("velo", Modality.LIDAR, t_ns, seq, len(data), "sample", Encoding.XYZI_F32, None,
                                 points))
     return frames
+
+
+def score_in_order(scorer, frames: Iterable[Frame]) -> list:
+    """Each frame's verdict, scored in order as replay does: frames not judged harmful join the scorer's memory."""
+    verdicts = []
+    for frame in frames:
+        verdict = scorer.score(frame)
+        if verdict.label is not Label.HARMFUL:
+            scorer.remember(frame, verdict)
+        verdicts.append(verdict)
+    return verdicts
 
 
 @cache

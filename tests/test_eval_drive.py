@@ -47,7 +47,7 @@ def _messages(path: Path) -> dict[str, list[tuple[int, int, bytes]]]:
 def _grey(jpeg: bytes, width: int) -> np.ndarray:
     """The frame as the camera checks see it (reduced decode, analysis-width grey)."""
     image = decode_image_bytes(jpeg, ANALYSIS_WIDTH, width)
-    return camera_checks.to_analysis_grey(image, ANALYSIS_WIDTH)
+    return camera_checks.analysis_greys(image, ANALYSIS_WIDTH)[0]
 
 
 def check_drive(out: Path, replay_dir: Path) -> dict[str, float]:

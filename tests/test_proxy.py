@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import sample_frames
+from conftest import sample_frames, score_in_order
 from model_support import tiny_classifier
 
 from agent.config import AgentConfig
@@ -49,18 +49,8 @@ def _image(index: int) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
 
 
-def _run(scorer: ProxyScorer, frames: list[Frame]) -> list:
-    verdicts = []
-    for frame in frames:
-        verdict = scorer.score(frame)
-        if verdict.label is not Label.HARMFUL:
-            scorer.remember(frame, verdict)
-        verdicts.append(verdict)
-    return verdicts
-
-
 def test_sample_drive_camera_faults_are_harmful_with_named_reasons() -> None:
-    verdicts = _run(_scorer(), sample_frames("camera"))
+    verdicts = score_in_order(_scorer(), sample_frames("camera"))
     harmful = {i: v.reasons[0] for i, v in enumerate(verdicts) if v.label is Label.HARMFUL}
     assert harmful.get(19) == "frozen"  # an exact repeat: the deterministic check, not the model
     for index in (8, 13, 18, 24):  # blurred (sigma 6 px at 1242 px), occluded, over-exposed, under-exposed
@@ -74,7 +64,7 @@ def test_sample_drive_camera_faults_are_harmful_with_named_reasons() -> None:
 
 
 def test_sample_drive_lidar_faults_are_harmful() -> None:
-    verdicts = _run(_scorer(), sample_frames("lidar"))
+    verdicts = score_in_order(_scorer(), sample_frames("lidar"))
     harmful = {i: v.reasons for i, v in enumerate(verdicts) if v.label is Label.HARMFUL}
     assert "missing_sector" in harmful.get(5, ())  # KITTI 10: azimuth 30-120 degrees removed
     assert "nonfinite" in harmful.get(10, ())  # KITTI 20: 2% NaN
@@ -120,7 +110,7 @@ def test_faults_applied_to_real_frames(fault: str, expected: str) -> None:
 def test_lidar_faults_on_a_real_scan_after_normal_scans() -> None:
     scorer = _scorer()
     scans = sample_frames("lidar")[:4]
-    assert all(v.label is not Label.HARMFUL for v in _run(scorer, scans))
+    assert all(v.label is not Label.HARMFUL for v in score_in_order(scorer, scans))
     points = sample_frames("lidar")[4].array
     rng = np.random.default_rng(1)
     sparse = points[rng.random(len(points)) < 0.4]

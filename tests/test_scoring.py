@@ -7,7 +7,7 @@ import dataclasses
 import cv2
 import numpy as np
 import pytest
-from conftest import sample_frames
+from conftest import sample_frames, score_in_order
 
 from agent.config.model import ScoringConfig
 from agent.frame import Encoding, Frame, Modality
@@ -24,14 +24,7 @@ def _kitti_index(frame: Frame) -> int:
 
 
 def _run(frames: list[Frame]) -> list:
-    scorer = HeuristicScorer(ScoringConfig())
-    verdicts = []
-    for frame in frames:
-        verdict = scorer.score(frame)
-        if verdict.label is not Label.HARMFUL:
-            scorer.remember(frame, verdict)
-        verdicts.append(verdict)
-    return verdicts
+    return score_in_order(HeuristicScorer(ScoringConfig()), frames)
 
 
 @pytest.mark.parametrize(("kind", "faults"), [("camera", CAMERA_FAULTS), ("lidar", LIDAR_FAULTS)])
@@ -185,14 +178,7 @@ def test_hybrid_keeps_the_checks_and_adds_the_fault_head_only_when_sure(kind: st
     faults = CAMERA_FAULTS if kind == "camera" else LIDAR_FAULTS
 
     def run(min_prob: float) -> list:
-        scorer = HybridScorer(ScoringConfig(model_fault_min_prob=min_prob), ModelConfig())
-        verdicts = []
-        for frame in frames:
-            verdict = scorer.score(frame)
-            if verdict.label is not Label.HARMFUL:
-                scorer.remember(frame, verdict)
-            verdicts.append(verdict)
-        return verdicts
+        return score_in_order(HybridScorer(ScoringConfig(model_fault_min_prob=min_prob), ModelConfig()), frames)
 
     default, never, always = run(ScoringConfig().model_fault_min_prob), run(1.0), run(0.0)
     heuristic = _run(frames)

@@ -62,10 +62,6 @@ class CameraSignals:
         }
 
 
-def to_analysis_grey(image: np.ndarray, width: int) -> np.ndarray:
-    return analysis_greys(image, width)[0]
-
-
 def analysis_greys(image: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     """The grey image at about `width`: area-averaged (for the checks) and nearest-row (for the seam check: an
     area resize spreads a one-row seam over rows that a sharp real edge also spans)."""
