@@ -167,7 +167,7 @@ def embed(model: ProxyModel, frames: list[tuple[str, np.ndarray]]) -> tuple[np.n
         batch = model.inputs(chunk) if isinstance(model, CameraModel) else np.stack(chunk)
         for out in model.run(batch):
             rows.append(out.embedding)
-            ok.append(out.harmful < spec.harmful_min_prob and out.ood < defaults.ood_harmful_ratio)
+            ok.append(out.harmful < spec.harmful_min_prob and out.ood < defaults.ood_trust_ratio)
     return np.stack(rows).astype(np.float64), np.asarray(ok, bool)
 
 

@@ -23,6 +23,7 @@ from agent.scoring.base import Label
 from agent.scoring.factory import make_scorer
 from agent.scoring.heuristic import HeuristicScorer
 from agent.scoring.proxy import ProxyScorer
+from agent.scoring.usefulness import NOVEL_MAX
 
 
 @cache
@@ -127,7 +128,7 @@ def test_lidar_faults_on_a_real_scan_after_normal_scans() -> None:
 def test_redundant_novel_and_fleet_exemplars(tmp_path: Path) -> None:
     scorer = _scorer()
     first = scorer.score(_jpeg(_image(25), 1))
-    assert first.label is Label.HELPFUL and first.reasons[0] == "novel" and first.score == 1.0
+    assert first.label is Label.HELPFUL and first.reasons[0] == "novel" and first.score == NOVEL_MAX
     scorer.remember(_jpeg(_image(25), 1), first)
     again = scorer.score(_jpeg(np.clip(_image(25).astype(np.int16) + 3, 0, 255).astype(np.uint8), 2))
     assert again.label is Label.USELESS and again.reasons == ("redundant",)

@@ -6,6 +6,7 @@ location instead of a silently ignored setting.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from typing import Literal
 
@@ -15,6 +16,7 @@ from agent.config.base import StrictModel
 from agent.config.daemon import DaemonConfig, SnippetConfig, Sources
 from agent.config.model_cfg import ModelConfig
 from agent.config.remote import RemoteConfig
+from agent.config.sensors import MODEL_NAMES
 from agent.config.uplink import UplinkConfig
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -35,20 +37,44 @@ class CameraScoring(StrictModel):
         320, ge=32, le=4096, description="Images are reduced to about this width before the checks run."
     )
     blur_min_sharpness: float = Field(
-        40.0, ge=0.0, le=1e6, description="Variance of the Laplacian (at analysis width) below which a frame is "
-        "blurred whatever the camera's history."
+        4.0, ge=0.0, le=1e6, description="Variance of the Laplacian (at analysis width) below which a frame is "
+        "blurred whatever the camera's history (fog and night scenes measure 250 and up: keep this low; blur is "
+        "judged against the camera's own recent frames, see blur_min_ratio)."
     )
     blur_min_ratio: float = Field(
         0.15, ge=0.0, le=1.0, description="Sharpness below this fraction of the camera's recent median is blur "
         "(defocus, a smeared lens, motion blur)."
     )
-    dark_max_mean: float = Field(10.0, ge=0.0, le=255.0, description="Mean luma at or below this is under-exposed.")
+    dark_max_mean: float = Field(
+        2.0, ge=0.0, le=255.0, description="Mean luma at or below this is under-exposed whatever the camera's "
+        "history (nothing but black). A dark night stream is valid: a fall to dark is judged against the camera's "
+        "own recent frames (exposure_fall_ratio)."
+    )
     bright_min_mean: float = Field(
-        235.0, ge=0.0, le=255.0, description="Mean luma at or above this is over-exposed."
+        245.0, ge=0.0, le=255.0, description="Mean luma at or above this is over-exposed."
     )
     dark_clipped_max_fraction: float = Field(
-        0.6, ge=0.0, le=1.0, description="Fraction of black pixels (luma <= 5) at or above which the frame is "
-        "under-exposed (night scenes have large black areas: keep this high)."
+        0.98, ge=0.0, le=1.0, description="Fraction of black pixels (luma <= 5) at or above which the frame is "
+        "under-exposed whatever its history (an unlit night road is 60% black and valid)."
+    )
+    exposure_fall_ratio: float = Field(
+        0.3, ge=0.0, le=1.0, description="Mean luma below this fraction of the camera's recent median, with the "
+        "same scene in view, is under-exposure (an exposure or gain fault: night does not fall in one frame)."
+    )
+    blind_max_std: float = Field(
+        4.0, ge=0.0, le=128.0, description="Luma standard deviation after a small blur (sensor noise removed) at "
+        "or below which the camera sees no structure at all: harmful when the vehicle's LiDAR sees a scene at the "
+        "same moment, or when the camera saw structure a moment before (a lens cap, a dead sensor at night)."
+    )
+    colour_min_ratio: float = Field(
+        0.2, ge=0.0, le=1.0, description="A colour channel whose mean falls below this fraction of the other two, "
+        "or a colour camera whose saturation falls below this fraction of its recent median, is a colour fault "
+        "(dead channel, raw Bayer data passed through); swapped red and blue are caught against the history too."
+    )
+    scene_cut_distance: float = Field(
+        1.0, ge=0.0, le=2.0, description="Descriptor distance to the previous frame beyond which the view changed "
+        "entirely (a folder of unrelated stills, a camera moved): the frame is judged against absolute limits "
+        "only and starts a new baseline, instead of being compared with a scene it does not show."
     )
     bright_clipped_max_fraction: float = Field(
         0.3, ge=0.0, le=1.0, description="Fraction of white pixels (luma >= 250) at or above which the frame is "
@@ -62,8 +88,16 @@ class CameraScoring(StrictModel):
         "lens) at or above which the frame is occluded."
     )
     noise_max_sigma: float = Field(
-        4.0, ge=0.0, le=255.0, description="Estimated pixel noise (grey levels at analysis width, robust Laplacian "
-        "estimate) above which the frame is noisy: clean real frames measure 0.5-2.5, heavy sensor noise 7 and up."
+        12.0, ge=0.0, le=255.0, description="Estimated pixel noise (grey levels at analysis width, robust Laplacian "
+        "estimate) above which the frame is noisy whatever its history: clean real frames measure 0.2-4.5 (night "
+        "and high gain at the top), a failing sensor 15 and up."
+    )
+    noise_max_ratio: float = Field(
+        3.0, ge=1.0, le=1000.0, description="Noise above this multiple of the camera's recent median (and above "
+        "noise_min_sigma) is a noisy frame: judged against the camera itself, so a grainy night camera is valid."
+    )
+    noise_min_sigma: float = Field(
+        3.0, ge=0.0, le=255.0, description="Noise below this is never a fault, whatever the camera's history."
     )
     tearing_min_seam: float = Field(
         0.35, ge=0.0, le=1.0, description="Share of columns that step sharply at one row (and not at the rows beside "
@@ -86,11 +120,17 @@ class CameraScoring(StrictModel):
 
 
 class LidarScoring(StrictModel):
-    min_points: int = Field(20_000, ge=0, le=10_000_000, description="Scans with fewer valid points are harmful.")
+    min_points: int = Field(
+        1_000, ge=0, le=10_000_000, description="Scans with fewer valid points are harmful whatever the sensor's "
+        "history (an 8-beam Ouster delivers about 6,000; fewer points than usual for this sensor is `sparse`)."
+    )
     max_nonfinite_fraction: float = Field(
         0.001, ge=0.0, le=1.0, description="Fraction of NaN/inf coordinates above which a scan is harmful."
     )
-    max_range_m: float = Field(250.0, gt=0.0, le=2000.0, description="Ranges beyond this are impossible.")
+    max_range_m: float = Field(
+        400.0, gt=0.0, le=2000.0, description="Ranges beyond this are impossible (for a sensor whose `model` is set "
+        "in scoring.sensors, that model's reach is used instead)."
+    )
     max_impossible_fraction: float = Field(
         0.01, ge=0.0, le=1.0, description="Fraction of impossible ranges above which a scan is harmful."
     )
@@ -110,10 +150,44 @@ class LidarScoring(StrictModel):
         4.0, ge=1.0, le=1000.0, description="Median step between consecutive points (scan order) above this multiple "
         "of the sensor's recent typical step is a noisy scan (points scattered by interference or a failing unit)."
     )
+    blocked_min_fraction: float = Field(
+        0.45, ge=0.0, le=1.0, description="Share of returns closer than the sensor model's near field (1 m for "
+        "most, 0.3 m for blind-spot units; 1 m without a model) at or above which the view is blocked."
+    )
+    incomplete_min_coverage: float = Field(
+        0.5, ge=0.0, le=1.0, description="A spinning LiDAR (model set in scoring.sensors) whose returns cover less "
+        "than this share of azimuth sectors delivered an incomplete scan."
+    )
+    lost_rings_max_gap: float = Field(
+        0.35, ge=0.0, le=1.0, description="Share of the sensor model's vertical field between its lowest beam and "
+        "the lowest returns beyond which the lower rings are lost (a vehicle LiDAR always sees the ground)."
+    )
+    tilt_max_deg: float = Field(
+        4.0, ge=0.0, le=90.0, description="Change of the scan's front/back or left/right elevation balance against "
+        "the sensor's recent scans beyond which its geometry is broken (a loose mount, wrong extrinsics)."
+    )
     redundant_max_distance: float = Field(
         0.25, ge=0.0, le=2.0, description="Descriptor distance to the nearest recently kept scan at or below which "
         "the scan is a near-duplicate (useless)."
     )
+
+
+class SensorScoring(StrictModel):
+    """Settings of one sensor (or of every sensor whose name matches a pattern) in scoring.sensors."""
+
+    model: str | None = Field(
+        None, description="LiDAR model (velodyne-vlp16, velodyne-hdl64, ouster-os1, hesai-pandar64, ...: see "
+        "`edgesift config schema`): its data sheet sets the absolute limits a scan is judged by."
+    )
+    camera: CameraScoring | None = Field(None, description="This camera's checks (defaults for keys not given).")
+    lidar: LidarScoring | None = Field(None, description="This LiDAR's checks (defaults for keys not given).")
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str | None) -> str | None:
+        if value is not None and value not in MODEL_NAMES:
+            raise ValueError(f"unknown sensor model; one of: {', '.join(MODEL_NAMES)}")
+        return value
 
 
 class ScoringConfig(StrictModel):
@@ -131,6 +205,38 @@ class ScoringConfig(StrictModel):
     )
     camera: CameraScoring = CameraScoring()
     lidar: LidarScoring = LidarScoring()
+    sensors: dict[str, SensorScoring] = Field(
+        default_factory=dict, max_length=256, description="Per-sensor settings, by sensor name or a shell pattern "
+        "('lidar_*', '*'); an exact name wins over patterns, patterns are tried in order."
+    )
+    cross_sensor: bool = Field(
+        True, description="Use the vehicle's other sensors as evidence: a camera that sees nothing while a LiDAR "
+        "sees a scene at the same moment is faulty."
+    )
+    rare_boost: float = Field(
+        0.3, ge=0.0, le=1.0, description="Score added to a helpful frame in a rare condition (dark, low contrast, "
+        "glare, unusual colour or optics) or out of the models' domain, so budgets keep it first."
+    )
+
+    @field_validator("sensors")
+    @classmethod
+    def _sensor_keys(cls, value: dict[str, SensorScoring]) -> dict[str, SensorScoring]:
+        for key in value:
+            if not 1 <= len(key) <= 128:
+                raise ValueError("sensor names and patterns are 1-128 characters")
+        return value
+
+    def for_sensor(self, sensor: str) -> SensorScoring:
+        """The settings of `sensor`: its own entry, else the first matching pattern, else the defaults."""
+        if sensor in self.sensors:
+            return self.sensors[sensor]
+        for pattern, entry in self.sensors.items():
+            if fnmatch.fnmatchcase(sensor, pattern):
+                return entry
+        return _NO_OVERRIDE
+
+
+_NO_OVERRIDE = SensorScoring()
 
 
 class BudgetConfig(StrictModel):

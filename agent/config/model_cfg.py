@@ -66,9 +66,10 @@ class ModelConfig(StrictModel):
     intra_op_threads: int = Field(1, ge=1, le=64, description="Threads inside one operator (per model).")
     inter_op_threads: int = Field(1, ge=1, le=64, description="Threads across operators (per model).")
     warmup_runs: int = Field(2, ge=0, le=100, description="Inference runs at start-up before the first frame.")
-    ood_harmful_ratio: float = Field(
-        4.0, ge=0.0, le=1000.0, description="Out-of-domain distance over the model's calibrated 99th percentile at "
-        "or above which a frame is harmful (out_of_domain); 0 = off."
+    ood_trust_ratio: float = Field(
+        1.0, ge=0.0, le=1000.0, description="Out-of-domain distance over the model's calibrated 99th percentile at "
+        "or above which the fault head is not trusted: the frame is unfamiliar, not broken, so it is a candidate "
+        "for helpful (reason out_of_domain) unless a deterministic check finds a fault. 0 = always trusted."
     )
     uncertain_min_entropy: float = Field(
         0.7, ge=0.0, le=1.0, description="Normalised scene entropy at or above which an in-domain frame is "

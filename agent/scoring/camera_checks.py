@@ -14,7 +14,16 @@ from agent.scoring.memory import unit
 TILE_GRID = 8  # 8x8 tiles for occlusion / soiling
 DESCRIPTOR_SIZE = (32, 16)  # width, height of the grey thumbnail descriptor
 HISTORY = 20  # healthy frames remembered per sensor to know what "normal" looks like
-ABSOLUTE_FLAT_FRACTION = 0.6  # with no baseline yet, only a mostly dead image counts as occluded
+ABSOLUTE_FLAT_FRACTION = 0.85  # with no baseline yet, only an all but dead image counts as occluded (a gated NIR
+# camera or an unlit road leaves 60% of the tiles dark and flat, and is valid)
+KEPT_TEXTURE = 0.6  # a tile that keeps this share of its usual texture still shows the scene
+OCCLUSION_KEPT_MIN = 0.15  # occlusion covers part of the view: a loss everywhere at once is light or a new scene
+SOIL_LOST = 0.12  # a tile whose sharpness fell below this share of its usual is behind a drop or smear
+SOIL_MIN_FRACTION = 0.25  # share of the view that must be soiled
+SOIL_TEXTURED = 50.0  # tiles with less Laplacian variance than this (sky, road) say nothing about soiling
+BLOCKINESS_MIN = 1.35  # gradients this concentrated on a block grid are compression damage, if new for the camera
+BLOCKINESS_RATIO = 1.25
+FLAT_ROWS_MIN = 0.04  # this share of rows newly flat mid-grey is decoder fill
 # Immerkaer's noise-estimation kernel: the difference of two Laplacians, blind to flat areas and linear ramps.
 # White noise of sigma s gives a response of std 6 s; the median over the image ignores the few real edges.
 NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
@@ -45,6 +54,14 @@ class CameraSignals:
     tile_std: np.ndarray  # TILE_GRID x TILE_GRID texture per tile, for occlusion against the baseline
     grey: np.ndarray  # analysis-size grey image, for frozen-frame comparison
     descriptor: np.ndarray  # unit vector, for redundancy
+    structure: float = 0.0  # luma std after a small blur: what is left when sensor noise is removed
+    saturation: float = 0.0  # mean (max - min) / max over the colour channels
+    channels: tuple[float, float, float] = (0.0, 0.0, 0.0)  # mean B, G, R
+    corner_dark: bool = False  # all four corner tiles black while the centre is not (fisheye, vignetting optics)
+    tile_mean: np.ndarray | None = None  # TILE_GRID x TILE_GRID brightness, to tell a new scene from a damaged one
+    tile_sharp: np.ndarray | None = None  # TILE_GRID x TILE_GRID Laplacian variance, for partial blur (soiling)
+    blockiness: float = 1.0  # strongest block-grid periodicity of the gradients (1 = none; compression damage)
+    flat_rows: float = 0.0  # share of rows of one flat mid-grey value (decoder fill after lost packets)
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -59,6 +76,10 @@ class CameraSignals:
             "seam_mixed": round(self.seam_mixed, 4),
             "vseam": round(self.vseam, 4),
             "vseam_mixed": round(self.vseam_mixed, 4),
+            "structure": round(self.structure, 3),
+            "saturation": round(self.saturation, 4),
+            "blockiness": round(self.blockiness, 3),
+            "flat_rows": round(self.flat_rows, 4),
         }
 
 
@@ -112,14 +133,56 @@ def seam(grey: np.ndarray) -> tuple[float, float, bool]:
     return float(share[i]), mixed, bool(flat)
 
 
-def measure(grey: np.ndarray, seam_grey: np.ndarray | None = None) -> CameraSignals:
+def _blockiness(g: np.ndarray) -> float:
+    """How strongly the gradients follow a 2/4/8-pixel grid (the block grid of a JPEG or H.264 frame at the
+    reduced decode's scale, or pixelation): the gradient at the grid's columns over the mean gradient."""
+    best = 1.0
+    for axis in (1, 0):
+        d = np.abs(np.diff(g, axis=axis)).mean(axis=1 - axis)
+        for period in (2, 4, 8):
+            n = len(d) // period * period
+            if n >= 4 * period:
+                phases = d[:n].reshape(-1, period).mean(axis=0)
+                best = max(best, float(phases.max() / max(float(phases.mean()), 1e-3)))
+    return best
+
+
+def _flat_rows(grey: np.ndarray) -> np.ndarray:
+    """Rows of one flat mid-grey value (not black, not white)."""
+    rows = grey.astype(np.float32)
+    mean = rows.mean(axis=1)
+    return (rows.std(axis=1) < 0.75) & (mean > 8.0) & (mean < 247.0)
+
+
+def _new_flat_rows(s: CameraSignals, typical: CameraTypical) -> float:
+    """Share of rows now flat where this camera usually sees texture (a flat sky is not decoder fill)."""
+    flat = _flat_rows(s.grey)
+    tile_row = np.minimum(np.arange(flat.size) * TILE_GRID // max(1, flat.size), TILE_GRID - 1)
+    textured = typical.tiles.mean(axis=1)[tile_row] > 6.0
+    return float(np.mean(flat & textured))
+
+
+def _colour(image: np.ndarray | None) -> tuple[float, tuple[float, float, float]]:
+    if image is None or image.ndim != 3:
+        return 0.0, (0.0, 0.0, 0.0)
+    sample = image[::4, ::4].reshape(-1, 3).astype(np.float32)
+    top = sample.max(axis=1)
+    saturation = float(np.mean((top - sample.min(axis=1)) / np.maximum(top, 16.0)))
+    b, g, r = (float(v) for v in sample.mean(axis=0))
+    return saturation, (b, g, r)
+
+
+def measure(grey: np.ndarray, seam_grey: np.ndarray | None = None, image: np.ndarray | None = None) -> CameraSignals:
     """Signals of an analysis-size grey image; `seam_grey`: the same picture nearest-row resized (see
-    analysis_greys), `grey` itself when not given."""
+    analysis_greys), `grey` itself when not given; `image`: the colour picture it came from, for colour checks."""
     g = grey.astype(np.float32)
     lap = cv2.Laplacian(grey, cv2.CV_32F)
     thumb = cv2.resize(grey, DESCRIPTOR_SIZE, interpolation=cv2.INTER_AREA).astype(np.float32)
     centred = thumb - thumb.mean()
     tile_std, tile_mean = _tile_stats(grey)
+    h, w = lap.shape
+    th, tw = max(1, h // TILE_GRID), max(1, w // TILE_GRID)
+    tile_sharp = lap[: th * TILE_GRID, : tw * TILE_GRID].reshape(TILE_GRID, th, TILE_GRID, tw).var(axis=(1, 3))
     # Flat (no texture) and dark or washed-out tiles: what a covered or soiled lens looks like.
     flat = (tile_std < 4.0) & ((tile_mean < 50.0) | (tile_mean > 230.0))
     response = cv2.filter2D(g, -1, NOISE_KERNEL)[1:-1, 1:-1]
@@ -128,6 +191,8 @@ def measure(grey: np.ndarray, seam_grey: np.ndarray | None = None) -> CameraSign
     # too few rows to spare: subsampled, clean frames came within 0.005 of the threshold).
     seam_share, seam_mixed, flat_below = seam(np.ascontiguousarray(sg[:, ::2]))
     vseam_share, vseam_mixed, _ = seam(np.ascontiguousarray(sg.T))
+    saturation, channels = _colour(image)
+    corners = tile_mean[[0, 0, -1, -1], [0, -1, 0, -1]]
     return CameraSignals(
         sharpness=float(lap.var()),
         mean=float(g.mean()),
@@ -144,38 +209,109 @@ def measure(grey: np.ndarray, seam_grey: np.ndarray | None = None) -> CameraSign
         tile_std=tile_std,
         grey=grey,
         descriptor=unit(centred),
+        structure=float(cv2.GaussianBlur(g, (0, 0), 2.0).std()),
+        saturation=saturation,
+        channels=channels,
+        corner_dark=bool(corners.max() < 20.0 and tile_mean[2:-2, 2:-2].mean() > 50.0),
+        tile_mean=tile_mean,
+        tile_sharp=tile_sharp,
+        blockiness=_blockiness(g),
+        flat_rows=float(_flat_rows(grey).mean()),
     )
 
 
-class CameraBaseline:
-    """What a healthy frame of each camera looks like: median sharpness and per-tile texture of recent frames.
+@dataclass(frozen=True, slots=True)
+class CameraTypical:
+    """Medians over a camera's recent healthy frames."""
 
-    Night scenes are dark and flat in large parts, so absolute thresholds alone would call them occluded or
-    blurred; a sudden loss of texture against the camera's own recent frames is what a smudge or defocus does.
+    sharpness: float
+    tiles: np.ndarray
+    mean: float
+    noise: float
+    structure: float
+    saturation: float
+    channel_share: np.ndarray  # each channel's share of the mean brightness
+    blue_red: float  # log(B / R)
+    tile_sharp: np.ndarray
+    blockiness: float
+    flat_rows: float
+
+
+def _blue_red(channels: tuple[float, float, float]) -> float:
+    return float(np.log((channels[0] + 4.0) / (channels[2] + 4.0)))
+
+
+class CameraBaseline:
+    """What a healthy frame of each camera looks like: medians of its recent healthy frames.
+
+    Night, fog and snow change every absolute figure (brightness, texture, noise, sharpness), so a camera is
+    judged against itself: a sudden departure from its own recent frames, with the same scene in view, is what a
+    smudge, a defocus, a gain fault or a failing sensor does; a steady dark or grey stream is a condition.
     """
 
     def __init__(self) -> None:
-        self._sharpness: dict[str, deque[float]] = {}
-        self._tiles: dict[str, deque[np.ndarray]] = {}
+        self._history: dict[str, deque[CameraSignals]] = {}
 
     def update(self, sensor: str, s: CameraSignals) -> None:
-        self._sharpness.setdefault(sensor, deque(maxlen=HISTORY)).append(s.sharpness)
-        self._tiles.setdefault(sensor, deque(maxlen=HISTORY)).append(s.tile_std)
+        self._history.setdefault(sensor, deque(maxlen=HISTORY)).append(s)
 
-    def typical(self, sensor: str) -> tuple[float, np.ndarray] | None:
-        if not self._sharpness.get(sensor):
+    def reset(self, sensor: str) -> None:
+        self._history.pop(sensor, None)
+
+    def typical(self, sensor: str) -> CameraTypical | None:
+        rows = self._history.get(sensor)
+        if not rows:
             return None
-        return float(np.median(self._sharpness[sensor])), np.median(np.stack(self._tiles[sensor]), axis=0)
+        channels = np.median(np.array([r.channels for r in rows]), axis=0)
+        return CameraTypical(
+            sharpness=float(np.median([r.sharpness for r in rows])),
+            tiles=np.median(np.stack([r.tile_std for r in rows]), axis=0),
+            mean=float(np.median([r.mean for r in rows])),
+            noise=float(np.median([r.noise for r in rows])),
+            structure=float(np.median([r.structure for r in rows])),
+            saturation=float(np.median([r.saturation for r in rows])),
+            channel_share=channels / max(float(channels.mean()), 1e-6),
+            blue_red=_blue_red(tuple(channels)),
+            tile_sharp=np.median(np.stack([r.tile_sharp for r in rows if r.tile_sharp is not None]), axis=0),
+            blockiness=float(np.median([r.blockiness for r in rows])),
+            flat_rows=float(np.median([r.flat_rows for r in rows])),
+        )
 
 
-def _occluded(s: CameraSignals, cfg: CameraScoring, typical: tuple[float, np.ndarray] | None) -> bool:
+def _occluded(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | None) -> bool:
     if s.flat_tiles >= ABSOLUTE_FLAT_FRACTION:
         return True
     if typical is None:
         return False
-    base = typical[1]
-    lost = (base > 10.0) & (s.tile_std < np.maximum(4.0, 0.25 * base))
-    return float(lost.mean()) >= cfg.occluded_min_fraction
+    base = typical.tiles
+    textured = base > 10.0
+    lost = textured & (s.tile_std < np.maximum(4.0, 0.25 * base))
+    kept = textured & (s.tile_std >= KEPT_TEXTURE * base)
+    return float(lost.mean()) >= cfg.occluded_min_fraction and float(kept.mean()) >= OCCLUSION_KEPT_MIN
+
+
+def _soiled(s: CameraSignals, typical: CameraTypical | None) -> bool:
+    """Part of the view lost its sharpness while the rest kept it: water drops, a smear or mud on the lens."""
+    if typical is None or s.tile_sharp is None:
+        return False
+    base = typical.tile_sharp
+    textured = base > SOIL_TEXTURED
+    lost = textured & (s.tile_sharp < SOIL_LOST * base)
+    kept = textured & (s.tile_sharp >= KEPT_TEXTURE * base)
+    return float(lost.mean()) >= SOIL_MIN_FRACTION and float(kept.mean()) >= OCCLUSION_KEPT_MIN
+
+
+def scene_cut(s: CameraSignals, previous: CameraSignals | None, cfg: CameraScoring) -> bool:
+    """The view changed entirely since the previous frame (unrelated stills, a moved camera): a different
+    picture and hardly a tile the same. A damaged frame keeps part of the scene (occlusion, a tear), or keeps its
+    picture at another brightness (an exposure fault: the descriptor ignores gain)."""
+    if previous is None or previous.tile_mean is None or s.tile_mean is None:
+        return False
+    if float(np.linalg.norm(previous.descriptor - s.descriptor)) <= cfg.scene_cut_distance:
+        return False
+    same = ((np.abs(s.tile_mean - previous.tile_mean) < 0.25 * previous.tile_mean + 8.0)
+            & (s.tile_std >= 0.6 * previous.tile_std) & (s.tile_std <= 1.6 * previous.tile_std + 2.0))
+    return float(same.mean()) < OCCLUSION_KEPT_MIN
 
 
 def _torn(s: CameraSignals, cfg: CameraScoring) -> bool:
@@ -183,10 +319,28 @@ def _torn(s: CameraSignals, cfg: CameraScoring) -> bool:
     return across or (s.vseam >= cfg.tearing_min_seam and s.vseam_mixed >= cfg.tearing_min_mixed)
 
 
-def faults(s: CameraSignals, cfg: CameraScoring, typical: tuple[float, np.ndarray] | None = None) -> list[str]:
-    """Names of the faults these signals show, most telling first."""
+def _colour_fault(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | None) -> bool:
+    channels = np.array(s.channels)
+    if channels.max() > 30.0 and channels.min() < 1.0:
+        return True  # a channel at exactly zero beside lit ones: no scene does that, a dead channel or bad format
+    if typical is None or typical.saturation < 0.06:
+        return False  # a grey or NIR camera has no colour to lose
+    if s.saturation < cfg.colour_min_ratio * typical.saturation:
+        return True  # a colour camera gone grey: raw Bayer data, a wrong pixel format
+    share = channels / max(float(channels.mean()), 1e-6)
+    if bool(np.any((share < cfg.colour_min_ratio) & (typical.channel_share > 2.5 * cfg.colour_min_ratio))):
+        return True
+    base, now = typical.blue_red, _blue_red(s.channels)
+    return abs(base) > 0.15 and now * base < 0 and abs(now + base) < 0.5 * abs(base)  # red and blue swapped
+
+
+def faults(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | None = None) -> list[str]:
+    """Names of the faults these signals show, most telling first. `typical`: the camera's own recent healthy
+    frames with the same scene in view (None at the start of a stream or after a scene cut: absolute limits only,
+    set to what no valid frame does)."""
     found: list[str] = []
-    if s.mean <= cfg.dark_max_mean or s.clipped_dark >= cfg.dark_clipped_max_fraction:
+    fell = typical is not None and typical.mean > 20.0 and s.mean < cfg.exposure_fall_ratio * typical.mean
+    if s.mean <= cfg.dark_max_mean or s.clipped_dark >= cfg.dark_clipped_max_fraction or fell:
         found.append("underexposed")
     if s.mean >= cfg.bright_min_mean or s.clipped_bright >= cfg.bright_clipped_max_fraction:
         found.append("overexposed")
@@ -196,15 +350,43 @@ def faults(s: CameraSignals, cfg: CameraScoring, typical: tuple[float, np.ndarra
         found.append("tearing")
     if "uniform" not in found and _occluded(s, cfg, typical):
         found.append("occluded")
-    if s.noise > cfg.noise_max_sigma:
+    if not found and _colour_fault(s, cfg, typical):
+        found.append("colour_fault")
+    if (typical is not None and s.flat_rows >= FLAT_ROWS_MIN and "uniform" not in found
+            and _new_flat_rows(s, typical) >= FLAT_ROWS_MIN):
+        found.append("corrupt")  # mid-grey decoder fill where the picture was: lost packets
+    if typical is not None and s.blockiness > max(BLOCKINESS_MIN, BLOCKINESS_RATIO * typical.blockiness):
+        found.append("compression")
+    noise_limit = cfg.noise_max_sigma
+    if typical is not None:
+        noise_limit = min(noise_limit, max(cfg.noise_min_sigma, cfg.noise_max_ratio * typical.noise))
+    if s.noise > noise_limit:
         found.append("noisy")
     # Blur is meaningless on a uniform or black image; report only the root cause there.
     if not found and (
         s.sharpness < cfg.blur_min_sharpness
-        or (typical is not None and s.sharpness < cfg.blur_min_ratio * typical[0])
+        or (typical is not None and s.sharpness < cfg.blur_min_ratio * typical.sharpness)
     ):
         found.append("blur")
+    if not found and _soiled(s, typical):
+        found.append("soiled")
     return found
+
+
+def conditions(s: CameraSignals) -> tuple[str, ...]:
+    """Rare conditions this valid frame shows: what a fleet has little of and its models need most."""
+    found = []
+    if s.mean < 70.0:
+        found.append("dark")  # night, dusk, a tunnel
+    if s.structure < 35.0 or s.sharpness < 300.0:
+        found.append("low_contrast")  # fog, haze, rain, snowfall
+    if s.mean > 140.0 and s.saturation < 0.12:
+        found.append("glare")  # snow cover, white-out, low sun
+    if s.saturation > 0.5:
+        found.append("unusual_colour")  # sodium street light, a camera with another colour response
+    if s.corner_dark:
+        found.append("unusual_optics")  # fisheye, a wide-angle lens with black corners
+    return tuple(found)
 
 
 def frozen(previous: np.ndarray | None, current: np.ndarray, cfg: CameraScoring) -> bool:

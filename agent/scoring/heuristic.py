@@ -7,17 +7,21 @@ import hashlib
 import numpy as np
 
 from agent.config.model import ScoringConfig
+from agent.config.sensors import sensor_model
 from agent.errors import DecodeError
 from agent.frame import Frame, Modality
 from agent.scoring import camera_checks, lidar_checks
 from agent.scoring.base import Label, Verdict
+from agent.scoring.context import SceneContext
 from agent.scoring.memory import DescriptorMemory
 from agent.scoring.usefulness import Pending, resolve
 from agent.sources.decode import image_of, points_of
 
 
 class HeuristicScorer:
-    """Per-frame verdicts from cheap signals; stateful per sensor (previous frame, kept memory, baselines)."""
+    """Per-frame verdicts from cheap signals, each sensor judged against its own recent history and its sensor
+    model, with the vehicle's other sensors as evidence; stateful per sensor (previous frame, baselines, kept
+    memory). Unfamiliar conditions are never harmful by themselves: they raise a helpful frame's score (`rare`)."""
 
     name = "heuristic"
 
@@ -26,8 +30,10 @@ class HeuristicScorer:
         self._memory = DescriptorMemory(config.memory_size)
         self._previous_grey: dict[str, np.ndarray] = {}
         self._previous_digest: dict[str, bytes] = {}
+        self._previous_signals: dict[str, camera_checks.CameraSignals] = {}
         self._lidar_baseline = lidar_checks.LidarBaseline()
         self._camera_baseline = camera_checks.CameraBaseline()
+        self.context = SceneContext()
 
     def score(self, frame: Frame) -> Verdict:
         return self.complete(frame, self.assess(frame))
@@ -43,39 +49,67 @@ class HeuristicScorer:
                 return self._score_camera(frame)
             return self._score_lidar(frame)
         except DecodeError:
+            self.context.note(frame.sensor, frame.modality, frame.t_ns, False)
             return Verdict(Label.HARMFUL, 0.0, ("undecodable",))
 
     def remember(self, frame: Frame, verdict: Verdict) -> None:
         if verdict.descriptor is not None and verdict.label is not Label.HARMFUL:
             self._memory.add(frame.sensor, verdict.descriptor)
 
-    def _score_camera(self, frame: Frame) -> Verdict | Pending:
-        cfg = self._cfg.camera
-        digest = hashlib.blake2b(frame.payload, digest_size=16).digest() if frame.payload else b""
+    def _repeated(self, frame: Frame, data: bytes | None) -> bool:
+        """A bit-identical repeat of this sensor's previous frame: real sensor noise never repeats itself."""
+        digest = hashlib.blake2b(data, digest_size=16).digest() if data else b""
         repeated = bool(digest) and self._previous_digest.get(frame.sensor) == digest
+        self._previous_digest[frame.sensor] = digest
+        return repeated
+
+    def _score_camera(self, frame: Frame) -> Verdict | Pending:
+        own = self._cfg.for_sensor(frame.sensor)
+        cfg = own.camera or self._cfg.camera
+        repeated = self._repeated(frame, frame.payload)
         image = image_of(frame, max_width=cfg.analysis_width)
         grey, seam_grey = camera_checks.analysis_greys(image, cfg.analysis_width)
-        signals = camera_checks.measure(grey, seam_grey)
-        found = camera_checks.faults(signals, cfg, self._camera_baseline.typical(frame.sensor))
+        signals = camera_checks.measure(grey, seam_grey, image)
+        cut = camera_checks.scene_cut(signals, self._previous_signals.get(frame.sensor), cfg)
+        typical = None if cut else self._camera_baseline.typical(frame.sensor)
+        found = camera_checks.faults(signals, cfg, typical)
         if repeated or camera_checks.frozen(self._previous_grey.get(frame.sensor), grey, cfg):
             found.insert(0, "frozen")
+        if not found and signals.structure <= cfg.blind_max_std and (
+                (typical is not None and typical.structure > 3 * cfg.blind_max_std)
+                or (self._cfg.cross_sensor and self.context.other_modality_sees(frame.sensor, Modality.CAMERA,
+                                                                                 frame.t_ns))):
+            found.append("blind")  # nothing in view while it saw a scene a moment ago, or while the LiDAR does
         self._previous_grey[frame.sensor] = grey
-        self._previous_digest[frame.sensor] = digest
+        self._previous_signals[frame.sensor] = signals
+        if cut:
+            self._camera_baseline.reset(frame.sensor)
         if not found:
             self._camera_baseline.update(frame.sensor, signals)
-        return self._verdict(found, signals.descriptor, signals.as_dict(), cfg.redundant_max_distance)
+        self.context.note(frame.sensor, Modality.CAMERA, frame.t_ns,
+                          not found and signals.structure > cfg.blind_max_std)
+        rare = camera_checks.conditions(signals) if not found else ()
+        return self._verdict(found, signals.descriptor, signals.as_dict(), cfg.redundant_max_distance, rare)
 
     def _score_lidar(self, frame: Frame) -> Verdict | Pending:
-        cfg = self._cfg.lidar
-        signals = lidar_checks.measure(points_of(frame), cfg)
-        found = lidar_checks.faults(signals, cfg, self._lidar_baseline.typical(frame.sensor))
+        own = self._cfg.for_sensor(frame.sensor)
+        cfg = own.lidar or self._cfg.lidar
+        model = sensor_model(own.model)
+        points = points_of(frame)
+        repeated = self._repeated(frame, points.tobytes() if points.size else None)
+        signals = lidar_checks.measure(points, cfg, model)
+        found = lidar_checks.faults(signals, cfg, self._lidar_baseline.typical(frame.sensor), model)
+        if repeated:
+            found.insert(0, "frozen")
         if not found:
             self._lidar_baseline.update(frame.sensor, signals)
-        return self._verdict(found, signals.descriptor, signals.as_dict(), cfg.redundant_max_distance)
+        self.context.note(frame.sensor, Modality.LIDAR, frame.t_ns, not found and signals.valid >= cfg.min_points)
+        return self._verdict(found, signals.descriptor, signals.as_dict(), cfg.redundant_max_distance, ())
 
-    @staticmethod
-    def _verdict(found: list[str], descriptor: np.ndarray | None, signals: dict[str, float], thr: float
-                 ) -> Verdict | Pending:
+    def _verdict(self, found: list[str], descriptor: np.ndarray | None, signals: dict[str, float], thr: float,
+                 rare: tuple[str, ...]) -> Verdict | Pending:
         if found or descriptor is None:
             return Verdict(Label.HARMFUL, 0.0, tuple(found) or ("empty",), descriptor, signals)
-        return Pending(descriptor, signals, thr)
+        boosts = ((("rare", self._cfg.rare_boost), *((name, 0.0) for name in rare))
+                  if rare and self._cfg.rare_boost > 0 else ())
+        return Pending(descriptor, signals, thr, boosts=boosts)

@@ -5,7 +5,9 @@ soiling, JPEG and pixelation damage); the heads alone, at their default threshol
 the checks do. Here a frame the checks pass is harmful only when the fault head's probability reaches
 `scoring.model_fault_min_prob` (0.6 by default, chosen on a validation split for camera-proxy-2: recall 0.963 at
 false-harmful 0.015 on the held-out frames of the camera model card). Redundancy, novelty and everything else
-stay the heuristic's.
+stay the heuristic's. The heads are trusted only in their domain: on a frame far from everything the model was
+trained on (`model.ood_trust_ratio`), their opinion is no evidence of a fault, and the frame is `out_of_domain`,
+a candidate for helpful.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class HybridScorer(HeuristicScorer):
     def __init__(self, scoring: ScoringConfig, model: ModelConfig) -> None:
         super().__init__(scoring)
         self._min_prob = scoring.model_fault_min_prob
+        self._ood_trust = model.ood_trust_ratio
+        self._rare_boost = scoring.rare_boost
         self.camera = CameraModel(model.camera, model)
         self.lidar = LidarModel(model.lidar, model, scoring.lidar.sector_count)
 
@@ -44,7 +48,11 @@ class HybridScorer(HeuristicScorer):
                 out = self.lidar.run(bev[None])[0]
         except DecodeError:
             return Verdict(Label.HARMFUL, 0.0, ("undecodable",), first.descriptor, first.signals)
-        signals = {**first.signals, "p_harmful": round(out.harmful, 4)}
-        if out.harmful >= self._min_prob:
+        signals = {**first.signals, "p_harmful": round(out.harmful, 4), "ood": round(out.ood, 4)}
+        unfamiliar = self._ood_trust > 0 and out.ood >= self._ood_trust
+        if out.harmful >= self._min_prob and not unfamiliar:
             return Verdict(Label.HARMFUL, 0.0, (f"fault_{out.fault}",), first.descriptor, signals)
-        return Pending(first.descriptor, signals, first.threshold)
+        boosts = first.boosts
+        if unfamiliar and self._rare_boost and not any(name == "rare" for name, _ in boosts):
+            boosts = (*boosts, ("out_of_domain", self._rare_boost))
+        return Pending(first.descriptor, signals, first.threshold, boosts=boosts)

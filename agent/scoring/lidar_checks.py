@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agent.config.model import LidarScoring
+from agent.config.sensors import SensorModel
 from agent.scoring.memory import unit
 
 BEV_CELLS = 32
@@ -28,6 +29,11 @@ class LidarSignals:
     elevation_span: float  # degrees between the 1st and 99th elevation percentiles
     descriptor: np.ndarray | None
     roughness: float = 0.0  # median distance between consecutive valid points in scan order (m)
+    near: float = 0.0  # share of returns within the near field (something on or at the sensor)
+    coverage: float = 1.0  # share of azimuth sectors with returns beyond the near field
+    far_sectors: np.ndarray | None = None  # per sector: returns beyond the near field
+    low_elevation: float = 0.0  # 1st percentile of elevation (degrees)
+    tilt: tuple[float, float] = (0.0, 0.0)  # 5th-percentile elevation front minus back, left minus right
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -38,6 +44,8 @@ class LidarSignals:
             "empty_run": float(self.empty_run),
             "elevation_span": round(self.elevation_span, 3),
             "roughness": round(self.roughness, 4),
+            "near": round(self.near, 4),
+            "coverage": round(self.coverage, 4),
         }
 
 
@@ -73,7 +81,23 @@ def _roughness(xyz: np.ndarray, returned: np.ndarray) -> float:
     return float(np.median(np.linalg.norm(np.diff(run, axis=0), axis=1)))
 
 
-def measure(points: np.ndarray, cfg: LidarScoring) -> LidarSignals:
+def _tilt(stats: np.ndarray) -> tuple[float, float]:
+    """Pitch and roll of the ground as this sensor sees it (degrees): the low returns 8-25 m ahead against behind,
+    left against right. A level mount sees the same balance scan after scan; a loose mount or a wrong
+    extrinsic calibration does not. 0 where a side has too few returns to tell."""
+    flat = np.hypot(stats[:, 0], stats[:, 1])
+    band = stats[(flat > 8.0) & (flat < 25.0)]
+    out = []
+    for axis in (0, 1):
+        pos, neg = band[band[:, axis] > 0, 2], band[band[:, axis] < 0, 2]
+        if pos.size < 50 or neg.size < 50:
+            out.append(0.0)
+            continue
+        out.append(float(np.degrees(np.arctan2(np.percentile(pos, 10.0) - np.percentile(neg, 10.0), 2 * 16.0))))
+    return out[0], out[1]
+
+
+def measure(points: np.ndarray, cfg: LidarScoring, model: SensorModel | None = None) -> LidarSignals:
     n = int(points.shape[0])
     if n == 0:
         return LidarSignals(0, 0, 0.0, 0.0, cfg.sector_count, 0.0, None)
@@ -81,16 +105,21 @@ def measure(points: np.ndarray, cfg: LidarScoring) -> LidarSignals:
     with np.errstate(invalid="ignore", over="ignore"):
         r2 = np.einsum("ij,ij->i", xyz, xyz)  # NaN/inf in any coordinate makes r2 non-finite: one pass for both
     finite = np.isfinite(r2)
-    impossible = finite & (r2 > cfg.max_range_m**2)
+    max_range = model.max_range_m if model else cfg.max_range_m
+    impossible = finite & (r2 > max_range**2)
     returned = finite & (r2 > 0.05**2) & ~impossible  # exact zeros are "no return" in many drivers, not points
     n_valid = int(np.count_nonzero(returned))
     nonfinite = float(1.0 - np.count_nonzero(finite) / n)
     if n_valid == 0:
         return LidarSignals(n, 0, nonfinite, float(impossible.sum() / n), cfg.sector_count, 0.0, None)
     stats = xyz[np.flatnonzero(returned)[:: max(1, n_valid // STATS_POINTS)]]
+    near_field = model.near_field_m if model else 1.0
+    near = float(np.count_nonzero(returned & (r2 < near_field**2)) / n_valid)
     azimuth = (np.degrees(np.arctan2(stats[:, 1], stats[:, 0])) + 360.0) % 360.0
-    counts = np.bincount((azimuth * cfg.sector_count / 360.0).astype(np.int64) % cfg.sector_count,
-                         minlength=cfg.sector_count)
+    sector = (azimuth * cfg.sector_count / 360.0).astype(np.int64) % cfg.sector_count
+    counts = np.bincount(sector, minlength=cfg.sector_count)
+    far = np.einsum("ij,ij->i", stats, stats) >= near_field**2
+    far_sectors = np.bincount(sector[far], minlength=cfg.sector_count)
     elevation = np.degrees(np.arctan2(stats[:, 2], np.hypot(stats[:, 0], stats[:, 1])))
     lo, hi = np.percentile(elevation, [1.0, 99.0])
     return LidarSignals(
@@ -102,32 +131,63 @@ def measure(points: np.ndarray, cfg: LidarScoring) -> LidarSignals:
         elevation_span=float(hi - lo),
         descriptor=_bev_descriptor(stats),
         roughness=_roughness(xyz, returned),
+        near=near,
+        coverage=float(np.count_nonzero(far_sectors) / cfg.sector_count),
+        far_sectors=far_sectors,
+        low_elevation=float(lo),
+        tilt=_tilt(stats),
     )
 
 
+@dataclass(frozen=True, slots=True)
+class LidarTypical:
+    """Medians over a LiDAR's recent healthy scans."""
+
+    span: float
+    valid: float
+    roughness: float
+    seen_sectors: np.ndarray  # share of recent scans with returns beyond the near field, per sector
+    tilt: tuple[float, float]
+
+
 class LidarBaseline:
-    """What a healthy scan of each sensor looks like (median of recent healthy scans)."""
+    """What a healthy scan of each sensor looks like (medians of its recent healthy scans)."""
 
     def __init__(self) -> None:
-        self._spans: dict[str, deque[float]] = {}
-        self._valid: dict[str, deque[int]] = {}
-        self._rough: dict[str, deque[float]] = {}
+        self._history: dict[str, deque[LidarSignals]] = {}
 
     def update(self, sensor: str, s: LidarSignals) -> None:
-        self._spans.setdefault(sensor, deque(maxlen=HISTORY)).append(s.elevation_span)
-        self._valid.setdefault(sensor, deque(maxlen=HISTORY)).append(s.valid)
-        self._rough.setdefault(sensor, deque(maxlen=HISTORY)).append(s.roughness)
+        self._history.setdefault(sensor, deque(maxlen=HISTORY)).append(s)
 
-    def typical(self, sensor: str) -> tuple[float, float, float] | None:
-        """Median elevation span, valid point count and roughness of recent healthy scans."""
-        spans = self._spans.get(sensor)
-        if not spans:
+    def typical(self, sensor: str) -> LidarTypical | None:
+        rows = self._history.get(sensor)
+        if not rows:
             return None
-        return (float(np.median(spans)), float(np.median(self._valid[sensor])),
-                float(np.median(self._rough[sensor])))
+        sectors = [r.far_sectors > 0 for r in rows if r.far_sectors is not None]
+        return LidarTypical(
+            span=float(np.median([r.elevation_span for r in rows])),
+            valid=float(np.median([r.valid for r in rows])),
+            roughness=float(np.median([r.roughness for r in rows])),
+            seen_sectors=np.mean(sectors, axis=0) if sectors else np.zeros(0),
+            tilt=(float(np.median([r.tilt[0] for r in rows])), float(np.median([r.tilt[1] for r in rows]))),
+        )
 
 
-def faults(s: LidarSignals, cfg: LidarScoring, typical: tuple[float, float, float] | None) -> list[str]:
+def _missing_sector(s: LidarSignals, cfg: LidarScoring, typical: LidarTypical | None) -> bool:
+    """A run of sectors that this sensor usually sees beyond its near field and now does not (lost packets, a
+    blocked window). Judged against the sensor itself: a forward-looking unit, a reduced cloud or a side unit
+    sees only part of the circle, and always the same part."""
+    if typical is None or s.far_sectors is None or typical.seen_sectors.size != s.far_sectors.size:
+        return False
+    gone = (s.far_sectors == 0) & (typical.seen_sectors >= 0.8)
+    return _longest_circular_run(gone) > cfg.max_empty_sectors
+
+
+def faults(s: LidarSignals, cfg: LidarScoring, typical: LidarTypical | None, model: SensorModel | None = None
+           ) -> list[str]:
+    """Names of the faults a scan shows. Absolute limits are physical (non-finite values, ranges beyond the
+    model's reach, returns on the window, a spinning unit covering under half its circle, the ground missing
+    from a model's lower beams); everything else is against the sensor's own recent healthy scans."""
     found: list[str] = []
     if s.nonfinite > cfg.max_nonfinite_fraction:
         found.append("nonfinite")
@@ -135,14 +195,22 @@ def faults(s: LidarSignals, cfg: LidarScoring, typical: tuple[float, float, floa
         found.append("impossible_range")
     if s.valid < cfg.min_points:
         found.append("few_points")
-    if s.valid and s.empty_run > cfg.max_empty_sectors:
+    if s.valid and s.near >= cfg.blocked_min_fraction:
+        found.append("blocked")
+    if s.valid and model is not None and model.spinning and s.coverage < cfg.incomplete_min_coverage:
+        found.append("incomplete")
+    elif s.valid and _missing_sector(s, cfg, typical):
         found.append("missing_sector")
+    if s.valid and model is not None and (s.low_elevation - model.elevation_deg[0]) > (
+            cfg.lost_rings_max_gap * model.vertical_fov):
+        found.append("lost_rings")
     if typical and s.valid:
-        span, valid, rough = typical
-        if span > 0 and s.elevation_span < cfg.min_ring_coverage * span:
+        if "lost_rings" not in found and typical.span > 0 and s.elevation_span < cfg.min_ring_coverage * typical.span:
             found.append("lost_rings")
-        if "few_points" not in found and valid > 0 and s.valid < cfg.min_points_ratio * valid:
+        if "few_points" not in found and typical.valid > 0 and s.valid < cfg.min_points_ratio * typical.valid:
             found.append("sparse")
-        if not found and rough > 0 and s.roughness > cfg.noise_max_ratio * rough:
+        if not found and max(abs(s.tilt[0] - typical.tilt[0]), abs(s.tilt[1] - typical.tilt[1])) > cfg.tilt_max_deg:
+            found.append("geometry")
+        if not found and typical.roughness > 0 and s.roughness > cfg.noise_max_ratio * typical.roughness:
             found.append("noisy")  # dropouts also lengthen the steps: report only the root cause there
     return found

@@ -1,11 +1,11 @@
 """The model-based scorer: ONNX proxy models plus the cheap deterministic checks a model should not be trusted
 with (undecodable, frozen, NaN, too few points). Every verdict names the signal(s) that decided it:
 
-- harmful: `undecodable`, `frozen`, `nonfinite`, `few_points` (deterministic), `fault_<class>` (fault head),
-  `out_of_domain` (embedding far from everything the model was trained on);
+- harmful: `undecodable`, `frozen`, `nonfinite`, `few_points` (deterministic), `fault_<class>` (fault head, trusted
+  only in its domain: an embedding far from everything the model was trained on is unfamiliar, not broken);
 - useless: `redundant` (near a recently kept frame of this sensor) or `redundant_fleet` (near a fleet exemplar);
-- helpful: `novel`, plus `uncertain` (in-domain and the scene head is unsure) and `target` (close to what the
-  backend asked for).
+- helpful: `novel`, plus `out_of_domain` (unfamiliar to the model: ranked up, never harmful by itself),
+  `uncertain` (in-domain and the scene head is unsure) and `target` (close to what the backend asked for).
 """
 
 from __future__ import annotations
@@ -172,14 +172,13 @@ class ProxyScorer:
         spec, model = (cfg.camera, self.camera) if camera else (cfg.lidar, self.lidar)
         emb = out.embedding
         signals.update({"p_harmful": round(out.harmful, 4), "ood": round(out.ood, 4)})
-        if out.harmful >= spec.harmful_min_prob:
+        unfamiliar = cfg.ood_trust_ratio > 0 and out.ood >= cfg.ood_trust_ratio
+        if out.harmful >= spec.harmful_min_prob and not unfamiliar:
             return Verdict(Label.HARMFUL, 0.0, (f"fault_{out.fault}",), emb, signals)
-        if cfg.ood_harmful_ratio > 0 and out.ood >= cfg.ood_harmful_ratio:
-            return Verdict(Label.HARMFUL, 0.0, ("out_of_domain",), emb, signals)
         calibrate = model.calibration
         fleet = calibrate(self._fleet[frame.modality].nearest(emb))
         uncertainty = self._uncertainty(out, signals)
-        boosts = []
+        boosts = [("out_of_domain", self._scoring.rare_boost)] if unfamiliar and self._scoring.rare_boost else []
         if uncertainty is not None and uncertainty >= cfg.uncertain_min_entropy and out.ood < 1.0:
             boosts.append(("uncertain", cfg.uncertainty_boost))  # unsure while in-domain: informative, not junk
         target = calibrate(self._targets[frame.modality].nearest(emb))

@@ -17,7 +17,10 @@ import numpy as np
 
 from agent.scoring.base import Label, Verdict
 
-NOVELTY_SPAN = 4.0  # a frame this many redundancy-thresholds away from anything kept scores 1.0
+NOVELTY_SPAN = 4.0  # a frame this many redundancy-thresholds away from anything kept scores NOVEL_MAX
+# Novelty alone tops out below 1 so that boosts (rare condition, out of domain, uncertain, target) rank a novel
+# frame above an equally novel ordinary one: a budget full of novel frames keeps the rare ones first.
+NOVEL_MAX = 0.85
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +43,11 @@ class Pending:
 def usefulness(distance: float, threshold: float) -> tuple[Label, float, str]:
     """Map the distance to the nearest kept descriptor to a label, a score in [0, 1] and a reason."""
     if math.isinf(distance):
-        return Label.HELPFUL, 1.0, "novel"
+        return Label.HELPFUL, NOVEL_MAX, "novel"
     if distance <= threshold:
         return Label.USELESS, round(0.5 * distance / threshold, 4) if threshold > 0 else 0.0, "redundant"
     excess = (distance - threshold) / max(threshold * NOVELTY_SPAN, 1e-9)
-    return Label.HELPFUL, round(0.5 + 0.5 * min(1.0, excess), 4), "novel"
+    return Label.HELPFUL, round(0.5 + (NOVEL_MAX - 0.5) * min(1.0, excess), 4), "novel"
 
 
 def finite(value: float) -> float:

@@ -1,0 +1,197 @@
+"""The field evaluation: every scorer on every real source of ../shared/data, held out by source, never pooled only.
+
+For each scorer and source (a fresh scorer per source: nothing it learnt on another recording carries over):
+- valid: the source's frames in order as one sensor stream (stills: each its own stream); false-harmful rate and
+  the reasons that fired;
+- faults: one stream per (source, fault kind) in which each faulted frame follows its own clean frame (the sensor
+  was healthy a moment ago, as on a car); recall per kind, split into kinds the models were trained on and kinds
+  no model saw (leave-one-fault-type-out);
+- genuine faults (SOURCES.md section 9, KITTI scan 77): each scored cold (a stream of its own) and, for scan 77,
+  also after the healthy KITTI scans it belongs to;
+- rare data ranked up: all valid camera frames scored, the top 10% by score kept (as a budget keeps the
+  highest-scoring frames); the share of adverse-condition / unfamiliar-source frames among the kept over their
+  share in the input.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+from _field_data import Source, camera_genuine_faults, camera_sources, lidar_genuine_faults, lidar_sources
+from _field_faults import CAMERA_FIELD_FAULTS, LIDAR_FIELD_FAULTS, TRAINED, camera_field_fault, lidar_field_fault
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from agent.config.model import AgentConfig
+from agent.frame import Encoding, Frame, Modality
+from agent.scoring.base import Label, Verdict
+from agent.scoring.factory import make_scorer
+
+KINDS = ("heuristic", "proxy", "hybrid")
+BUDGET = 0.10
+
+
+def make(kind: str, source: Source) -> object:
+    scoring: dict = {"kind": kind}
+    if source.sensor_model and "sensors" in AgentConfig.model_fields["scoring"].annotation.model_fields:
+        scoring["sensors"] = {"*": {"model": source.sensor_model}}
+    return make_scorer(AgentConfig.model_validate({"scoring": scoring}))
+
+
+def camera_frame(image: np.ndarray, sensor: str, seq: int, quality: int = 92) -> Frame:
+    data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
+    h, w = image.shape[:2]
+    return Frame(sensor, Modality.CAMERA, seq * 10**8, seq, len(data), "eval", Encoding.JPEG, data,
+                 meta={"width": str(w), "height": str(h)})
+
+
+def lidar_frame(points: np.ndarray, sensor: str, seq: int) -> Frame:
+    return Frame(sensor, Modality.LIDAR, seq * 10**8, seq, points.nbytes, "eval", Encoding.RAW, None, points)
+
+
+def frame_of(source: Source, item: np.ndarray, sensor: str, seq: int) -> Frame:
+    return camera_frame(item, sensor, seq) if source.modality == "camera" else lidar_frame(item, sensor, seq)
+
+
+def judge(scorer, frame: Frame) -> Verdict:
+    verdict = scorer.score(frame)
+    if verdict.label is not Label.HARMFUL:
+        scorer.remember(frame, verdict)
+    return verdict
+
+
+def streams(source: Source, items: list) -> list[list[tuple[int, np.ndarray]]]:
+    indexed = list(enumerate(x for _, x in items))
+    return [indexed] if source.sequence else [[pair] for pair in indexed]
+
+
+def valid(kind: str, source: Source, items: list) -> tuple[dict, list[tuple[float, bool]]]:
+    scorer = make(kind, source)
+    harmful, reasons, scores = 0, Counter(), []
+    for s, stream in enumerate(streams(source, items)):
+        for i, item in stream:
+            verdict = judge(scorer, frame_of(source, item, f"{source.name}/{s}", i))
+            if verdict.label is Label.HARMFUL:
+                harmful += 1
+                reasons.update(verdict.reasons)
+            else:
+                scores.append((verdict.score, "rare" in verdict.reasons or "out_of_domain" in verdict.reasons))
+    return {"frames": len(items), "false_harmful": round(harmful / max(1, len(items)), 4),
+            "reasons": dict(reasons.most_common(4))}, scores
+
+
+def faults(kind: str, source: Source, items: list, seed: int) -> dict[str, float]:
+    names = CAMERA_FIELD_FAULTS if source.modality == "camera" else LIDAR_FIELD_FAULTS
+    apply: Callable = camera_field_fault if source.modality == "camera" else lidar_field_fault
+    out = {}
+    for fault in names:
+        rng = np.random.default_rng(seed)
+        np.random.seed(seed)  # imagecorruptions draws from numpy's global generator
+        scorer = make(kind, source)
+        hits = []
+        for i, (_, item) in enumerate(items):
+            sensor = f"{source.name}#{fault}" + ("" if source.sequence else f"/{i}")
+            judge(scorer, frame_of(source, item, sensor, 2 * i))
+            if fault == "frozen":
+                bad = item
+            elif source.modality == "camera":
+                bad = apply(item, fault, rng, items[(i + len(items) // 2) % len(items)][1])
+            else:
+                bad = apply(item, fault, rng)
+            hits.append(judge(scorer, frame_of(source, bad, sensor, 2 * i + 1)).label is Label.HARMFUL)
+        out[fault] = round(float(np.mean(hits)), 4)
+    return out
+
+
+def genuine(kind: str, source: Source, items: list, before: list | None = None) -> dict:
+    scorer = make(kind, source)
+    if before:
+        for i, (_, item) in enumerate(before):
+            judge(scorer, frame_of(source, item, "stream", i))
+    caught = {}
+    for i, (name, item) in enumerate(items):
+        verdict = judge(scorer, frame_of(source, item, "stream" if before else f"cold/{i}", 10_000 + i))
+        caught[name] = verdict.reasons[0] if verdict.label is Label.HARMFUL else f"missed:{verdict.label.value}"
+    return caught
+
+
+def rare_ranking(scores: dict[str, list[tuple[float, bool]]], adverse: dict[str, bool], share: float | None = None
+                 ) -> dict:
+    """Keep the top BUDGET of frames by score (ties: input order); `share`: first thin the adverse frames
+    (every k-th) to this share of the input, as rare data is in a fleet's recordings."""
+    rows = [(score, adverse[name], flagged) for name, pairs in scores.items() for score, flagged in pairs]
+    if not rows:
+        return {}
+    if share is not None:
+        common = [r for r in rows if not r[1]]
+        rare = [r for r in rows if r[1]]
+        want = max(1, round(share / (1 - share) * len(common)))
+        rows = common + rare[:: max(1, len(rare) // want)][:want]
+    rows.sort(key=lambda r: -r[0])
+    kept = rows[: max(1, round(BUDGET * len(rows)))]
+    share_in = float(np.mean([a for _, a, _ in rows]))
+    share_kept = float(np.mean([a for _, a, _ in kept]))
+    return {"budget": BUDGET, "frames": len(rows), "adverse_share_input": round(share_in, 4),
+            "adverse_share_kept": round(share_kept, 4), "ratio": round(share_kept / max(share_in, 1e-9), 3),
+            "flagged_rare_on_adverse": round(float(np.mean([f for _, a, f in rows if a] or [0])), 4),
+            "flagged_rare_on_familiar": round(float(np.mean([f for _, a, f in rows if not a] or [0])), 4)}
+
+
+def adverse(source: Source) -> bool:
+    return source.condition != "day" or not source.seen_by_models
+
+
+def summary(per_source: dict, sources: list[Source], kind: str) -> dict:
+    """Per condition and overall, daytime vs adverse, held out for the models (sources they never saw)."""
+    by_condition: dict[str, list] = {}
+    for s in sources:
+        if s.name in per_source:
+            by_condition.setdefault(s.condition, []).append(per_source[s.name])
+    out = {}
+    for condition, rows in by_condition.items():
+        frames = sum(r["valid"]["frames"] for r in rows)
+        fh = sum(r["valid"]["false_harmful"] * r["valid"]["frames"] for r in rows) / max(1, frames)
+        recall = {}
+        for group in ("trained", "unseen"):
+            values = [v for r in rows for v in r.get(f"recall_{group}", {}).values()]
+            recall[group] = round(float(np.mean(values)), 4) if values else None
+        out[condition] = {"sources": len(rows), "frames": frames, "false_harmful": round(fh, 4),
+                          "recall_trained_kinds": recall["trained"], "recall_unseen_kinds": recall["unseen"],
+                          "worst_source_false_harmful": max(r["valid"]["false_harmful"] for r in rows)}
+    return out
+
+
+def evaluate(kinds: tuple[str, ...] = KINDS, seed: int = 7, with_faults: bool = True, max_items: int = 40,
+             modalities: tuple[str, ...] = ("camera", "lidar")) -> dict:
+    result: dict = {}
+    for modality, sources, genuine_sources in (("camera", camera_sources(), camera_genuine_faults()),
+                                               ("lidar", lidar_sources(), lidar_genuine_faults())):
+        if modality not in modalities:
+            continue
+        loaded = {s.name: s.load() for s in sources}
+        for kind in kinds:
+            per_source, scores = {}, {}
+            for s in sources:
+                items = loaded[s.name]
+                row: dict = {"condition": s.condition, "seen_by_models": s.seen_by_models}
+                row["valid"], scores[s.name] = valid(kind, s, items)
+                if with_faults:
+                    step = max(1, len(items) // max_items)
+                    recall = faults(kind, s, items[::step], seed)
+                    row["recall_trained"] = {k: v for k, v in recall.items() if k in TRAINED[modality]}
+                    row["recall_unseen"] = {k: v for k, v in recall.items() if k not in TRAINED[modality]}
+                per_source[s.name] = row
+            gen = {g.name: genuine(kind, g, g.load()) for g in genuine_sources}
+            if modality == "lidar":
+                gen["kitti_scan77_after_its_drive"] = genuine(kind, genuine_sources[0], genuine_sources[0].load(),
+                                                              loaded["kitti_hdl64"])
+            result.setdefault(modality, {})[kind] = {
+                "per_source": per_source, "per_condition": summary(per_source, sources, kind), "genuine_faults": gen,
+                **({"rare_ranking": rare_ranking(scores, {s.name: adverse(s) for s in sources}),
+                    "rare_ranking_fleet_share": rare_ranking(scores, {s.name: adverse(s) for s in sources}, 0.1)}
+                   if modality == "camera" else {})}
+    return result

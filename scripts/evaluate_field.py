@@ -1,0 +1,36 @@
+"""Field evaluation of every scorer on every real source in ../shared/data, per source and condition (JSON).
+
+    python scripts/evaluate_field.py > models/evaluate_field.json
+    python scripts/evaluate_field.py --kinds heuristic --no-faults   # quick: valid frames only
+    python scripts/evaluate_field.py --table models/evaluate_field.json  # the README tables from a saved run
+
+See scripts/_field_eval.py for the protocol (held out by source, faults on real frames, genuine faults, rare data).
+Needs ../shared/data and imagecorruptions (the train extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from _field_eval import KINDS, evaluate
+from _field_table import tables
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    parser.add_argument("--no-faults", action="store_true", help="valid frames and genuine faults only")
+    parser.add_argument("--max-items", type=int, default=40, help="frames per source that get each fault")
+    parser.add_argument("--table", type=Path, help="print markdown tables from a saved JSON instead")
+    args = parser.parse_args()
+    if args.table:
+        print(tables(json.loads(args.table.read_text())))
+        return
+    print(json.dumps(evaluate(tuple(args.kinds), with_faults=not args.no_faults, max_items=args.max_items),
+                     indent=1))
+
+
+if __name__ == "__main__":
+    main()
