@@ -55,7 +55,7 @@ def test_sample_drive_camera_faults_are_harmful_with_named_reasons() -> None:
     harmful = {i: v.reasons[0] for i, v in enumerate(verdicts) if v.label is Label.HARMFUL}
     assert harmful.get(19) == "frozen"  # an exact repeat: the deterministic check, not the model
     for index in (8, 13, 18, 24):  # blurred (sigma 6 px at 1242 px), occluded, over-exposed, under-exposed
-        assert harmful.get(index, "").startswith("fault_"), (index, harmful)
+        assert index in harmful, (index, harmful)  # by the physical checks or the fault head
     clean = [i for i in range(30) if i not in (8, 13, 18, 19, 24)]
     assert sum(i in harmful for i in clean) <= 2, harmful
     for v in verdicts:
@@ -76,14 +76,16 @@ def test_sample_drive_lidar_faults_are_harmful() -> None:
 @pytest.mark.parametrize(
     ("fault", "expected"),
     [
-        ("overexposed", "fault_"),
-        ("underexposed", "fault_"),
-        ("occluded", "fault_"),
-        ("noise", "fault_"),
-        ("undecodable", "undecodable"),
+        ("overexposed", ("overexposed", "fault_")),
+        ("underexposed", ("underexposed", "fault_")),
+        ("occluded", ("occluded", "fault_")),
+        ("noise", ("noisy", "fault_")),
+        ("undecodable", ("undecodable",)),
     ],
 )
-def test_faults_applied_to_real_frames(fault: str, expected: str) -> None:
+def test_faults_applied_to_real_frames(fault: str, expected: tuple[str, ...]) -> None:
+    """Each fault after a clean frame of the same camera: heavy faults are also far from the model's domain, where
+    its fault head is not trusted; the physical checks (against the camera's own recent frame) catch them."""
     image = _image(27)
     rng = np.random.default_rng(0)
     if fault == "overexposed":
@@ -103,7 +105,10 @@ def test_faults_applied_to_real_frames(fault: str, expected: str) -> None:
     frame = _jpeg(bad, 1)
     if fault == "undecodable":
         frame.payload = frame.payload[: len(frame.payload) // 2]
-    verdict = _scorer().score(frame)
+    scorer = _scorer()
+    clean = image if fault != "noise" else cv2.resize(image, (320, 97), interpolation=cv2.INTER_AREA)
+    assert scorer.score(_jpeg(clean, 0)).label is not Label.HARMFUL
+    verdict = scorer.score(frame)
     assert verdict.label is Label.HARMFUL
     assert verdict.reasons[0].startswith(expected), verdict
 
@@ -122,7 +127,7 @@ def test_lidar_faults_on_a_real_scan_after_normal_scans() -> None:
     noisy[:, :3] += rng.normal(0, 1.0, (len(points), 3)).astype(np.float32)
     frame = Frame(lidar.sensor, Modality.LIDAR, 0, 10, 0, "test", Encoding.RAW, None, noisy)
     verdict = scorer.score(frame)
-    assert verdict.label is Label.HARMFUL and verdict.reasons[0].startswith("fault_"), verdict
+    assert verdict.label is Label.HARMFUL and verdict.reasons[0].startswith(("fault_", "noisy")), verdict
 
 
 def test_redundant_novel_and_fleet_exemplars(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ ABSOLUTE_FLAT_FRACTION = 0.85  # with no baseline yet, only an all but dead imag
 # camera or an unlit road leaves 60% of the tiles dark and flat, and is valid)
 KEPT_TEXTURE = 0.6  # a tile that keeps this share of its usual texture still shows the scene
 OCCLUSION_KEPT_MIN = 0.15  # occlusion covers part of the view: a loss everywhere at once is light or a new scene
+COVERED_MIN_AREA = 0.12  # share of the picture newly without texture: something opaque on the lens
 SOIL_LOST = 0.12  # a tile whose sharpness fell below this share of its usual is behind a drop or smear
 SOIL_MIN_FRACTION = 0.25  # share of the view that must be soiled
 SOIL_TEXTURED = 50.0  # tiles with less Laplacian variance than this (sky, road) say nothing about soiling
@@ -62,6 +63,7 @@ class CameraSignals:
     tile_sharp: np.ndarray | None = None  # TILE_GRID x TILE_GRID Laplacian variance, for partial blur (soiling)
     blockiness: float = 1.0  # strongest block-grid periodicity of the gradients (1 = none; compression damage)
     flat_rows: float = 0.0  # share of rows of one flat mid-grey value (decoder fill after lost packets)
+    flat_area: float = 0.0  # share of pixels without local texture (5x5 std < 2): sky, fog, or something on a lens
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -147,6 +149,12 @@ def _blockiness(g: np.ndarray) -> float:
     return best
 
 
+def _flat_area(g: np.ndarray) -> float:
+    mean = cv2.boxFilter(g, -1, (5, 5))
+    var = cv2.boxFilter(g * g, -1, (5, 5)) - mean * mean
+    return float(np.mean(var < 4.0))
+
+
 def _flat_rows(grey: np.ndarray) -> np.ndarray:
     """Rows of one flat mid-grey value (not black, not white)."""
     rows = grey.astype(np.float32)
@@ -217,6 +225,7 @@ def measure(grey: np.ndarray, seam_grey: np.ndarray | None = None, image: np.nda
         tile_sharp=tile_sharp,
         blockiness=_blockiness(g),
         flat_rows=float(_flat_rows(grey).mean()),
+        flat_area=_flat_area(g),
     )
 
 
@@ -235,6 +244,7 @@ class CameraTypical:
     tile_sharp: np.ndarray
     blockiness: float
     flat_rows: float
+    flat_area: float
 
 
 def _blue_red(channels: tuple[float, float, float]) -> float:
@@ -275,6 +285,7 @@ class CameraBaseline:
             tile_sharp=np.median(np.stack([r.tile_sharp for r in rows if r.tile_sharp is not None]), axis=0),
             blockiness=float(np.median([r.blockiness for r in rows])),
             flat_rows=float(np.median([r.flat_rows for r in rows])),
+            flat_area=float(np.median([r.flat_area for r in rows])),
         )
 
 
@@ -287,7 +298,10 @@ def _occluded(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | Non
     textured = base > 10.0
     lost = textured & (s.tile_std < np.maximum(4.0, 0.25 * base))
     kept = textured & (s.tile_std >= KEPT_TEXTURE * base)
-    return float(lost.mean()) >= cfg.occluded_min_fraction and float(kept.mean()) >= OCCLUSION_KEPT_MIN
+    if float(lost.mean()) >= cfg.occluded_min_fraction and float(kept.mean()) >= OCCLUSION_KEPT_MIN:
+        return True
+    # Blobs smaller than a tile (mud, a leaf): a new textureless area where the camera usually sees texture.
+    return s.flat_area - typical.flat_area >= COVERED_MIN_AREA and float(kept.mean()) >= OCCLUSION_KEPT_MIN
 
 
 def _soiled(s: CameraSignals, typical: CameraTypical | None) -> bool:

@@ -17,6 +17,12 @@ HISTORY = 20  # healthy scans remembered per sensor to know what "normal" looks 
 # Sector, ring and layout statistics are robust on a strided subsample; only the validity counts need every point.
 STATS_POINTS = 30_000
 ROUGHNESS_POINTS = 8192  # a contiguous run of points, in the driver's scan order
+ROUGHNESS_LAGS = (1, 16, 32, 40, 64, 128, 256)  # 1: ring-ordered clouds; else the lasers of one firing
+SCATTER_POINTS = 8192
+SCATTER_RANGE_M = 30.0
+SCATTER_VOXEL_M = 0.3
+SCATTER_RATIO = 1.5  # alone-in-voxel share above this multiple of the sensor's usual (and SCATTER_MIN_RISE above it)
+SCATTER_MIN_RISE = 0.03
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +39,8 @@ class LidarSignals:
     coverage: float = 1.0  # share of azimuth sectors with returns beyond the near field
     far_sectors: np.ndarray | None = None  # per sector: returns beyond the near field
     low_elevation: float = 0.0  # 1st percentile of elevation (degrees)
-    tilt: tuple[float, float] = (0.0, 0.0)  # 5th-percentile elevation front minus back, left minus right
+    tilt: tuple[float, float] = (0.0, 0.0)  # ground pitch and roll (degrees)
+    scatter: float = 0.0  # share of near returns alone in their voxel
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -46,6 +53,7 @@ class LidarSignals:
             "roughness": round(self.roughness, 4),
             "near": round(self.near, 4),
             "coverage": round(self.coverage, 4),
+            "scatter": round(self.scatter, 4),
         }
 
 
@@ -70,15 +78,33 @@ def _bev_descriptor(xyz: np.ndarray) -> np.ndarray:
 
 
 def _roughness(xyz: np.ndarray, returned: np.ndarray) -> float:
-    """Median step between consecutive returns in the middle of the scan. Along a ring, neighbours lie a few
-    centimetres apart; points scattered by interference jump by metres. Drivers that interleave lasers give
-    larger steps, which is why the check compares with the sensor's own history."""
+    """Median step between a return and the same laser's next return, in the middle of the scan. Along a ring,
+    neighbours lie a few centimetres apart; points scattered by interference jump by metres. Drivers interleave
+    their lasers (16, 32, 64, 128 a firing, twice with dual returns), so the step is taken at the lag, among the
+    usual beam counts, where it is smallest: the lag at which consecutive points are the same laser's."""
     index = np.flatnonzero(returned)
     mid = index.size // 2
     run = xyz[index[max(0, mid - ROUGHNESS_POINTS // 2): mid + ROUGHNESS_POINTS // 2]]
-    if run.shape[0] < 2:
+    best = np.inf
+    for lag in ROUGHNESS_LAGS:
+        if run.shape[0] > 4 * lag:
+            best = min(best, float(np.median(np.linalg.norm(run[lag:] - run[:-lag], axis=1))))
+    return 0.0 if np.isinf(best) else best
+
+
+def _scatter(stats: np.ndarray) -> float:
+    """Share of returns within 30 m alone in their 30 cm voxel. Real returns lie on surfaces, beside other
+    returns; points scattered by interference, a failing unit or another LiDAR's pulses sit alone. Independent of
+    the order a driver writes its points in (unlike the step along the scan)."""
+    near = stats[np.einsum("ij,ij->i", stats, stats) < SCATTER_RANGE_M**2]
+    near = near[:: max(1, near.shape[0] // SCATTER_POINTS)]
+    if near.shape[0] < 100:
         return 0.0
-    return float(np.median(np.linalg.norm(np.diff(run, axis=0), axis=1)))
+    v = np.floor(near / SCATTER_VOXEL_M).astype(np.int64)
+    key = np.sort((v[:, 0] * 73_856_093) ^ (v[:, 1] * 19_349_663) ^ (v[:, 2] * 83_492_791))
+    differs = np.diff(key) != 0
+    alone = np.concatenate([[True], differs]) & np.concatenate([differs, [True]])
+    return float(alone.mean())
 
 
 def _tilt(stats: np.ndarray) -> tuple[float, float]:
@@ -136,6 +162,7 @@ def measure(points: np.ndarray, cfg: LidarScoring, model: SensorModel | None = N
         far_sectors=far_sectors,
         low_elevation=float(lo),
         tilt=_tilt(stats),
+        scatter=_scatter(stats),
     )
 
 
@@ -148,6 +175,7 @@ class LidarTypical:
     roughness: float
     seen_sectors: np.ndarray  # share of recent scans with returns beyond the near field, per sector
     tilt: tuple[float, float]
+    scatter: float
 
 
 class LidarBaseline:
@@ -170,6 +198,7 @@ class LidarBaseline:
             roughness=float(np.median([r.roughness for r in rows])),
             seen_sectors=np.mean(sectors, axis=0) if sectors else np.zeros(0),
             tilt=(float(np.median([r.tilt[0] for r in rows])), float(np.median([r.tilt[1] for r in rows]))),
+            scatter=float(np.median([r.scatter for r in rows])),
         )
 
 
@@ -211,6 +240,8 @@ def faults(s: LidarSignals, cfg: LidarScoring, typical: LidarTypical | None, mod
             found.append("sparse")
         if not found and max(abs(s.tilt[0] - typical.tilt[0]), abs(s.tilt[1] - typical.tilt[1])) > cfg.tilt_max_deg:
             found.append("geometry")
-        if not found and typical.roughness > 0 and s.roughness > cfg.noise_max_ratio * typical.roughness:
+        scattered = s.scatter > max(SCATTER_RATIO * typical.scatter, typical.scatter + SCATTER_MIN_RISE)
+        rough = typical.roughness > 0 and s.roughness > cfg.noise_max_ratio * typical.roughness
+        if not found and (scattered or rough):
             found.append("noisy")  # dropouts also lengthen the steps: report only the root cause there
     return found

@@ -1,8 +1,10 @@
-"""The model-based scorer: ONNX proxy models plus the cheap deterministic checks a model should not be trusted
-with (undecodable, frozen, NaN, too few points). Every verdict names the signal(s) that decided it:
+"""The model-based scorer: ONNX proxy models for usefulness (embedding novelty, fleet memory, targets,
+uncertainty) and a fault head, behind the heuristic's physical checks (each sensor against its own history and
+its sensor model). Every verdict names the signal(s) that decided it:
 
-- harmful: `undecodable`, `frozen`, `nonfinite`, `few_points` (deterministic), `fault_<class>` (fault head, trusted
-  only in its domain: an embedding far from everything the model was trained on is unfamiliar, not broken);
+- harmful: the checks' reasons (`frozen`, `blind`, `nonfinite`, `lost_rings`, ...: see agent.scoring.heuristic),
+  or `fault_<class>` (fault head, trusted only in its domain: an embedding far from everything the model was trained
+  on is unfamiliar, not broken);
 - useless: `redundant` (near a recently kept frame of this sensor) or `redundant_fleet` (near a fleet exemplar);
 - helpful: `novel`, plus `out_of_domain` (unfamiliar to the model: ranked up, never harmful by itself),
   `uncertain` (in-domain and the scene head is unsure) and `target` (close to what the backend asked for).
@@ -10,8 +12,8 @@ with (undecodable, frozen, NaN, too few points). Every verdict names the signal(
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -25,11 +27,21 @@ from agent.model.preprocess import decode_width
 from agent.model.proxy_model import ByoModel, CameraModel, LidarModel, ProxyModel, ProxyOutput
 from agent.model.signals import EmbeddingBank, load_embeddings, unit_rows
 from agent.scoring.base import Label, Verdict
+from agent.scoring.heuristic import HeuristicScorer
 from agent.scoring.memory import DescriptorMemory
 from agent.scoring.usefulness import Pending, finite, resolve
 from agent.sources.decode import decode_image_bytes, image_of, points_of
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A frame the checks passed, ready for its model: input, signals so far, the checks' rare-condition boosts."""
+
+    x: np.ndarray
+    signals: dict[str, float]
+    boosts: tuple[tuple[str, float], ...]
 
 
 class ProxyScorer:
@@ -43,9 +55,7 @@ class ProxyScorer:
         self._memory = DescriptorMemory(scoring.memory_size)
         self._fleet = {m: self._bank(spec.exemplars, mdl) for m, spec, mdl in self._models()}
         self._targets = {m: self._target_bank(spec, mdl) for m, spec, mdl in self._models()}
-        self._previous_payload: dict[str, bytes] = {}
-        self._previous_small: dict[str, np.ndarray] = {}
-        self._valid_points: dict[str, deque[int]] = {}
+        self._checks = HeuristicScorer(scoring)
 
     def _models(self) -> list[tuple[Modality, ProxyModelSpec, ProxyModel]]:
         return [(Modality.CAMERA, self._cfg.camera, self.camera), (Modality.LIDAR, self._cfg.lidar, self.lidar)]
@@ -98,7 +108,7 @@ class ProxyScorer:
     def assess_batch(self, frames: Sequence[Frame]) -> list[Verdict | Pending]:
         """Everything but the distance to the kept memory (see agent.scoring.usefulness), batched per model."""
         verdicts: list[Verdict | Pending | None] = [None] * len(frames)
-        pending: dict[Modality, list[tuple[int, np.ndarray, dict[str, float]]]] = {m: [] for m in Modality}
+        pending: dict[Modality, list[tuple[int, Prepared]]] = {m: [] for m in Modality}
         for i, frame in enumerate(frames):
             try:
                 early, item = self._prepare(frame)
@@ -107,23 +117,29 @@ class ProxyScorer:
             if early is not None:
                 verdicts[i] = early
             elif item is not None:
-                pending[frame.modality].append((i, *item))
+                pending[frame.modality].append((i, item))
         for modality, items in pending.items():
             if not items:
                 continue
             model = self.camera if modality is Modality.CAMERA else self.lidar
-            batch = self.camera.inputs([x for _, x, _ in items]) if modality is Modality.CAMERA else np.stack(
-                [x for _, x, _ in items])
-            for (i, _, signals), out in zip(items, model.run(batch), strict=True):
-                verdicts[i] = self._verdict(frames[i], out, signals)
+            batch = self.camera.inputs([p.x for _, p in items]) if modality is Modality.CAMERA else np.stack(
+                [p.x for _, p in items])
+            for (i, prepared), out in zip(items, model.run(batch), strict=True):
+                verdicts[i] = self._verdict(frames[i], out, prepared.signals, prepared.boosts)
         return [v for v in verdicts if v is not None]
 
     # -- per modality --------------------------------------------------------------------------------------------
 
-    def _prepare(self, frame: Frame) -> tuple[Verdict | None, tuple[np.ndarray, dict[str, float]] | None]:
-        return self._prepare_camera(frame) if frame.modality is Modality.CAMERA else self._prepare_lidar(frame)
+    def _prepare(self, frame: Frame) -> tuple[Verdict | None, Prepared | None]:
+        # The physical checks first (each sensor against its own history and model, the vehicle's other sensors):
+        # a fault they see needs no model, and a frame out of the model's domain has only their evidence to go on.
+        checked = self._checks.assess(frame)
+        if isinstance(checked, Verdict):
+            return checked, None
+        x, signals = self._prepare_camera(frame) if frame.modality is Modality.CAMERA else self._prepare_lidar(frame)
+        return None, Prepared(x, {**checked.signals, **signals}, checked.boosts)
 
-    def _prepare_camera(self, frame: Frame) -> tuple[Verdict | None, tuple[np.ndarray, dict[str, float]] | None]:
+    def _prepare_camera(self, frame: Frame) -> tuple[np.ndarray, dict[str, float]]:
         with self.camera.timer.stage("preprocess"):
             size = self._cfg.camera.input_size
             # Decode once, at the smallest reduced scale that the wider of the two models needs.
@@ -133,40 +149,18 @@ class ProxyScorer:
         signals: dict[str, float] = {}
         if self.byo is not None:
             signals.update(self.byo.uncertainty(full))
-        previous, payload = self._previous_small.get(frame.sensor), frame.payload
-        repeated = payload is not None and self._previous_payload.get(frame.sensor) == payload
-        self._previous_small[frame.sensor] = small
-        if payload is not None:
-            self._previous_payload[frame.sensor] = payload
-        if repeated or (previous is not None and
-                        float(cv2.absdiff(previous, small).mean()) <= self._scoring.camera.frozen_max_diff):
-            return Verdict(Label.HARMFUL, 0.0, ("frozen",), None, signals), None
-        return None, (small, signals)
+        return small, signals
 
-    def _prepare_lidar(self, frame: Frame) -> tuple[Verdict | None, tuple[np.ndarray, dict[str, float]] | None]:
-        cfg = self._scoring.lidar
+    def _prepare_lidar(self, frame: Frame) -> tuple[np.ndarray, dict[str, float]]:
         bev, stats = self.lidar.bev(points_of(frame))
         signals = {"points": float(stats.points), "nonfinite_fraction": round(stats.nonfinite_fraction, 5),
                    "empty_sectors": float(stats.empty_sectors)}
-        history = self._valid_points.setdefault(frame.sensor, deque(maxlen=32))
-        typical = float(np.median(history)) if len(history) >= 3 else None
-        found = []
-        if stats.nonfinite_fraction > cfg.max_nonfinite_fraction:
-            found.append("nonfinite")
-        if stats.valid < cfg.min_points:
-            found.append("few_points")
-        elif typical is not None and stats.valid < cfg.min_points_ratio * typical:
-            found.append("sparse")  # relative to this sensor's recent scans: a VLP-16 is not a sparse HDL-64
-        if stats.empty_sectors > cfg.max_empty_sectors:
-            found.append("missing_sector")
-        if found:
-            return Verdict(Label.HARMFUL, 0.0, tuple(found), None, signals), None
-        history.append(stats.valid)
-        return None, (bev, signals)
+        return bev, signals
 
     # -- the decision --------------------------------------------------------------------------------------------
 
-    def _verdict(self, frame: Frame, out: ProxyOutput, signals: dict[str, float]) -> Verdict | Pending:
+    def _verdict(self, frame: Frame, out: ProxyOutput, signals: dict[str, float],
+                 rare: tuple[tuple[str, float], ...] = ()) -> Verdict | Pending:
         cfg = self._cfg
         camera = frame.modality is Modality.CAMERA
         spec, model = (cfg.camera, self.camera) if camera else (cfg.lidar, self.lidar)
@@ -178,7 +172,9 @@ class ProxyScorer:
         calibrate = model.calibration
         fleet = calibrate(self._fleet[frame.modality].nearest(emb))
         uncertainty = self._uncertainty(out, signals)
-        boosts = [("out_of_domain", self._scoring.rare_boost)] if unfamiliar and self._scoring.rare_boost else []
+        boosts = list(rare)
+        if unfamiliar and self._scoring.rare_boost and not boosts:
+            boosts.append(("out_of_domain", self._scoring.rare_boost))
         if uncertainty is not None and uncertainty >= cfg.uncertain_min_entropy and out.ood < 1.0:
             boosts.append(("uncertain", cfg.uncertainty_boost))  # unsure while in-domain: informative, not junk
         target = calibrate(self._targets[frame.modality].nearest(emb))
