@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-import yaml
 
 from agent.config import parse_config
+from agent.config.safe_yaml import load_yaml
 from agent.errors import ConfigError
 from agent.fleet.collect import Received, TopicCollector
 from agent.remote import topics
@@ -75,7 +75,7 @@ def load_document(path: str | Path) -> dict[str, Any]:
     config, issues = parse_config(text, str(p))
     if config is None:
         raise ConfigError(f"{p} is invalid: " + "; ".join(str(i) for i in issues))
-    doc = yaml.safe_load(text) or {}
+    doc = load_yaml(text) or {}  # parse_config accepted it, so it is within the loader's bounds
     version = doc.get("version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise ConfigError(f"{p} must set an integer version (higher than the vehicle's)")
