@@ -31,8 +31,8 @@ from agent.ingest.config import IngestConfig
 from agent.ingest.mcap_sink import McapSink, ros_message
 from agent.ingest.store import ADDED, MISMATCH, IngestIndex
 from agent.uplink import wire
-from agent.uplink.receipts import encode_receipts, receipts_topic
 from agent.uplink.connection import connect_async, drop_link, fatal_reason, make_client
+from agent.uplink.receipts import encode_receipts, receipts_topic
 
 log = logging.getLogger(__name__)
 

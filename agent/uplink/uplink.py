@@ -2,7 +2,8 @@
 
 Durability lives in the spool, not in paho (whose queue is in memory): with `delete_on: receipt` (the default) a
 frame leaves the spool only when the ingest's receipt says it is stored durably (see receipts.py); with
-`delete_on: puback` once the broker has sent PUBACK for every one of its messages. Everything else (a dead link, a broker restart, an agent
+`delete_on: puback` once the broker has sent PUBACK for every one of its messages.
+Everything else (a dead link, a broker restart, an agent
 crash) ends with the frame still in the spool and sent again later: delivery is at least once, and the ingest
 deduplicates by (vehicle, frame id).
 """
@@ -27,8 +28,8 @@ from agent.config.uplink import UplinkConfig
 from agent.errors import SpoolError
 from agent.spool import Spool, SpoolEntry
 from agent.uplink import wire
-from agent.uplink.receipts import ReceiptBook, ReceiptError, decode_receipt, receipts_topic
 from agent.uplink.connection import Will, connect_async, drop_link, fatal_reason, make_client
+from agent.uplink.receipts import ReceiptBook, ReceiptError, decode_receipt, receipts_topic
 from agent.uplink.tracker import NO_MATCHING_SUBSCRIBERS, InFlightTable
 
 log = logging.getLogger(__name__)
