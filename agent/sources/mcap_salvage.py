@@ -4,7 +4,9 @@ The mcap library's readers stop at the first bad byte: one flipped byte in a 2 G
 it. Here every top-level record is framed by its opcode and 8-byte length, so a bad one is skipped: a chunk whose
 CRC, decompression or inner records fail is dropped whole (its CRC says nothing inside can be trusted), and when
 the framing itself is broken (an impossible opcode or length) the reader scans forward for the next place where
-a well-formed record starts (a chunk must also pass its CRC) and carries on from there. Each damaged stretch is
+a well-formed record starts (in a chunked file: a chunk, which must also pass its CRC; bytes inside a chunk are
+never read as records on their own, since zstd's raw blocks would show them with block headers spliced in)
+and carries on from there. Each damaged stretch is
 reported once, as a Damage. Chunks claiming more than `limits.max_chunk_bytes` decompressed are refused
 unopened; memory stays at one chunk whatever the file claims.
 """
@@ -49,6 +51,7 @@ def salvage(fh: BinaryIO, size: int, limits: InputLimits = DEFAULT_LIMITS) -> It
     pos, damaged_at = MAGIC_LEN, None
     max_record = max(limits.max_chunk_bytes, 1 << 20)  # compressed can't exceed the decompressed bound by much
     channels: set[int] = set()
+    chunked = False  # once a chunk was seen, a resync lands on chunks only (CRC-checked, never raw inner bytes)
     while pos + 9 <= size:
         fh.seek(pos)
         head = fh.read(9)
@@ -58,6 +61,7 @@ def salvage(fh: BinaryIO, size: int, limits: InputLimits = DEFAULT_LIMITS) -> It
         try:
             if opcode not in _KNOWN or pos + 9 + length > size:
                 raise _Bad(f"record framing broken (opcode 0x{opcode:02x}, length {length})")
+            chunked = chunked or opcode == CHUNK
             if opcode == CHUNK and length > max_record:
                 raise TooLarge(f"chunk of {length} bytes compressed")
             body = fh.read(length) if opcode in _STARTS else b""
@@ -75,7 +79,9 @@ def salvage(fh: BinaryIO, size: int, limits: InputLimits = DEFAULT_LIMITS) -> It
             # Contents bad but the framing plausible (a chunk failing its CRC): step over the record whole, so
             # that nothing inside it (an uncompressed chunk's messages, one of them the damaged one) is read.
             # Framing broken: look for the next record start.
-            pos = after if opcode in _KNOWN and _plausible_head(fh, after, size) else _next_start(fh, pos + 1, size)
+            starts = (CHUNK,) if chunked else _STARTS
+            pos = after if opcode in _KNOWN and _plausible_head(fh, after, size) else \
+                _next_start(fh, pos + 1, size, starts)
             continue
         damaged_at = None
         for record in records:
@@ -154,14 +160,18 @@ def _plausible_head(fh: BinaryIO, pos: int, size: int) -> bool:
     return len(head) == 9 and head[0] in _KNOWN and pos + 9 + _U64.unpack_from(head, 1)[0] <= size
 
 
-def _next_start(fh: BinaryIO, start: int, size: int) -> int:
+def _next_start(fh: BinaryIO, start: int, size: int, starts: tuple[int, ...]) -> int:
     """The next offset at or after `start` where a record could begin: a start opcode and a length that fits."""
     pos = start
     while pos + 9 <= size:
         fh.seek(pos)
         window = fh.read(_WINDOW + 8)
         for i in range(max(0, len(window) - 8)):
-            if window[i] in _STARTS and pos + i + 9 + _U64.unpack_from(window, i + 1)[0] <= size:
+            if window[i] not in starts:
+                continue
+            after = pos + i + 9 + _U64.unpack_from(window, i + 1)[0]
+            # the record after it must look like a record too: random bytes rarely pass both checks
+            if after <= size and _plausible_head(fh, after, size):
                 return pos + i
         pos += max(1, len(window) - 8)
     return size
