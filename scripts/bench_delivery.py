@@ -90,7 +90,7 @@ def run_case(root: Path, backlog: Path, ids: set[str], fault: str, delete_on: st
                     _take_over(broker.port, INGEST_ID)
                 with IngestThread(broker.url, out, client_id=INGEST_ID, shared=False) as ingest:
                     last, quiet_since = -1, time.monotonic()
-                    while time.monotonic() - quiet_since < settle_s and len(spool) > 0 or last < 0:
+                    while (time.monotonic() - quiet_since < settle_s and len(spool) > 0) or last < 0:
                         now = ingest.stat("frames") + ingest.stat("duplicates")
                         if now != last:
                             last, quiet_since = now, time.monotonic()

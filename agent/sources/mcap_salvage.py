@@ -51,6 +51,10 @@ def salvage(fh: BinaryIO, size: int, limits: InputLimits = DEFAULT_LIMITS) -> It
     pos, damaged_at = MAGIC_LEN, None
     max_record = max(limits.max_chunk_bytes, 1 << 20)  # compressed can't exceed the decompressed bound by much
     channels: set[int] = set()
+    for record in _summary_definitions(fh, size):  # so that a damaged first chunk does not orphan every message
+        if isinstance(record, Channel):
+            channels.add(record.id)
+        yield record
     chunked = False  # once a chunk was seen, a resync lands on chunks only (CRC-checked, never raw inner bytes)
     while pos + 9 <= size:
         fh.seek(pos)
@@ -150,6 +154,32 @@ def _chunk_records(body: bytes, limits: InputLimits) -> list[Record]:
         if skip:
             stream.read(skip)
     return out
+
+
+def _summary_definitions(fh: BinaryIO, size: int) -> list[Record]:
+    """The Schema and Channel records the summary section repeats (none when the footer or summary is damaged)."""
+    footer_at = size - MAGIC_LEN - 29
+    if footer_at <= MAGIC_LEN:
+        return []
+    fh.seek(footer_at)
+    footer = fh.read(29)
+    if footer[0] != FOOTER or _U64.unpack_from(footer, 1)[0] != 20:
+        return []
+    start = _U64.unpack_from(footer, 9)[0]
+    if not MAGIC_LEN < start < footer_at or footer_at - start > (64 << 20):
+        return []
+    fh.seek(start)
+    section, out, at = fh.read(footer_at - start), [], 0
+    try:
+        while at + 9 <= len(section):
+            opcode, length = section[at], _U64.unpack_from(section, at + 1)[0]
+            body = section[at + 9:at + 9 + length]
+            if opcode in (SCHEMA, CHANNEL) and len(body) == length:
+                out.append(_parse(opcode, ReadDataStream(io.BytesIO(body)), length))
+            at += 9 + length
+    except Exception:
+        return [r for r in out if r is not None]
+    return [r for r in out if r is not None]
 
 
 def _plausible_head(fh: BinaryIO, pos: int, size: int) -> bool:
