@@ -114,15 +114,12 @@ def main() -> int:
     parser.add_argument("--settle-s", type=float, default=6.0, help="end a run after this long without progress")
     parser.add_argument("--faults", default="broker_kill,takeover")
     args = parser.parse_args()
-    results = []
     with tempfile.TemporaryDirectory(prefix="edgesift-delivery-") as tmp:
         backlog = Path(tmp) / "backlog"
         with open_spool(backlog) as spool:
             ids = set(fill_spool(spool, args.frames))
-        for fault in args.faults.split(","):
-            for delete_on in ("puback", "receipt"):
-                results.append(run_case(Path(tmp) / f"{fault}-{delete_on}", backlog, ids, fault, delete_on,
-                                        args.settle_s))
+        results = [run_case(Path(tmp) / f"{fault}-{delete_on}", backlog, ids, fault, delete_on, args.settle_s)
+                   for fault in args.faults.split(",") for delete_on in ("puback", "receipt")]
     print(json.dumps({"results": results}, indent=1))
     return 0
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from mqtt_broker import Broker, find_mosquitto
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from mqtt_broker import Broker, find_mosquitto
 from remote_support import TIMEOUT, running_vehicle, vehicle_config
 
 from agent.cli import main
