@@ -6,8 +6,8 @@ Cases (the issue's): YAML nesting, alias expansion ("billion laughs"), a 5000-di
 of an image folder); an MCAP chunk that decompresses to 1 GiB while claiming 1 MiB and one claiming 3 GB, a
 PointCloud2 with point_step 2^32-1 (`replay` of an MCAP); a 200 MB KITTI .bin (sparse file); a truncated
 Velodyne pcap. Peak RSS is the child's own VmHWM (reported by the child at exit). `outcome` is `error` (exit 1,
-the error on stderr, no traceback), `skipped` (exit 0, the summary's skipped reasons), `recorded` (exit 0, frames with an
-`error:<kind>` decision), `ok` (exit 0) or `crash`.
+the error on stderr, no traceback), `skipped` (exit 0, the summary's skipped reasons), `recorded` (exit 0,
+frames with an `error:<kind>` decision), `ok` (exit 0) or `crash`.
 """
 
 from __future__ import annotations
