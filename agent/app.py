@@ -193,6 +193,8 @@ class App:
             self.metrics.uplink_lag.set(up.lag_s)
             self.metrics.uplink_in_flight.set(up.in_flight)
             self.metrics.uplink_acked.set(up.acked)
+            self.metrics.uplink_awaiting.set(up.awaiting_receipt)
+            self.metrics.uplink_receipted.set(up.receipted)
         for name, value in vars(self.snippets.stats).items():
             self.metrics.snippet.labels(name).set(value)
         if self.remote is not None:
