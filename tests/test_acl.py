@@ -200,3 +200,28 @@ def test_remote_config_round_trip_through_tls_and_the_acl(secure: dict[str, Any]
         assert main(["fleet", "status", "--window", "0.2", *tls]) == 0
         assert time.monotonic() - started < 5
         assert "v6 (accepted)" in capsys.readouterr().out
+
+
+def test_receipts_flow_through_the_shipped_acl(secure: dict[str, Any], tmp_path: Path) -> None:
+    """The ingest may write receipts for any vehicle and each vehicle reads its own: delete-on-receipt drains."""
+    from uplink_support import IngestThread, fill_spool, open_spool, uplink_config
+
+    from agent.uplink import Uplink
+
+    broker, pki = secure["broker"], secure["pki"]
+
+    def tls(user: str) -> dict[str, str]:
+        return {"tls_ca": str(pki / "ca.crt"), "tls_cert": str(pki / f"{user}.crt"),
+                "tls_key": str(pki / f"{user}.key")}
+
+    with open_spool(tmp_path / "spool") as spool, \
+            IngestThread(broker.url, tmp_path / "ingest", shared=False, **tls("ingest")) as ingest:  # fmt: skip
+        ids = set(fill_spool(spool, 10))
+        uplink = Uplink(spool, uplink_config(broker.url, delete_on="receipt", **tls("vehicle-a")), "vehicle-a")
+        uplink.start()
+        try:
+            assert uplink.drain(20), uplink.stats()
+        finally:
+            stats = uplink.stop()
+        assert stats.receipted == len(ids) and stats.bad_receipts == 0 and len(spool) == 0
+        assert ingest.stat("receipted_frames") >= len(ids)

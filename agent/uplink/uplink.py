@@ -58,6 +58,7 @@ class UplinkStats:
     in_flight: int  # frames published and not yet acknowledged
     in_flight_messages: int
     awaiting_receipt: int  # frames acknowledged by the broker, still in the spool until their receipt
+    receipts_dropped: int  # receipt ids dropped because too many waited to be applied (those frames are resent)
     lag_s: float  # age of the oldest unacknowledged frame (0 when none)
     spool_frames: int  # frames waiting in the spool (including those in flight)
     connects: int
@@ -67,7 +68,7 @@ class UplinkStats:
     errors: int  # unexpected errors in the uplink thread (logged; the thread carries on)
 
 
-_GAUGES = ("state", "error", "in_flight", "in_flight_messages", "awaiting_receipt", "lag_s", "spool_frames")
+_GAUGES = ("state", "error", "in_flight", "in_flight_messages", "awaiting_receipt", "receipts_dropped", "lag_s", "spool_frames")
 _COUNTERS = tuple(name for name in UplinkStats.__dataclass_fields__ if name not in _GAUGES)
 
 
@@ -183,6 +184,7 @@ class Uplink:
             counters = {name: self._counts[name] for name in _COUNTERS}
             return UplinkStats(state=self._state, error=self._error, in_flight=frames, in_flight_messages=messages,
                                awaiting_receipt=len(self._receipts) if self._receipts is not None else 0,
+                               receipts_dropped=self._receipts.overflow if self._receipts is not None else 0,
                                lag_s=round(lag, 3), spool_frames=len(self.spool), **counters)
 
     # ---- paho callbacks (network thread: never raise, never block)
