@@ -68,7 +68,8 @@ class UplinkStats:
     errors: int  # unexpected errors in the uplink thread (logged; the thread carries on)
 
 
-_GAUGES = ("state", "error", "in_flight", "in_flight_messages", "awaiting_receipt", "receipts_dropped", "lag_s", "spool_frames")
+_GAUGES = ("state", "error", "in_flight", "in_flight_messages", "awaiting_receipt", "receipts_dropped", "lag_s",
+           "spool_frames")
 _COUNTERS = tuple(name for name in UplinkStats.__dataclass_fields__ if name not in _GAUGES)
 
 
