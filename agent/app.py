@@ -30,7 +30,7 @@ from agent.frame import Frame
 from agent.metrics import Metrics
 from agent.pipeline import FramePipeline
 from agent.policy import Policy
-from agent.remote.merge import protected_changes
+from agent.remote.merge import LOCAL_ONLY, RESTART_ONLY, protected_changes
 from agent.remote.store import ApplyResult, ConfigStore
 from agent.scoring.base import Scorer, Verdict
 from agent.scoring.factory import make_scorer
@@ -39,11 +39,6 @@ from agent.spool import Spool
 log = logging.getLogger(__name__)
 
 EXIT_OK = 0
-# Sections only the local file sets, read at start-up: sources and daemon settings name devices, files and ports
-# (a remote message must not make the agent read or write arbitrary paths), and the spool / uplink / identity
-# are built once. A reload that changes them is refused; a remote update that changes sources / daemon too.
-LOCAL_ONLY = ("sources", "daemon")
-RESTART_ONLY = ("vehicle_id", "spool", "uplink", "remote.enabled", "remote.state_dir", *LOCAL_ONLY)
 
 
 class TimedScorer:
@@ -198,6 +193,8 @@ class App:
             self.metrics.uplink_lag.set(up.lag_s)
             self.metrics.uplink_in_flight.set(up.in_flight)
             self.metrics.uplink_acked.set(up.acked)
+            self.metrics.uplink_awaiting.set(up.awaiting_receipt)
+            self.metrics.uplink_receipted.set(up.receipted)
         for name, value in vars(self.snippets.stats).items():
             self.metrics.snippet.labels(name).set(value)
         if self.remote is not None:

@@ -40,6 +40,10 @@ class Metrics:
         self.uplink_lag = Gauge("edgesift_uplink_lag_seconds", "Age of the oldest unacknowledged frame", registry=r)
         self.uplink_in_flight = Gauge("edgesift_uplink_in_flight", "Frames published, not yet acked", registry=r)
         self.uplink_acked = Gauge("edgesift_uplink_acked_frames", "Frames acked by the broker (total)", registry=r)
+        self.uplink_awaiting = Gauge("edgesift_uplink_awaiting_receipt", "Frames acked by the broker, kept until the "
+                                     "ingest's receipt", registry=r)
+        self.uplink_receipted = Gauge("edgesift_uplink_receipted_frames", "Frames deleted on the ingest's receipt "
+                                      "(total)", registry=r)
         self.snippet = Gauge("edgesift_snippet", "Snippet keeper counters", ["counter"], registry=r)
         self.info = Info("edgesift_scorer", "Scorer and execution providers in use", registry=r)
         self._lock = threading.Lock()

@@ -1,17 +1,29 @@
-"""The path of one frame, shared by replay and the daemon: score -> decide -> spool."""
+"""The path of one frame, shared by replay and the daemon: score -> decide -> spool.
+
+Every frame that enters leaves with a decision record: when scoring raises (a scorer bug on a strange frame) or
+the spool cannot store a kept frame (a full disk), the record says so with rule `error:scoring` /
+`error:storage`, verdict `error`, and the run carries on; summary.json (by_rule) and Prometheus
+(edgesift_decisions_total{rule}) count them like any other rule.
+"""
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from agent.errors import SpoolError
 from agent.frame import Frame
 from agent.policy import Policy, rules
-from agent.scoring.base import Scorer, Verdict
+from agent.scoring.base import Label, Scorer, Verdict
 from agent.spool import Spool
 
 log = logging.getLogger(__name__)
+
+ERROR_SCORING = "error:scoring"
+ERROR_STORAGE = "error:storage"
+_LOG_FIRST = 20  # errors logged one by one up to here, then every 1000th (a full disk fails every frame)
 
 
 def frame_id_of(frame: Frame) -> str:
@@ -31,24 +43,40 @@ class FramePipeline:
         self.scorer = scorer
         self.policy = policy
         self.spool = spool
+        self.errors = 0
 
     def process(self, frame: Frame) -> Outcome:
-        verdict = self.scorer.score(frame)
         fid = frame_id_of(frame)
+        try:
+            verdict = self.scorer.score(frame)
+        except Exception as exc:
+            self._log_error(ERROR_SCORING, fid, exc)
+            verdict = Verdict(Label.HARMFUL, 0.0, ("error",))
+            return Outcome(self._record(frame, fid, verdict, False, ERROR_SCORING, error=exc), verdict, {})
         decision = self.policy.decide(frame, verdict, fid, frame.nbytes)
         revoked: dict[str, str] = {}
         for victim in decision.displaced:
             self.spool.delete(victim)
             revoked[victim] = rules.DROP_DISPLACED
         kept, rule = decision.keep, decision.rule
+        error: Exception | None = None
         if kept:
-            result = self.spool.put(frame, verdict, rule, frame_id=fid)
-            for victim in result.evicted:
-                revoked[victim] = rules.DROP_EVICTED
-            if result.stored:
-                self.scorer.remember(frame, verdict)
+            try:
+                result = self.spool.put(frame, verdict, rule, frame_id=fid)
+            except (SpoolError, OSError, sqlite3.Error) as exc:
+                self._log_error(ERROR_STORAGE, fid, exc)
+                kept, rule, error = False, ERROR_STORAGE, exc
             else:
-                kept, rule = False, rules.DROP_SPOOL_FULL
+                for victim in result.evicted:
+                    revoked[victim] = rules.DROP_EVICTED
+                if result.stored:
+                    self.scorer.remember(frame, verdict)
+                else:
+                    kept, rule = False, rules.DROP_SPOOL_FULL
+        return Outcome(self._record(frame, fid, verdict, kept, rule, error), verdict, revoked)
+
+    def _record(self, frame: Frame, fid: str, verdict: Verdict, kept: bool, rule: str,
+                error: Exception | None = None) -> dict[str, Any]:
         record = {
             "sensor": frame.sensor,
             "modality": frame.modality.value,
@@ -63,4 +91,14 @@ class FramePipeline:
             "frame_id": fid,
             "signals": verdict.signals,
         }
-        return Outcome(record, verdict, revoked)
+        if error is not None:
+            record["verdict"] = "error"
+            record["error"] = f"{type(error).__name__}: {error}"[:300]
+        return record
+
+    def _log_error(self, rule: str, fid: str, exc: Exception) -> None:
+        self.errors += 1
+        if self.errors <= _LOG_FIRST or self.errors % 1000 == 0:
+            log.error("frame %s: %s (%s: %s); recorded as %s", fid, rule.split(":")[1] + " failed",
+                      type(exc).__name__, str(exc)[:300], rule)
+            log.debug("frame %s: where it failed", fid, exc_info=exc)  # for a bug report, with -v

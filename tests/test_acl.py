@@ -16,12 +16,14 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from mqtt_broker import Broker, find_mosquitto
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from remote_support import TIMEOUT, running_vehicle, vehicle_config
 
 from agent.cli import main
 from agent.fleet.collect import TopicCollector
 from agent.remote import BrokerError, BrokerSettings
-from agent.remote.mqttconn import connected
+from agent.remote.mqttconn import connected, make_client
 
 REPO = Path(__file__).resolve().parent.parent
 USERS = ("vehicle-a", "vehicle-b", "fleet", "ingest")
@@ -111,16 +113,70 @@ def test_vehicle_reads_its_own_and_its_groups_config_set_only(secure: dict[str, 
                                                         "edgesift/vehicle-a/config/set"]
 
 
-@pytest.mark.parametrize("case", ["no_certificate", "wrong_password", "plain_mqtt"])
-def test_connections_without_certificate_or_with_a_wrong_password_fail(secure: dict[str, Any], case: str) -> None:
+@pytest.mark.parametrize("case", ["no_certificate", "plain_mqtt"])
+def test_connections_without_certificate_fail(secure: dict[str, Any], case: str) -> None:
     bad = {
         "no_certificate": lambda: settings(secure, "vehicle-a", cert=False),
-        "wrong_password": lambda: settings(secure, "vehicle-a", password="wrong"),
         "plain_mqtt": lambda: BrokerSettings.from_url(f"mqtt://127.0.0.1:{secure['broker'].port}"),
     }[case]()
-    words = "Not authorized" if case == "wrong_password" else "closed the connection before accepting it"
-    with pytest.raises(BrokerError, match=words), connected(bad, timeout=5):
+    with pytest.raises(BrokerError, match="closed the connection before accepting it"), connected(bad, timeout=5):
         pass
+
+
+def test_another_vehicles_password_is_worthless_with_this_certificate(secure: dict[str, Any]) -> None:
+    """The identity is the certificate's CN: B's user name and password with A's certificate act as A."""
+    as_b = settings(secure, "vehicle-a")
+    as_b = BrokerSettings.from_url(secure["broker"].url, cafile=as_b.cafile, certfile=as_b.certfile,
+                                   keyfile=as_b.keyfile, username="vehicle-b", password="pw-vehicle-b")
+    with connected(as_b) as car:
+        assert publish_reason(car, "edgesift/vehicle-b/frames/cam") == NOT_AUTHORIZED
+        assert publish_reason(car, "edgesift/vehicle-a/frames/cam") < 0x80
+
+
+def _take_over(secure: dict[str, Any], user: str, client_id: str) -> None:
+    """Connect as `user` asking for `client_id`, clean start, session expiry 0: a takeover attempt."""
+    s = settings(secure, user)
+    client = make_client(s, client_id)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 0
+    client.connect(s.host, s.port, clean_start=True, properties=props)
+    client.loop_start()
+    time.sleep(0.3)
+    client.disconnect()
+    client.loop_stop()
+
+
+def test_client_id_takeover_of_the_ingest_or_another_vehicle_is_refused(secure: dict[str, Any],
+                                                                         tmp_path: Path) -> None:
+    """The broker forces client id = identity: a vehicle asking for the offline ingest's id (or another vehicle's)
+    gets its own session instead, so the ingest's queued frames survive and vehicle B is not kicked off."""
+    from uplink_support import IngestThread, fill_spool, open_spool, uplink_config, wait_for
+
+    from agent.uplink import Uplink
+
+    broker, pki = secure["broker"], secure["pki"]
+
+    def tls(user: str) -> dict[str, str]:
+        return {"tls_ca": str(pki / "ca.crt"), "tls_cert": str(pki / f"{user}.crt"),
+                "tls_key": str(pki / f"{user}.key")}
+
+    with IngestThread(broker.url, tmp_path / "ingest", shared=False, **tls("ingest")):
+        pass  # subscribed once; now offline, its persistent session queues the frames
+    with open_spool(tmp_path / "spool") as spool:
+        ids = set(fill_spool(spool, 20))
+        uplink = Uplink(spool, uplink_config(broker.url, delete_on="puback", **tls("vehicle-a")), "vehicle-a")
+        uplink.start()
+        try:
+            wait_for(lambda: uplink.stats().acked >= len(ids), 20, "the broker to acknowledge every frame")
+        finally:
+            uplink.stop()
+    with connected(settings(secure, "vehicle-b"), client_id="vehicle-b") as b:
+        for client_id in ("edgesift-ingest", "ingest", "vehicle-b"):
+            _take_over(secure, "vehicle-a", client_id)
+        assert b.is_connected() and publish_reason(b, "edgesift/vehicle-b/status") < 0x80  # B was not kicked
+    with IngestThread(broker.url, tmp_path / "ingest", shared=False, **tls("ingest")) as ingest:
+        ingest.wait_frames(len(ids))  # every frame the broker acknowledged is still delivered
+        assert ingest.stat("duplicates") == 0
 
 
 def test_remote_config_round_trip_through_tls_and_the_acl(secure: dict[str, Any], capsys) -> None:
@@ -144,3 +200,28 @@ def test_remote_config_round_trip_through_tls_and_the_acl(secure: dict[str, Any]
         assert main(["fleet", "status", "--window", "0.2", *tls]) == 0
         assert time.monotonic() - started < 5
         assert "v6 (accepted)" in capsys.readouterr().out
+
+
+def test_receipts_flow_through_the_shipped_acl(secure: dict[str, Any], tmp_path: Path) -> None:
+    """The ingest may write receipts for any vehicle and each vehicle reads its own: delete-on-receipt drains."""
+    from uplink_support import IngestThread, fill_spool, open_spool, uplink_config
+
+    from agent.uplink import Uplink
+
+    broker, pki = secure["broker"], secure["pki"]
+
+    def tls(user: str) -> dict[str, str]:
+        return {"tls_ca": str(pki / "ca.crt"), "tls_cert": str(pki / f"{user}.crt"),
+                "tls_key": str(pki / f"{user}.key")}
+
+    with open_spool(tmp_path / "spool") as spool, \
+            IngestThread(broker.url, tmp_path / "ingest", shared=False, **tls("ingest")) as ingest:  # fmt: skip
+        ids = set(fill_spool(spool, 10))
+        uplink = Uplink(spool, uplink_config(broker.url, delete_on="receipt", **tls("vehicle-a")), "vehicle-a")
+        uplink.start()
+        try:
+            assert uplink.drain(20), uplink.stats()
+        finally:
+            stats = uplink.stop()
+        assert stats.receipted == len(ids) and stats.bad_receipts == 0 and len(spool) == 0
+        assert ingest.stat("receipted_frames") >= len(ids)

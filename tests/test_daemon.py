@@ -159,6 +159,6 @@ def test_remote_update_on_the_shared_uplink_client_rebuilds_the_policy(tmp_path:
             publish(client, "edgesift/car-1/config/set", envelope(
                 {"version": 8, "sources": [{"type": "folder", "name": "etc", "path": "/etc"}]}))
             report = watcher.next()
-            assert report.status == "rolled_back" and "local file" in (report.error or ""), report
+            assert report.status == "rejected" and "local file" in (report.error or ""), report
             assert [s.name for s in app.store.current.sources] == ["cam"]
             assert app.store.current.version == 7

@@ -11,13 +11,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
 from agent.config import AgentConfig
-from agent.remote.message import MessageRejected, decode_config_message
+from agent.remote.message import Addressee, MessageRejected, decode_config_message
 from agent.remote.signing import (
     canonical_json,
     load_private_key,
     load_public_key,
     public_key_text,
     sign_config,
+    signed_envelope,
     verify_config,
 )
 
@@ -67,9 +68,20 @@ def test_decode_accepts_bare_and_envelope_without_key_and_requires_signature_wit
     bare = decode_config_message(b'{"version": 4}', max_bytes=1024)
     assert (bare.version, bare.request_id, bare.signed) == (4, None, False)
     doc = {"version": 4, "inputs": {"nominal_hz": 2.0}}
-    payload = json.dumps({"config": doc, "id": "abc", "signature": sign_config(KEY, doc)}).encode()
-    signed = decode_config_message(payload, max_bytes=1024, public_key=KEY.public_key())
+    envelope = signed_envelope(KEY, doc, target="vehicle:car-1", not_after=2_000_000_000, request_id="abc")
+    payload = json.dumps(envelope).encode()
+    reader = Addressee("car-1", None, 1_900_000_000.0)
+    signed = decode_config_message(payload, max_bytes=1024, public_key=KEY.public_key(), reader=reader)
     assert (signed.document, signed.request_id, signed.signed) == (doc, "abc", True)
+    with pytest.raises(MessageRejected, match="addressed to vehicle:car-1, not to vehicle:car-2"):
+        decode_config_message(payload, max_bytes=1024, public_key=KEY.public_key(),
+                              reader=Addressee("car-2", None, 1_900_000_000.0))
+    with pytest.raises(MessageRejected, match="expired"):
+        decode_config_message(payload, max_bytes=1024, public_key=KEY.public_key(),
+                              reader=Addressee("car-1", None, 2_000_000_001.0))
+    legacy = json.dumps({"config": doc, "id": "abc", "signature": sign_config(KEY, doc)}).encode()
+    with pytest.raises(MessageRejected, match="must carry target and not_after"):
+        decode_config_message(legacy, max_bytes=1024, public_key=KEY.public_key(), reader=reader)
     with pytest.raises(MessageRejected, match="unsigned") as err:
         decode_config_message(b'{"version": 4}', max_bytes=1024, public_key=KEY.public_key())
     assert err.value.requested_version == 4

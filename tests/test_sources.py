@@ -295,7 +295,24 @@ def test_pcap_cut_short_yields_what_is_there(tmp_path: Path) -> None:
     cut = tmp_path / "cut.pcap"
     cut.write_bytes(data[: len(data) // 2 + 7])
     items = items_of(cut)
-    assert 2 <= len(items) <= 4 and all(isinstance(i, Frame) for i in items)
+    frames = [i for i in items if isinstance(i, Frame)]
+    skips = [i for i in items if isinstance(i, Skip)]
+    assert 2 <= len(frames) <= 4  # what is there is read ...
+    assert [s.reason for s in skips] == ["corrupt_recording"] and "cut short" in skips[0].detail  # ... and counted
+
+
+def test_pcap_with_flipped_record_headers_is_counted_and_read_on(tmp_path: Path) -> None:
+    data = bytearray(PCAP_HDL32.read_bytes())
+    clean = [i for i in items_of(PCAP_HDL32) if isinstance(i, Frame)]
+    at = 24 + (len(data) // 3)
+    at = data.find(bytes(data[24:28]), at)  # a record header: same seconds field as the first record
+    data[at + 8:at + 12] = b"\xff\xff\xff\x7f"  # its captured length now says 2 GB
+    damaged = tmp_path / "flipped.pcap"
+    damaged.write_bytes(bytes(data))
+    items = items_of(damaged)
+    frames = [i for i in items if isinstance(i, Frame)]
+    assert [i.reason for i in items if isinstance(i, Skip)] == ["corrupt_recording"]
+    assert len(frames) >= len(clean) - 1 and frames[-1].t_ns == clean[-1].t_ns  # read on to the end
 
 
 def test_pcapng_of_the_same_capture_decodes_the_same(tmp_path: Path) -> None:

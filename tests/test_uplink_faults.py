@@ -99,17 +99,19 @@ def test_network_cut_mid_stream_loses_nothing(broker, tmp_path: Path, backlog_sp
     _assert_exactly_once(tmp_path / "ingest", expected)
 
 
-def test_broker_crash_loses_at_most_its_unsaved_window(tmp_path: Path, backlog_spool: tuple[Path, set[str]]) -> None:
-    """SIGKILL: mosquitto restarts from its last save, so a frame it acknowledged (and the agent then deleted)
-    but had neither saved nor delivered is gone. The test broker saves after every change, which shrinks that
-    window to what it did in its last loop iteration; never a duplicate either way. See docs/mqtt.md."""
+@pytest.mark.parametrize("delete_on", ["receipt", "puback"])
+def test_broker_crash_loses_nothing_with_receipts(tmp_path: Path, backlog_spool: tuple[Path, set[str]],
+                                                  delete_on: str) -> None:
+    """SIGKILL: mosquitto restarts from its last save, so a frame it acknowledged but had neither saved nor
+    delivered is gone from the broker. With delete_on: puback the agent had deleted it (lost: at most its unsaved
+    window); with receipts it is still in the spool and sent again after receipt_timeout_s. Never a duplicate."""
     expected = _copy(backlog_spool, tmp_path)
     if find_mosquitto() is None:
         pytest.skip("mosquitto is not installed")
     extra = ["autosave_interval 1", "autosave_on_changes true"]
     with make_broker(tmp_path / "broker", extra) as broker, open_spool(tmp_path / "spool") as spool, \
             IngestThread(broker.url, tmp_path / "ingest", shared=False) as ingest:  # fmt: skip
-        uplink = Uplink(spool, uplink_config(broker.url), "car-1")
+        uplink = Uplink(spool, uplink_config(broker.url, delete_on=delete_on, receipt_timeout_s=1.0), "car-1")
         uplink.start()
         try:
             ingest.wait_frames(20)
@@ -126,7 +128,10 @@ def test_broker_crash_loses_at_most_its_unsaved_window(tmp_path: Path, backlog_s
     rows = indexed(tmp_path / "ingest")
     lost = expected - {r["frame_id"] for r in rows}
     assert len(rows) == len(expected) - len(lost)  # no duplicates
-    assert not lost & seen_at_crash and len(lost) <= uplink.config.max_in_flight
+    if delete_on == "receipt":
+        assert not lost
+    else:
+        assert not lost & seen_at_crash and len(lost) <= uplink.config.max_in_flight
 
 
 def test_agent_killed_mid_stream_loses_nothing(broker, tmp_path: Path, backlog_spool: tuple[Path, set[str]]) -> None:

@@ -10,6 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from agent.config.model import AgentConfig
+from agent.config.safe_yaml import compose_and_load
 from agent.errors import ConfigError
 
 MAX_CONFIG_BYTES = 256 * 1024  # a policy document is small; refuse anything that is not
@@ -66,8 +67,7 @@ def parse_config(text: str, name: str = "<config>") -> tuple[AgentConfig | None,
     if len(text.encode("utf-8", "replace")) > MAX_CONFIG_BYTES:
         return None, [ConfigIssue("<root>", f"{name} is larger than {MAX_CONFIG_BYTES} bytes")]
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = compose_and_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None

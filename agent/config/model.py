@@ -30,6 +30,17 @@ class InputsConfig(StrictModel):
     max_frames: int = Field(
         0, ge=0, le=100_000_000, description="Stop after this many input frames in total (0 = no limit)."
     )
+    max_pixels: int = Field(
+        50_000_000, ge=1, le=1_000_000_000, description="Images whose header claims more pixels are skipped "
+        "(counted, reason too_large) before any decoding."
+    )
+    max_points: int = Field(
+        4_000_000, ge=1, le=1_000_000_000, description="LiDAR scans with more points are skipped (too_large)."
+    )
+    max_chunk_mb: float = Field(
+        64.0, gt=0.0, le=4096.0, description="Largest decompressed MCAP chunk or zstd blob read; a bigger claim is "
+        "skipped unopened (too_large)."
+    )
 
 
 class CameraScoring(StrictModel):

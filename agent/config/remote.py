@@ -57,7 +57,16 @@ class RemoteConfig(StrictModel):
         "signed with the matching private key are accepted."
     )
     queue_size: int = Field(
-        4, ge=1, le=1024, description="Updates waiting to be applied; newer ones beyond it are rejected as busy."
+        4, ge=1, le=1024, description="Updates waiting to be applied; beyond it the oldest waiting one is dropped "
+        "(reported superseded), and a burst is applied newest version first."
+    )
+    max_version_jump: int = Field(
+        1_000_000, ge=1, le=2**53, description="A remote update may raise the version by at most this much (a "
+        "signed administrative reset may set any version)."
+    )
+    targets_dir: str = Field(
+        "targets", min_length=1, max_length=4096, description="The only folder remote targets / exemplars are "
+        "read from (they are given as bare file names)."
     )
     guardrails: GuardrailsConfig = GuardrailsConfig()
 

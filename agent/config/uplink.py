@@ -109,6 +109,20 @@ class UplinkConfig(ConnectionConfig):
         5.0, ge=0.0, le=3600.0, description="Wait before re-sending a frame the broker refused (PUBACK reason code "
         ">= 0x80, e.g. not authorised by the ACL or quota exceeded)."
     )
+    delete_on: Literal["receipt", "puback"] = Field(
+        "receipt", description="When a sent frame leaves the spool: 'receipt' once the ingest says it stored it "
+        "durably (its <prefix>/<vehicle>/receipts message, sent by `edgesift ingest` after each commit); "
+        "'puback' as soon as the broker acknowledges it (for consumers that send no receipts; a broker crash or "
+        "a session takeover can then lose acknowledged frames)."
+    )
+    receipt_timeout_s: float = Field(
+        300.0, ge=0.1, le=86_400.0, description="A frame acknowledged by the broker but without a receipt after "
+        "this long is sent again (the ingest deduplicates); the wait doubles per frame, up to 8x."
+    )
+    max_awaiting_receipt: int = Field(
+        5000, ge=1, le=1_000_000, description="Most frames sent and awaiting their receipt; beyond it the uplink "
+        "sends nothing new until receipts arrive."
+    )
     retry_no_subscribers: bool = Field(
         True, description="Treat PUBACK 'no matching subscribers' (0x10) as not delivered: the frame stays in the "
         "spool and is sent again after retry_delay_s, until an ingest subscribes."

@@ -41,7 +41,8 @@ def _cmd_push(args: argparse.Namespace) -> int:
     doc = load_document(args.file)
     target = Target(vehicle=args.vehicle, group=args.group)
     outcome = push_config(_settings(args), target, doc, prefix=args.prefix, sign_key=args.sign_key,
-                          timeout=args.timeout, retain=args.retain, expect=args.expect)
+                          timeout=args.timeout, retain=args.retain, expect=args.expect, valid_s=args.valid,
+                          reset=args.reset)
     print(outcome.summary())
     if not outcome.answers:
         return EXIT_NO_ANSWER
@@ -102,6 +103,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                       help="group push: stop waiting after N answers (default: wait the whole timeout)")
     push.add_argument("--retain", action="store_true",
                       help="retain the push so vehicles offline now get it when they reconnect")
+    push.add_argument("--valid", type=float, default=3600.0, metavar="S",
+                      help="a signed push expires this many seconds from now (default 3600; signed as not_after)")
+    push.add_argument("--reset", action="store_true",
+                      help="signed administrative reset of one vehicle: its version may be any, lower included")
     _broker_args(push)
     push.set_defaults(func=_cmd_push)
 

@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-import yaml
 
 from agent.config import parse_config
+from agent.config.safe_yaml import load_yaml
 from agent.errors import ConfigError
 from agent.fleet.collect import Received, TopicCollector
 from agent.remote import topics
 from agent.remote.mqttconn import BrokerError, BrokerSettings, connected
-from agent.remote.signing import load_private_key_file, sign_config
+from agent.remote.signing import load_private_key_file, signed_envelope
 from agent.remote.topics import StateReport
 
 
@@ -37,6 +37,11 @@ class Target:
 
     def __str__(self) -> str:
         return self.vehicle or f"group {self.group}"
+
+    @property
+    def address(self) -> str:
+        """How a signed envelope names it (checked by the vehicle)."""
+        return f"vehicle:{self.vehicle}" if self.vehicle else f"group:{self.group}"
 
 
 @dataclass(frozen=True)
@@ -75,34 +80,42 @@ def load_document(path: str | Path) -> dict[str, Any]:
     config, issues = parse_config(text, str(p))
     if config is None:
         raise ConfigError(f"{p} is invalid: " + "; ".join(str(i) for i in issues))
-    doc = yaml.safe_load(text) or {}
+    doc = load_yaml(text) or {}  # parse_config accepted it, so it is within the loader's bounds
     version = doc.get("version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise ConfigError(f"{p} must set an integer version (higher than the vehicle's)")
     return doc
 
 
-def build_envelope(doc: dict[str, Any], request_id: str, sign_key: str | Path | None = None) -> bytes:
+def build_envelope(doc: dict[str, Any], request_id: str, sign_key: str | Path | None = None, *,
+                   target: Target | None = None, valid_s: float = 3600.0, reset: bool = False) -> bytes:
+    """The config/set payload. Signed ones name their target and expire after valid_s (both signed)."""
     envelope: dict[str, Any] = {"config": doc, "id": request_id}
     if sign_key is not None:
         try:
             key = load_private_key_file(sign_key)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot load signing key {sign_key}: {exc}") from exc
-        envelope["signature"] = sign_config(key, doc)
+        if target is None:
+            raise ConfigError("a signed config needs its target (vehicle or group)")
+        envelope = signed_envelope(key, doc, target=target.address, not_after=int(time.time() + valid_s),
+                                   reset=reset, request_id=request_id)
+    elif reset:
+        raise ConfigError("an administrative reset must be signed (--sign-key)")
     return json.dumps(envelope, separators=(",", ":")).encode("utf-8")
 
 
 def push_config(
     settings: BrokerSettings, target: Target, doc: dict[str, Any], *, prefix: str = "edgesift",
     sign_key: str | Path | None = None, timeout: float = 10.0, retain: bool = False, expect: int = 0,
+    valid_s: float = 3600.0, reset: bool = False,
 ) -> PushOutcome:
     """Publish doc (QoS 1) and collect the answers carrying our request id.
 
     A vehicle push returns at its first answer; a group push waits for `expect` answers, or the whole timeout.
     """
     request_id = uuid.uuid4().hex
-    payload = build_envelope(doc, request_id, sign_key)
+    payload = build_envelope(doc, request_id, sign_key, target=target, valid_s=valid_s, reset=reset)
     with connected(settings, timeout=timeout) as client:
         collector = TopicCollector(client, [target.state_filter(prefix)]).start(timeout)
         publish_qos1(client, target.set_topic(prefix), payload, timeout, retain=retain)

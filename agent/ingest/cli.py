@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cmd.add_argument("--protocol", choices=("5", "3.1.1"))
     cmd.add_argument("--no-share", dest="shared", action="store_false", default=None,
                      help="plain subscription (brokers without $share; run one worker only)")
+    cmd.add_argument("--no-receipts", dest="receipts", action="store_false", default=None,
+                     help="publish no receipts (vehicles must then use uplink.delete_on: puback)")
     cmd.add_argument("--username", metavar="USER")
     cmd.add_argument("--password-file", metavar="FILE")
     cmd.add_argument("--tls-ca", metavar="FILE")
@@ -56,6 +58,8 @@ def ingest_config(args: argparse.Namespace) -> Any:
     values = {field: getattr(args, flag) for flag, field in _OPTIONS.items() if getattr(args, flag) is not None}
     if args.shared is not None:
         values["shared"] = args.shared
+    if args.receipts is not None:
+        values["receipts"] = args.receipts
     if args.reconnect_max is not None:  # a short cap implies a short first delay
         values["reconnect_min_s"] = min(args.reconnect_max, IngestConfig.model_fields["reconnect_min_s"].default)
     try:

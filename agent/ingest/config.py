@@ -21,6 +21,8 @@ class IngestConfig(ConnectionConfig):
     session_expiry_s: int = Field(
         7 * 86_400, ge=0, le=4_294_967_295, description="How long the broker queues frames for a stopped ingest."
     )
+    receipts: bool = Field(True, description="After each commit, publish <prefix>/<vehicle>/receipts listing the "
+                           "frames stored, so vehicles (uplink.delete_on: receipt) delete them only then.")
     batch_max: int = Field(
         256, ge=1, le=100_000, description="Messages per group commit: their acks wait until the batch is durable."
     )

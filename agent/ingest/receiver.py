@@ -4,6 +4,8 @@ Delivery: the broker gets our PUBACK (manual ack) only after the frame, or the c
 handled as they arrive, then a group commit (every batch_max messages or batch_ms) fsyncs the MCAP files, commits
 the index and only then acks the whole batch. A crash before the commit leaves the messages unacknowledged, and
 the broker redelivers them to the resumed session; the index, keyed by (vehicle, frame id), drops the copies.
+After the commit it also publishes receipts (agent/uplink/receipts.py): per vehicle, the frame ids of the batch,
+stored or already there; a vehicle with `uplink.delete_on: receipt` deletes a frame only then.
 Everything a sender can get wrong is counted, logged (truncated, rate-limited) and acknowledged, never raised.
 """
 
@@ -30,6 +32,7 @@ from agent.ingest.mcap_sink import McapSink, ros_message
 from agent.ingest.store import ADDED, MISMATCH, IngestIndex
 from agent.uplink import wire
 from agent.uplink.connection import connect_async, drop_link, fatal_reason, make_client
+from agent.uplink.receipts import encode_receipts, receipts_topic
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,8 @@ COUNTERS = (
     "bad_sha", "bad_blob",
     "status_messages", "stats_messages", "vehicles_not_tracked",
     "acks", "commits", "storage_errors", "errors",
+    "receipts",  # receipt messages published (each lists up to 1000 frame ids of one vehicle)
+    "receipted_frames",  # frame ids in them
     "connects", "disconnects", "connect_failures", "connect_refused", "subscribed",
 )  # fmt: skip
 
@@ -70,6 +75,7 @@ class Ingest:
         self._state = "stopped"
         self._error: str | None = None
         self._pending: list[int] = []  # mids handled in the open batch, acked after its commit
+        self._receipt_ids: dict[str, list[str]] = {}  # vehicle -> frame ids of the open batch, receipted after it
         self._batch_started = 0.0
         self._next_sweep = 0.0
         self._partial_bytes = 0
@@ -234,6 +240,7 @@ class Ingest:
         index.begin()
         if index.has_frame(vehicle, header.frame_id):
             self._count("duplicates")
+            self._receipt(vehicle, header.frame_id)  # durable already: the vehicle may have lost our receipt
             return
         blob = bytes(data) if header.chunks == 1 else self._reassemble(header, data)
         if blob is None:
@@ -275,8 +282,10 @@ class Ingest:
         received = time.time_ns()
         if not index.insert_frame(header, received, sink.relative_path(header.vehicle)):
             self._count("duplicates")  # another worker stored it meanwhile
+            self._receipt(header.vehicle, header.frame_id)
             return
         sink.write(header.vehicle, header, ros, received)
+        self._receipt(header.vehicle, header.frame_id)
         self._count("frames")
         self._count("bytes", header.size)
         state = self._vehicle(header.vehicle)
@@ -319,12 +328,19 @@ class Ingest:
             self._storage_failed(exc)
             return
         acks, self._pending = self._pending, []
+        receipts, self._receipt_ids = self._receipt_ids, {}
         client = self._client
         for mid in acks:
             if client is not None:
                 client.ack(mid, 1)
         self._count("acks", len(acks))
         self._count("commits")
+        if client is not None and self.config.receipts:
+            for vehicle, frame_ids in receipts.items():
+                for payload in encode_receipts(frame_ids):
+                    client.publish(receipts_topic(self.config.topic_prefix, vehicle), payload, qos=1)
+                    self._count("receipts")
+                self._count("receipted_frames", len(frame_ids))
 
     def _storage_failed(self, exc: BaseException) -> None:
         """Nothing of the open batch is acked: roll it back and reconnect so the broker redelivers it."""
@@ -334,11 +350,15 @@ class Ingest:
         if self._index is not None:
             self._index.rollback()
         self._pending = []
+        self._receipt_ids = {}
         self._partial_bytes = self._index.partial_bytes() if self._index is not None else 0
         if self._client is not None:
             drop_link(self._client)
 
     # ---- helpers
+
+    def _receipt(self, vehicle: str, frame_id: str) -> None:
+        self._receipt_ids.setdefault(vehicle, []).append(frame_id)
 
     def _bad(self, counter: str, exc: BaseException, args: tuple[Any, ...]) -> None:
         self._count(counter)

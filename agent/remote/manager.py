@@ -1,9 +1,11 @@
 """RemoteConfigManager: receive config updates over MQTT, apply them through the ConfigStore, report the result.
 
-Threads: paho's network thread only copies each message into a bounded queue (overflow: drop the newest and
-report it `rejected` as busy, counted in `dropped_busy`); one worker thread decodes, validates and applies, so a
-slow subscriber never stalls the connection. Guardrail verdicts arrive through `observe()` on the caller's
-(pipeline) thread and may roll back there. Nothing here raises into paho: every failure becomes a state report.
+Threads: paho's network thread only copies each message into a bounded queue (overflow: drop the oldest waiting
+one and report it `rejected` as superseded, counted in `dropped_busy`); one worker thread decodes, validates and
+applies, so a slow subscriber never stalls the connection. What waits is applied newest version first, so a burst
+coalesces to its newest valid version (the older ones are then stale). Guardrail verdicts arrive through
+`observe()` on the caller's (pipeline) thread and may roll back there. Nothing here raises into paho: every
+failure becomes a state report.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from agent.config.load import issues_from_validation
 from agent.errors import ConfigError
 from agent.remote import topics
 from agent.remote.guardrails import Guardrails, GuardrailVerdict
+from agent.remote.hardening import Refused, check_restart_only, check_version, localise_file_lists
 from agent.remote.merge import deep_merge, protected_changes
-from agent.remote.message import ConfigRequest, MessageRejected, decode_config_message
+from agent.remote.message import Addressee, ConfigRequest, MessageRejected, decode_config_message, parse_json_object
 from agent.remote.mqttconn import BrokerSettings, make_client
 from agent.remote.signing import load_public_key
 from agent.remote.store import ApplyResult, ConfigStore
@@ -67,7 +70,7 @@ class RemoteConfigManager:
     subscriptions are renewed on every reconnect), or build one with `with_own_client()`.
     """
 
-    OVERFLOW = "drop_newest"
+    OVERFLOW = "drop_oldest"
 
     def __init__(
         self, client: mqtt.Client, store: ConfigStore, *, clock: Callable[[], float] = time.time,
@@ -165,13 +168,24 @@ class RemoteConfigManager:
         """Runs on paho's thread: copy and queue, nothing else; never raises."""
         try:
             self.counters.received += 1
-            self._queue.put_nowait(_Incoming(message.topic, bytes(message.payload), bool(message.retain)))
-        except queue.Full:
-            self.counters.dropped_busy += 1
-            error = f"busy: {self._queue.maxsize} updates already waiting, this one was dropped"
-            self._publish_state(self._report("rejected", None, error, None, self._via(message.topic)))
+            incoming = _Incoming(message.topic, bytes(message.payload), bool(message.retain))
+            while True:
+                try:
+                    self._queue.put_nowait(incoming)
+                    break
+                except queue.Full:
+                    with contextlib.suppress(queue.Empty):  # the worker may have taken it meanwhile
+                        oldest = self._queue.get_nowait()
+                        if oldest is not None:
+                            self._superseded(oldest)
         except Exception:
             logger.exception("could not queue a config message on %s", getattr(message, "topic", "?"))
+
+    def _superseded(self, item: _Incoming) -> None:
+        self.counters.dropped_busy += 1
+        error = f"superseded: {self._queue.maxsize} updates were waiting and a newer one arrived"
+        version, request_id = _peek(item.payload)
+        self._publish_state(self._report("rejected", version, error, request_id, self._via(item.topic)))
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -179,9 +193,17 @@ class RemoteConfigManager:
                 item = self._queue.get(timeout=0.2)
             except queue.Empty:
                 continue
-            if item is None:
+            batch = [item]
+            with contextlib.suppress(queue.Empty):
+                while len(batch) <= self._queue.maxsize:
+                    batch.append(self._queue.get_nowait())
+            if None in batch:
                 break
-            self.handle_message(item.topic, item.payload, item.retained)
+            # Newest version first: in a burst it is the one that wins, the older ones are then stale.
+            batch.sort(key=lambda i: _peek(i.payload)[0] or -1, reverse=True)  # type: ignore[union-attr]
+            for one in batch:
+                assert one is not None
+                self.handle_message(one.topic, one.payload, one.retained)
 
     def handle_message(self, topic: str, payload: bytes, retained: bool = False) -> StateReport | None:
         """Decode, validate, apply and report one config/set message (the worker calls this; tests may too)."""
@@ -204,8 +226,10 @@ class RemoteConfigManager:
             return None
         current = self.store.current
         try:
+            group = via[len("group/"):] if via.startswith("group/") else None
             request = decode_config_message(
-                payload, max_bytes=current.remote.max_message_bytes, public_key=self._public_key(current)
+                payload, max_bytes=current.remote.max_message_bytes, public_key=self._public_key(current),
+                reader=Addressee(self.vehicle, group, self._clock()),
             )
             if retained and request.version <= self.store.version_floor:
                 # A retained push we already applied (or refused as old), delivered again on resubscribe.
@@ -215,7 +239,7 @@ class RemoteConfigManager:
         except MessageRejected as exc:
             logger.warning("config update rejected (%s): %s", via, exc.reason)
             return self._report("rejected", exc.requested_version, exc.reason, exc.request_id, via)
-        result = self.store.apply(new)
+        result = self.store.apply(new, reset=request.reset)
         if result.ok:
             self._arm(current, request)
         return self._report_result(result, request.request_id, via)
@@ -223,21 +247,27 @@ class RemoteConfigManager:
     def _build(self, current: AgentConfig, request: ConfigRequest) -> AgentConfig:
         """The config the request asks for, merged onto the current one; MessageRejected when it may not run."""
         ids: dict[str, Any] = {"request_id": request.request_id, "requested_version": request.version}
-        floor = self.store.version_floor
-        if request.version <= floor:
-            kind = "replayed" if request.version == floor else "stale"
-            raise MessageRejected(f"{kind} version {request.version}: must be above {floor}", **ids)
         current_doc = current.model_dump(mode="json")
         try:
-            new = AgentConfig.model_validate(deep_merge(current_doc, request.document))
+            check_version(request.version, self.store.version_floor, current.remote.max_version_jump, request.reset)
+            document = localise_file_lists(current_doc, request.document, current.remote.targets_dir)
+        except Refused as exc:
+            raise MessageRejected(str(exc), **ids) from None
+        try:
+            new = AgentConfig.model_validate(deep_merge(current_doc, document))
         except ValidationError as exc:
             issues = issues_from_validation(exc)
             detail = "; ".join(str(i) for i in issues[:MAX_ISSUES_REPORTED])
             more = f" (+{len(issues) - MAX_ISSUES_REPORTED} more)" if len(issues) > MAX_ISSUES_REPORTED else ""
             raise MessageRejected(f"invalid config: {detail}{more}", **ids) from None
-        changed = protected_changes(current_doc, new.model_dump(mode="json"))
+        new_doc = new.model_dump(mode="json")
+        changed = protected_changes(current_doc, new_doc)
         if changed:
             raise MessageRejected(f"not remotely changeable: {', '.join(changed)}", **ids)
+        try:
+            check_restart_only(current_doc, new_doc)
+        except Refused as exc:
+            raise MessageRejected(str(exc), **ids) from None
         return new
 
     def _public_key(self, config: AgentConfig) -> Ed25519PublicKey | None:
@@ -350,3 +380,15 @@ class RemoteConfigManager:
             self.client.message_callback_add(topic, self._on_message)
         if added and self.client.is_connected():
             self.client.subscribe([(topic, 1) for topic in added])
+
+
+def _peek(payload: bytes) -> tuple[int | None, str | None]:
+    """(version, request id) of a queued message, for ordering and for reports; (None, None) when unreadable."""
+    try:
+        doc = parse_json_object(payload, 1 << 20)
+    except MessageRejected:
+        return None, None
+    config = doc.get("config", doc)
+    version = config.get("version") if isinstance(config, dict) else None
+    request_id = doc.get("id") if isinstance(doc.get("id"), str) else None
+    return (version if isinstance(version, int) and not isinstance(version, bool) else None), request_id

@@ -26,10 +26,18 @@ PROTECTED_KEYS: tuple[str, ...] = (
     "remote.enabled",
     "remote.public_key",
     "remote.state_dir",
+    "remote.targets_dir",
     # Which files the agent loads as models stays a local decision: a remote message must not make it load (or
     # probe for) arbitrary files. Thresholds, providers, targets and exemplars stay remotely tunable.
     "model.*path*",
 )
+
+
+# Sections only the local file sets, read at start-up: sources and daemon settings name devices, files and ports,
+# and the spool / uplink / identity are built once. A SIGHUP reload or a remote update that changes them is refused.
+LOCAL_ONLY: tuple[str, ...] = ("sources", "daemon")
+RESTART_ONLY: tuple[str, ...] = ("vehicle_id", "spool", "uplink", "remote.enabled", "remote.state_dir",
+                                 "remote.queue_size", *LOCAL_ONLY)
 
 
 def deep_merge(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:

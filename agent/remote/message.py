@@ -1,8 +1,10 @@
 """Decode a config/set payload into a config document, refusing anything malformed before it is used.
 
 Accepted payloads (UTF-8 JSON, at most `max_bytes`):
-- an envelope `{"config": {...}, "signature": "<base64 Ed25519>", "id": "<request id>"}` (signature and id
-  optional unless a fleet public key is configured, then the signature is required);
+- an envelope `{"config": {...}, "target": "vehicle:<id>" | "group:<name>", "not_after": <unix s>,
+  "reset": false, "signature": "<base64 Ed25519>", "id": "<request id>"}`; with a fleet public key configured
+  the signature, target and not_after are required and the signature covers all of config, target, not_after and
+  reset (so a message signed for car-2, or last year, is refused by car-1, or today);
 - a bare config document `{...}` when no public key is configured.
 The document must carry an integer `version`; everything else is left to the AgentConfig model.
 """
@@ -16,9 +18,9 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.errors import ConfigError
-from agent.remote.signing import verify_config
+from agent.remote.signing import signed_content, verify_config
 
-ENVELOPE_KEYS = frozenset({"config", "signature", "id"})
+ENVELOPE_KEYS = frozenset({"config", "signature", "id", "target", "not_after", "reset"})
 MAX_REQUEST_ID = 128
 
 
@@ -38,6 +40,22 @@ class ConfigRequest:
     version: int
     request_id: str | None
     signed: bool
+    reset: bool = False  # a signed administrative reset: its version may be below the floor
+
+
+@dataclass(frozen=True)
+class Addressee:
+    """Who is reading: the vehicle, and the group whose topic the message came on (None: its own topic)."""
+
+    vehicle: str
+    group: str | None
+    now: float
+
+    @property
+    def target(self) -> str:
+        return f"group:{self.group}" if self.group else f"vehicle:{self.vehicle}"
+
+
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -76,6 +94,8 @@ def parse_json_object(payload: bytes, max_bytes: int) -> dict[str, Any]:
 def _envelope_parts(doc: dict[str, Any]) -> tuple[dict[str, Any], str | None, str | None, bool]:
     """(config, signature, request_id, is_envelope)."""
     if "config" not in doc:
+        if "target" in doc or "not_after" in doc:
+            raise MessageRejected("target / not_after belong in an envelope next to config, not in the document")
         return doc, None, None, False
     unknown = sorted(set(doc) - ENVELOPE_KEYS)
     request_id = doc.get("id")
@@ -97,19 +117,42 @@ def _requested_version(config: dict[str, Any]) -> int | None:
     return version if isinstance(version, int) and not isinstance(version, bool) else None
 
 
+def _addressing(doc: dict[str, Any], ids: dict[str, Any]) -> tuple[str | None, int | None, bool]:
+    target, not_after, reset = doc.get("target"), doc.get("not_after"), doc.get("reset", False)
+    if target is not None and (not isinstance(target, str) or len(target) > 200):
+        raise MessageRejected("envelope target must be 'vehicle:<id>' or 'group:<name>'", **ids)
+    if not_after is not None and (not isinstance(not_after, int) or isinstance(not_after, bool) or not_after < 0):
+        raise MessageRejected("envelope not_after must be a unix time in whole seconds", **ids)
+    if not isinstance(reset, bool):
+        raise MessageRejected("envelope reset must be true or false", **ids)
+    return target, not_after, reset
+
+
 def decode_config_message(
-    payload: bytes, *, max_bytes: int, public_key: Ed25519PublicKey | None = None
+    payload: bytes, *, max_bytes: int, public_key: Ed25519PublicKey | None = None, reader: Addressee | None = None
 ) -> ConfigRequest:
     """Return the request, or raise MessageRejected saying why."""
     doc = parse_json_object(payload, max_bytes)
     config, signature, request_id, _ = _envelope_parts(doc)
     version = _requested_version(config)
     ids = {"request_id": request_id, "requested_version": version}
+    target, not_after, reset = _addressing(doc, ids)
     if public_key is not None:
         if signature is None:
             raise MessageRejected("unsigned config: this vehicle requires a fleet signature", **ids)
-        if not verify_config(public_key, config, signature):
+        if target is None or not_after is None:
+            raise MessageRejected("signed config must carry target and not_after (edgesift fleet config push "
+                                  "adds them)", **ids)
+        if not verify_config(public_key, signed_content(config, target, not_after, reset), signature):
             raise MessageRejected("bad signature: does not match the fleet public key", **ids)
+    elif reset:
+        raise MessageRejected("an administrative reset must be signed (remote.public_key)", **ids)
+    if reader is not None and target is not None and target != reader.target:
+        raise MessageRejected(f"addressed to {target[:80]}, not to {reader.target}", **ids)
+    if reset and (reader is None or reader.group is not None):
+        raise MessageRejected("an administrative reset must be addressed to one vehicle", **ids)
+    if reader is not None and not_after is not None and reader.now > not_after:
+        raise MessageRejected(f"expired: not_after {not_after} is {int(reader.now - not_after)} s ago", **ids)
     if version is None:
         raise MessageRejected("config must carry an integer version", **ids)
-    return ConfigRequest(config, version, request_id, signature is not None and public_key is not None)
+    return ConfigRequest(config, version, request_id, signature is not None and public_key is not None, reset)

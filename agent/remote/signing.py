@@ -74,6 +74,26 @@ def sign_config(key: Ed25519PrivateKey, config: Any) -> str:
     return base64.b64encode(key.sign(canonical_json(config))).decode("ascii")
 
 
+def signed_content(config: Any, target: str | None, not_after: int | None, reset: bool = False) -> Any:
+    """What the signature covers: the document alone (legacy form) or with its addressing (required when a
+    vehicle has a public key): the target ("vehicle:<id>" / "group:<name>"), the not-after time, the reset flag."""
+    if target is None and not_after is None and not reset:
+        return config
+    return {"config": config, "target": target, "not_after": not_after, "reset": reset}
+
+
+def signed_envelope(key: Ed25519PrivateKey, config: dict[str, Any], *, target: str, not_after: int,
+                    reset: bool = False, request_id: str | None = None) -> dict[str, Any]:
+    """The config/set envelope of a signed, addressed document."""
+    envelope: dict[str, Any] = {"config": config, "target": target, "not_after": not_after,
+                                "signature": sign_config(key, signed_content(config, target, not_after, reset))}
+    if reset:
+        envelope["reset"] = True
+    if request_id is not None:
+        envelope["id"] = request_id
+    return envelope
+
+
 def verify_config(key: Ed25519PublicKey, config: Any, signature: str) -> bool:
     """True only for a well-formed signature that matches; never raises on hostile input."""
     try:

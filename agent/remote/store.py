@@ -86,10 +86,17 @@ class ConfigStore:
 
         return unsubscribe
 
-    def apply(self, new: AgentConfig, *, force: bool = False) -> ApplyResult:
-        """Swap in `new` whole or not at all. force skips the version check (used to roll back to a lower one)."""
+    def apply(self, new: AgentConfig, *, force: bool = False, reset: bool = False) -> ApplyResult:
+        """Swap in `new` whole or not at all. force skips the version check (used to roll back to a lower one);
+        reset (a signed administrative reset) also makes its version the new floor, lower or not."""
         with self._lock:
             old = self._current
+            if reset:
+                error = self._swap(old, new, floor=new.version)
+                if error is not None:
+                    return ApplyResult(ApplyStatus.ROLLED_BACK, old.version, new.version, error)
+                self._floor = new.version
+                return ApplyResult(ApplyStatus.ACCEPTED, new.version, new.version)
             if not force and new.version <= self._floor:
                 kind = "replayed" if new.version == self._floor else "stale"
                 error = f"{kind} version {new.version}: must be above {self._floor}"
@@ -101,7 +108,7 @@ class ConfigStore:
                 self._floor = new.version
             return ApplyResult(ApplyStatus.ACCEPTED, new.version, new.version)
 
-    def _swap(self, old: AgentConfig, new: AgentConfig) -> str | None:
+    def _swap(self, old: AgentConfig, new: AgentConfig, floor: int | None = None) -> str | None:
         """Swap, notify, persist; on any failure restore old and return why."""
         self._current = new
         notified: list[tuple[str, Subscriber]] = []
@@ -113,7 +120,7 @@ class ConfigStore:
                 logger.exception("config subscriber %s failed on version %d", name, new.version)
                 self._restore(old, new, notified)
                 return f"subscriber {name} failed: {type(exc).__name__}: {exc}"
-        floor = max(self._floor, new.version)
+        floor = max(self._floor, new.version) if floor is None else floor
         try:
             if self._persister is not None:
                 self._persister.save(new, floor)

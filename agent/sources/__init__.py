@@ -14,6 +14,7 @@ from agent.errors import InputError
 from agent.sources.base import Source
 from agent.sources.images import IMAGE_SUFFIXES, ImageFolderSource, list_files
 from agent.sources.kitti import KittiSource, kitti_layout
+from agent.sources.limits import InputLimits
 from agent.sources.mcap_source import MCAP_MAGIC, McapSource
 from agent.sources.merge import merge
 from agent.sources.pcap import PcapSource, is_pcap_magic
@@ -89,4 +90,5 @@ def open_inputs(paths: Sequence[str], config: InputsConfig) -> list[Source]:
             sources.append(McapSource(path))
         else:
             sources.append(PcapSource(path))
+        sources[-1].limits = InputLimits.of(config)
     return sources

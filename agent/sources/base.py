@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from agent.frame import Frame, Item
+from agent.sources.limits import DEFAULT_LIMITS, InputLimits
 
 NS_PER_S = 1_000_000_000
 
@@ -24,6 +25,7 @@ class Source(abc.ABC):
     """
 
     kind: ClassVar[str]
+    limits: InputLimits = DEFAULT_LIMITS  # open_inputs sets the configured ones (inputs.max_pixels, ...)
 
     def __init__(self, path: str) -> None:
         self.path = path

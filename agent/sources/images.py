@@ -10,6 +10,7 @@ from agent.errors import DecodeError, InputError
 from agent.frame import Frame, Item, Modality, Skip
 from agent.sources.base import SeqCounter, Source, nominal_t_ns, safe_name
 from agent.sources.imageinfo import image_meta, inspect_image
+from agent.sources.limits import DEFAULT_LIMITS, InputLimits, TooLarge, check_pixels, read_bounded
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 
@@ -23,20 +24,29 @@ def list_files(folder: Path, suffixes: frozenset[str]) -> list[str]:
     with os.scandir(folder) as entries:
         names = [
             e.name for e in entries
-            if not e.name.startswith(".") and Path(e.name).suffix.lower() in suffixes and not e.is_dir()
+            if not e.name.startswith(".") and Path(e.name).suffix.lower() in suffixes and not _is_dir(e)
         ]
     return sorted(names)
 
 
-def image_file_item(path: Path, sensor: str, seq: int, t_ns: int) -> Item:
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a symlink loop (ELOOP) or a vanished target: listed, then skipped as read_error
+        return False
+
+
+def image_file_item(path: Path, sensor: str, seq: int, t_ns: int, limits: InputLimits = DEFAULT_LIMITS) -> Item:
     """One camera Frame holding the file's encoded bytes (decoded later, only if needed), or a Skip."""
     source = str(path)
     try:
-        data = path.read_bytes()
+        data = read_bounded(path, limits.max_file_bytes)
+        encoding, width, height = inspect_image(data)
+        check_pixels(width, height, limits)  # from the header: a 400 KB PNG can decode to gigabytes
+    except TooLarge as exc:
+        return Skip(sensor, seq, t_ns, source, "too_large", str(exc))
     except OSError as exc:
         return Skip(sensor, seq, t_ns, source, "read_error", f"{type(exc).__name__}: {exc.strerror or exc}")
-    try:
-        encoding, width, height = inspect_image(data)
     except DecodeError as exc:
         return Skip(sensor, seq, t_ns, source, "decode_error", str(exc))
     return Frame(
@@ -70,4 +80,5 @@ class ImageFolderSource(Source):
         seq = SeqCounter()
         # The listing is re-read on every pass; only the names are held, never the images.
         for index, name in enumerate(list_files(folder, IMAGE_SUFFIXES)):
-            yield image_file_item(folder / name, self.sensor, seq(self.sensor), nominal_t_ns(index, self._hz))
+            yield image_file_item(folder / name, self.sensor, seq(self.sensor), nominal_t_ns(index, self._hz),
+                                  self.limits)

@@ -24,6 +24,7 @@ from agent.errors import InputError
 from agent.frame import Encoding, Frame, Item, Modality, Skip
 from agent.sources.base import NS_PER_S, SeqCounter, Source, nominal_t_ns
 from agent.sources.images import image_file_item, list_files
+from agent.sources.limits import DEFAULT_LIMITS, InputLimits, TooLarge, read_bounded
 
 LIDAR_FOLDER = "velodyne_points"
 LIDAR_SENSOR = "velodyne"
@@ -103,11 +104,13 @@ def _frame_order(name: str) -> tuple[int, int, str]:
     return (0, int(stem), name) if stem.isdigit() else (1, 0, name)
 
 
-def lidar_file_item(path: Path, sensor: str, seq: int, t_ns: int) -> Item:
+def lidar_file_item(path: Path, sensor: str, seq: int, t_ns: int, limits: InputLimits = DEFAULT_LIMITS) -> Item:
     """A Velodyne .bin scan as an Nx4 float32 view of the file's bytes, or a Skip."""
     source = str(path)
     try:
-        data = path.read_bytes()
+        data = read_bounded(path, min(limits.max_file_bytes, limits.max_points * _POINT_BYTES))
+    except TooLarge as exc:
+        return Skip(sensor, seq, t_ns, source, "too_large", f"{exc}: more than {limits.max_points} points")
     except OSError as exc:
         return Skip(sensor, seq, t_ns, source, "read_error", f"{type(exc).__name__}: {exc.strerror or exc}")
     if len(data) % _POINT_BYTES:
@@ -165,7 +168,7 @@ class KittiSource(Source):
                 yield Skip(sensor, seq(sensor), last_t, str(path), "bad_timestamp", detail)
                 continue
             last_t = t_ns
-            yield read(path, sensor, seq(sensor), t_ns)
+            yield read(path, sensor, seq(sensor), t_ns, self.limits)
 
     def _time_of(self, index: int, stamps: list[int | None] | None) -> int | None:
         if stamps is None:

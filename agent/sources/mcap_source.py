@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mcap.reader import NonSeekingReader
 from mcap.records import Channel, Message, Schema
 from mcap_ros2.decoder import DecoderFactory
 
@@ -20,6 +19,8 @@ from agent.errors import DecodeError, InputError
 from agent.frame import Frame, Item, Modality, Skip
 from agent.sources.base import SeqCounter, Source, reorder, safe_name
 from agent.sources.imageinfo import image_meta
+from agent.sources.limits import DEFAULT_LIMITS, InputLimits, TooLarge, check_pixels, check_points
+from agent.sources.mcap_salvage import Damage, salvage
 from agent.sources.ros_convert import compressed_payload, image_array, points_array, stamp_ns
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
@@ -78,34 +79,39 @@ class McapSource(Source):
         return reorder(self._items(), REORDER_WINDOW)
 
     def _items(self) -> Iterator[Item]:
-        reading = _Reading(self.path)
+        reading = _Reading(self.path, self.limits)
+        schemas: dict[int, Schema] = {}
+        channels: dict[int, Channel] = {}
         with open(self.path, "rb") as fh:
-            # validate_crcs: a flipped bit in a chunk must end the salvage, not become a plausible frame.
-            messages = NonSeekingReader(fh, validate_crcs=True).iter_messages(log_time_order=False)
-            while True:
-                try:
-                    schema, channel, message = next(messages)
-                except StopIteration:
-                    return
-                except Exception as exc:  # corruption surfaces as struct/zstd/lz4/Mcap errors alike
-                    yield self._corrupt(reading, exc)
-                    return
-                item = reading.item(schema, channel, message)
-                if item is not None:
-                    reading.last_t = max(reading.last_t, item.t_ns)
-                    yield item
+            size = fh.seek(0, 2)
+            # Record by record: a damaged chunk (its CRC fails) is skipped whole and reading resumes after it,
+            # so a flipped bit neither ends the salvage nor becomes a plausible frame.
+            for record in salvage(fh, size, self.limits):
+                if isinstance(record, Damage):
+                    yield self._damaged(reading, record)
+                elif isinstance(record, Schema):
+                    schemas[record.id] = record
+                elif isinstance(record, Channel):
+                    channels[record.id] = record
+                elif record.channel_id in channels:
+                    channel = channels[record.channel_id]
+                    item = reading.item(schemas.get(channel.schema_id), channel, record)
+                    if item is not None:
+                        reading.last_t = max(reading.last_t, item.t_ns)
+                        yield item
 
-    def _corrupt(self, reading: _Reading, exc: Exception) -> Skip:
-        what = f"{type(exc).__name__}: {exc}" if str(exc) else f"{type(exc).__name__} (the file ends mid-record)"
-        detail = f"{what}; {reading.messages} messages read before the damage"
-        return Skip(self._fallback_sensor, -1, reading.last_t, self.path, "corrupt_recording", detail[:500])
+    def _damaged(self, reading: _Reading, damage: Damage) -> Skip:
+        reason = "too_large" if damage.oversized else "corrupt_recording"
+        detail = f"{damage.detail}; {reading.messages} messages read before it, reading resumed after it"
+        return Skip(self._fallback_sensor, -1, reading.last_t, self.path, reason, detail[:500])
 
 
 class _Reading:
     """The state of one pass over a file: channels seen, sensor names given out, seq numbers."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, limits: InputLimits = DEFAULT_LIMITS) -> None:
         self.path = path
+        self.limits = limits
         self.messages = 0
         self.last_t = 0  # latest item time so far: a corrupt_recording Skip sorts after what was salvaged
         self._factory = DecoderFactory()
@@ -164,20 +170,25 @@ class _Reading:
         except Exception as exc:  # the CDR decoder raises many types on a malformed message
             return Skip(state.sensor, seq, message.log_time, source, "decode_error", f"{type(exc).__name__}: {exc}")
         try:
-            return _frame(state, decoded, seq, t_ns, source, len(message.data))
-        except DecodeError as exc:
-            return Skip(state.sensor, seq, t_ns, source, "decode_error", str(exc))
+            return _frame(state, decoded, seq, t_ns, source, len(message.data), self.limits)
+        except TooLarge as exc:
+            return Skip(state.sensor, seq, t_ns, source, "too_large", str(exc))
+        except (DecodeError, ValueError, OverflowError, MemoryError) as exc:  # numpy on lying headers
+            return Skip(state.sensor, seq, t_ns, source, "decode_error", f"{type(exc).__name__}: {exc}"[:300])
 
 
-def _frame(state: _Channel, msg: Any, seq: int, t_ns: int, source: str, nbytes: int) -> Frame:
+def _frame(state: _Channel, msg: Any, seq: int, t_ns: int, source: str, nbytes: int, limits: InputLimits) -> Frame:
     common = {"sensor": state.sensor, "t_ns": t_ns, "seq": seq, "nbytes": nbytes, "source": source}
     if state.kind == "compressed":
         encoding, data, width, height = compressed_payload(msg)
+        check_pixels(width, height, limits)
         return Frame(modality=Modality.CAMERA, encoding=encoding, payload=data, meta=image_meta(width, height),
                      **common)
     if state.kind == "image":
+        check_pixels(int(msg.width), int(msg.height), limits)
         image = image_array(msg)
         return Frame(modality=Modality.CAMERA, array=image, meta=image_meta(image.shape[1], image.shape[0]),
                      **common)
+    check_points(int(msg.width) * int(msg.height), limits)
     points = points_array(msg)
     return Frame(modality=Modality.LIDAR, array=points, meta={"points": str(len(points))}, **common)

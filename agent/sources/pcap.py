@@ -19,6 +19,7 @@ import velodyne_decoder as vd
 from agent.errors import InputError
 from agent.frame import Frame, Item, Modality, Skip
 from agent.sources.base import NS_PER_S, Source, safe_name
+from agent.sources.pcap_salvage import PcapDamage, read_format, records
 
 PCAP_MAGICS = frozenset({
     b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4",  # microsecond pcap, both byte orders
@@ -52,12 +53,24 @@ def _payload(frame: bytes, link_type: int) -> bytes | None:
     return bytes(data) if isinstance(data, bytes | bytearray) else None
 
 
-def velodyne_packets(path: str) -> Iterator[tuple[float, bytes]]:
-    """(host time s, 1206-byte payload) of every Velodyne data packet; position/GPS packets are left out."""
+def velodyne_packets(path: str) -> Iterator[tuple[float, bytes] | PcapDamage]:
+    """(host time s, 1206-byte payload) of every Velodyne data packet; position/GPS packets are left out.
+
+    Classic pcap is read record by record (pcap_salvage): damage is reported as a PcapDamage and reading resumes.
+    """
     with open(path, "rb") as fh:
-        reader = _reader(fh)
-        link_type = reader.datalink()
-        for stamp, frame in reader:
+        if fh.read(4) == PCAPNG_MAGIC:
+            fh.seek(0)
+            reader = dpkt.pcapng.Reader(fh)
+            link_type, stream = reader.datalink(), iter(reader)
+        else:
+            size = fh.seek(0, 2)
+            link_type, stream = read_format(fh).link_type, records(fh, size)
+        for record in stream:
+            if isinstance(record, PcapDamage):
+                yield record
+                continue
+            stamp, frame = record
             data = _payload(frame, link_type)
             if data is not None and len(data) == PACKET_BYTES:
                 yield float(stamp), data
@@ -128,12 +141,16 @@ class PcapSource(Source):
         stream = velodyne_packets(self.path)
         while True:
             try:
-                stamp, data = next(stream)
+                record = next(stream)
             except StopIteration:
                 break
             except Exception as exc:  # dpkt reports a damaged capture with many exception types
                 yield Skip(self.sensor, seq, last_t, self.path, "corrupt_recording", f"{type(exc).__name__}: {exc}")
                 break
+            if isinstance(record, PcapDamage):  # counted; reading resumes at the next plausible record
+                yield Skip(self.sensor, seq, last_t, self.path, "corrupt_recording", record.detail)
+                continue
+            stamp, data = record
             packets += 1
             try:
                 result = decoder.decode(stamp, data, False)

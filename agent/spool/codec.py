@@ -11,6 +11,7 @@ import zstandard
 from agent.errors import DecodeError
 from agent.frame import Encoding, Frame, Modality
 from agent.sources.decode import image_of, points_of
+from agent.sources.limits import DEFAULT_LIMITS, zstd_decompress
 
 JPEG = "jpeg"
 XYZI_F32_ZSTD = "xyzi-f32-zstd"
@@ -63,6 +64,7 @@ def _points_bytes(frame: Frame) -> bytes:
 
 
 _decompressors = threading.local()
+MAX_POINT_BYTES = DEFAULT_LIMITS.max_points * 16  # float32 x, y, z, intensity
 
 
 def decode_points(blob: bytes) -> np.ndarray:
@@ -73,13 +75,21 @@ def decode_points(blob: bytes) -> np.ndarray:
 
 def decompress_points(blob: bytes) -> bytes:
     """An `xyzi-f32-zstd` blob back to little-endian float32 xyzi rows (the PointCloud2 data layout)."""
-    decompressor = getattr(_decompressors, "d", None)
-    if decompressor is None:
-        decompressor = _decompressors.d = zstandard.ZstdDecompressor()
     try:
-        raw = decompressor.decompress(blob)
+        size = zstandard.frame_content_size(blob)
     except zstandard.ZstdError as exc:
         raise DecodeError(f"point blob does not decompress: {exc}") from exc
+    if size < 0 or size > MAX_POINT_BYTES:
+        # no size in its header, or a huge one: a blob from a vehicle must not decide what the ingest allocates
+        raw = zstd_decompress(blob, MAX_POINT_BYTES)
+    else:
+        decompressor = getattr(_decompressors, "d", None)
+        if decompressor is None:
+            decompressor = _decompressors.d = zstandard.ZstdDecompressor()
+        try:
+            raw = decompressor.decompress(blob)
+        except zstandard.ZstdError as exc:
+            raise DecodeError(f"point blob does not decompress: {exc}") from exc
     if len(raw) % 16:
         raise DecodeError(f"point blob holds {len(raw)} bytes, not a whole number of 16-byte points")
     return raw

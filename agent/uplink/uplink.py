@@ -1,7 +1,9 @@
-"""The uplink: a thread that streams the spool to the broker at QoS 1 and deletes each frame once acknowledged.
+"""The uplink: a thread that streams the spool to the broker at QoS 1 and deletes each frame once it is safe.
 
-Durability lives in the spool, not in paho (whose queue is in memory): a frame leaves the spool only after the
-broker has sent PUBACK for every one of its messages. Everything else (a dead link, a broker restart, an agent
+Durability lives in the spool, not in paho (whose queue is in memory): with `delete_on: receipt` (the default) a
+frame leaves the spool only when the ingest's receipt says it is stored durably (see receipts.py); with
+`delete_on: puback` once the broker has sent PUBACK for every one of its messages.
+Everything else (a dead link, a broker restart, an agent
 crash) ends with the frame still in the spool and sent again later: delivery is at least once, and the ingest
 deduplicates by (vehicle, frame id).
 """
@@ -27,6 +29,7 @@ from agent.errors import SpoolError
 from agent.spool import Spool, SpoolEntry
 from agent.uplink import wire
 from agent.uplink.connection import Will, connect_async, drop_link, fatal_reason, make_client
+from agent.uplink.receipts import ReceiptBook, ReceiptError, decode_receipt, receipts_topic
 from agent.uplink.tracker import NO_MATCHING_SUBSCRIBERS, InFlightTable
 
 log = logging.getLogger(__name__)
@@ -41,7 +44,10 @@ class UplinkStats:
     state: str  # stopped | connecting | online | offline | auth_failed
     error: str | None  # why the uplink gave up (auth_failed), for status pages
     published: int  # frames published (first sends and re-publishes)
-    acked: int  # frames acknowledged in full by the broker and deleted from the spool
+    acked: int  # frames acknowledged in full by the broker (deleted from the spool with delete_on: puback)
+    receipted: int  # frames the ingest confirmed as stored, deleted from the spool (delete_on: receipt)
+    receipt_timeouts: int  # frames acknowledged by the broker whose receipt did not come in time: sent again
+    bad_receipts: int  # receipt messages that were not receipts (logged, ignored)
     retried: int  # frames sent again: retransmitted after a reconnect, or re-published after a refusal or timeout
     rejected: int  # frames the broker refused (a PUBACK reason code >= 0x80); retried after retry_delay_s
     no_subscribers: int  # frames acked with 'no matching subscribers' (0x10); retried after retry_delay_s
@@ -51,6 +57,8 @@ class UplinkStats:
     bytes: int  # blob bytes acknowledged
     in_flight: int  # frames published and not yet acknowledged
     in_flight_messages: int
+    awaiting_receipt: int  # frames acknowledged by the broker, still in the spool until their receipt
+    receipts_dropped: int  # receipt ids dropped because too many waited to be applied (those frames are resent)
     lag_s: float  # age of the oldest unacknowledged frame (0 when none)
     spool_frames: int  # frames waiting in the spool (including those in flight)
     connects: int
@@ -60,7 +68,8 @@ class UplinkStats:
     errors: int  # unexpected errors in the uplink thread (logged; the thread carries on)
 
 
-_GAUGES = ("state", "error", "in_flight", "in_flight_messages", "lag_s", "spool_frames")
+_GAUGES = ("state", "error", "in_flight", "in_flight_messages", "awaiting_receipt", "receipts_dropped", "lag_s",
+           "spool_frames")
 _COUNTERS = tuple(name for name in UplinkStats.__dataclass_fields__ if name not in _GAUGES)
 
 
@@ -92,6 +101,8 @@ class Uplink:
         self._thread: threading.Thread | None = None
         self._next_stats = 0.0
         self._status_topic = wire.status_topic(config.topic_prefix, vehicle_id)
+        self._receipts = ReceiptBook(config.receipt_timeout_s) if config.delete_on == "receipt" else None
+        self._receipts_topic = receipts_topic(config.topic_prefix, vehicle_id)
 
     # ---- lifecycle
 
@@ -107,6 +118,8 @@ class Uplink:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        if self._receipts is not None:
+            client.message_callback_add(self._receipts_topic, self._on_receipt)
         self._client = client
         self._stopping.clear()
         self._set_state("connecting")
@@ -171,6 +184,8 @@ class Uplink:
         with self._lock:
             counters = {name: self._counts[name] for name in _COUNTERS}
             return UplinkStats(state=self._state, error=self._error, in_flight=frames, in_flight_messages=messages,
+                               awaiting_receipt=len(self._receipts) if self._receipts is not None else 0,
+                               receipts_dropped=self._receipts.overflow if self._receipts is not None else 0,
                                lag_s=round(lag, 3), spool_frames=len(self.spool), **counters)
 
     # ---- paho callbacks (network thread: never raise, never block)
@@ -195,6 +210,12 @@ class Uplink:
         self._window = min(self.config.max_in_flight, int(receive_maximum)) if receive_maximum else \
             self.config.max_in_flight
         resent = self._table.resent_all(self._clock())
+        if self._receipts is not None:
+            # Subscribed on every connect (a broker that lost our session lost the subscription too); when it
+            # did lose the session it may have lost what it held for the ingest: send every awaited frame again.
+            client.subscribe(self._receipts_topic, qos=1)
+            if not getattr(flags, "session_present", True):
+                self._count("receipt_timeouts", self._receipts.expire_all())
         self._count("connects")
         self._count("retried", resent)
         self._set_state("online")
@@ -226,6 +247,16 @@ class Uplink:
         self._table.acked(mid, int(getattr(reason, "value", reason or 0)))
         self._wake.set()
 
+    def _on_receipt(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if self._receipts is None or message.topic != self._receipts_topic:
+            return
+        try:
+            self._receipts.confirm(decode_receipt(message.payload))
+        except ReceiptError as exc:
+            self._count("bad_receipts")
+            log.warning("uplink: ignored a bad receipt on %s: %s", message.topic, exc)
+        self._wake.set()
+
     # ---- the uplink thread
 
     def _run(self) -> None:
@@ -251,10 +282,18 @@ class Uplink:
     def _settle(self) -> None:
         """Delete fully acknowledged frames from the spool; park undelivered ones for a later retry."""
         for attempt in self._table.take_done():
-            self.spool.delete(attempt.entry.frame_id)  # False when evicted or displaced meanwhile: fine
+            if self._receipts is None:
+                self.spool.delete(attempt.entry.frame_id)  # False when evicted or displaced meanwhile: fine
+            else:
+                self._receipts.awaiting(attempt.entry.frame_id, self._clock())
             self._count("acked")
             self._count("bytes", attempt.blob_bytes)
             self._quiet_delay = 0.0
+        if self._receipts is not None:
+            for frame_id in self._receipts.take_confirmed():
+                if self.spool.delete(frame_id):
+                    self._count("receipted")
+            self._count("receipt_timeouts", len(self._receipts.expire(self._clock())))
         failed = self._table.take_failed()
         unheard = [a for a in failed if a.failure == NO_MATCHING_SUBSCRIBERS]
         for attempt in failed:
@@ -302,9 +341,13 @@ class Uplink:
         if room <= 0:
             return
         self._retry_at = {fid: t for fid, t in self._retry_at.items() if t > now}
-        limit = frames + len(self._retry_at) + room
+        awaiting = len(self._receipts) if self._receipts is not None else 0
+        if awaiting >= self.config.max_awaiting_receipt:
+            return
+        limit = frames + len(self._retry_at) + awaiting + room
         for entry in self.spool.entries(self.config.order, limit=limit):
-            if entry.frame_id in self._retry_at or entry.frame_id in self._table:
+            if entry.frame_id in self._retry_at or entry.frame_id in self._table or \
+                    (self._receipts is not None and entry.frame_id in self._receipts):
                 continue
             used = self._publish_entry(entry, room, busy=messages > 0)
             if used == _STOP:
