@@ -3,8 +3,8 @@
 The heuristic checks miss some faults that the fault heads learned (tears its seam check cannot see, partial
 soiling, JPEG and pixelation damage); the heads alone, at their default threshold, flag more clean frames than
 the checks do. Here a frame the checks pass is harmful only when the fault head's probability reaches
-`scoring.model_fault_min_prob` (0.6 by default, chosen on a validation split for camera-proxy-2: recall 0.963 at
-false-harmful 0.015 on the held-out frames of the camera model card). Redundancy, novelty and everything else
+`scoring.model_fault_min_prob` (0.8 by default: 0.6, chosen on frames of the model's own training recordings,
+called 6% of valid frames from recordings it never saw harmful). Redundancy, novelty and everything else
 stay the heuristic's. The heads are trusted only in their domain: on a frame far from everything the model was
 trained on (`model.ood_trust_ratio`), their opinion is no evidence of a fault, and the frame is `out_of_domain`,
 a candidate for helpful.
