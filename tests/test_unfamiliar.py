@@ -225,3 +225,26 @@ def test_genuine_lidar_faults_in_the_data_are_caught(shared_data: Path) -> None:
         assert _judge(scorer, _scan(points, seq=i)).label is not Label.HARMFUL
     scan77 = np.fromfile(kitti / "udacity_sfnd_partial_frame77/velodyne_points/data/0000000077.bin", np.float32)
     assert "lost_rings" in _judge(scorer, _scan(scan77.reshape(-1, 4), seq=9)).reasons
+
+
+@pytest.mark.parametrize("kind", ["proxy", "hybrid"])
+def test_a_committee_of_model_versions_marks_disputed_valid_frames(kind: str) -> None:
+    from agent.scoring.factory import make_scorer
+
+    member = {"path": "models/camera_proxy_int8.onnx", "version": "camera-proxy-1", "input_size": [72, 128]}
+    frames = [_jpeg(im, seq=i) for i, im in enumerate(_images(4))]
+
+    def reasons(min_spread: float) -> list[tuple[str, ...]]:
+        config = AgentConfig.model_validate({"scoring": {"kind": kind}, "model": {
+            "committee": [member], "committee_min_disagreement": min_spread}})
+        scorer = make_scorer(config)
+        verdicts = [scorer.score(f) for f in frames]
+        assert all("committee_spread" in v.signals for v in verdicts if v.label is not Label.HARMFUL)
+        return [v.reasons for v in verdicts if v.label is not Label.HARMFUL]
+
+    always, never = reasons(0.0), reasons(1.0)
+    assert always and all("disagreement" in r for r in always if r[0] != "redundant")
+    assert not any("disagreement" in r for r in never)
+    bad = {"path": "models/lidar_proxy_int8.onnx", "version": "", "input_size": [64, 64]}
+    with pytest.raises(Exception, match=r"input size|modality|camera"):
+        make_scorer(AgentConfig.model_validate({"scoring": {"kind": kind}, "model": {"committee": [bad]}}))

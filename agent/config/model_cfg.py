@@ -76,6 +76,17 @@ class ModelConfig(StrictModel):
         "uncertain (helpful, reason uncertain)."
     )
     uncertainty_boost: float = Field(0.2, ge=0.0, le=1.0, description="Added to the score of an uncertain frame.")
+    committee: list[ProxyModelSpec] = Field(
+        default_factory=list, max_length=4, description="Other camera models that vote beside `camera` (query by "
+        "committee): e.g. the shipped camera-proxy-1, or a user's own model in the edgesift format with the same "
+        "input size. Where their fault heads disagree on a frame the checks found no fault in, the frame is "
+        "helpful with reason disagreement (a model would learn from it). Each member costs one more inference."
+    )
+    committee_min_disagreement: float = Field(
+        0.4, ge=0.0, le=1.0, description="Spread of the members' fault probabilities (max - min) at or above which "
+        "the committee disagrees."
+    )
+    committee_boost: float = Field(0.2, ge=0.0, le=1.0, description="Added to the score of a disputed frame.")
     camera: ProxyModelSpec = ProxyModelSpec(
         path="models/camera_proxy_v2_int8.onnx", version="camera-proxy-2", input_size=(72, 128)
     )

@@ -19,6 +19,7 @@ from agent.frame import Frame, Modality
 from agent.model.preprocess import camera_image
 from agent.model.proxy_model import CameraModel, LidarModel
 from agent.scoring.base import Label, Verdict
+from agent.scoring.committee import Committee
 from agent.scoring.heuristic import HeuristicScorer
 from agent.scoring.usefulness import Pending
 from agent.sources.decode import points_of
@@ -34,6 +35,7 @@ class HybridScorer(HeuristicScorer):
         self._rare_boost = scoring.rare_boost
         self.camera = CameraModel(model.camera, model)
         self.lidar = LidarModel(model.lidar, model, scoring.lidar.sector_count)
+        self.committee = Committee(model)
 
     def assess(self, frame: Frame) -> Verdict | Pending:
         first = super().assess(frame)
@@ -42,10 +44,13 @@ class HybridScorer(HeuristicScorer):
         try:
             if frame.modality is Modality.CAMERA:
                 size = self.camera.spec.input_size
-                out = self.camera.run(self.camera.inputs([camera_image(frame, size)]))[0]
+                image = camera_image(frame, size)
+                out = self.camera.run(self.camera.inputs([image]))[0]
+                spread = self.committee.spreads([image], [out])[0] if self.committee else None
             else:
                 bev, _ = self.lidar.bev(points_of(frame))
                 out = self.lidar.run(bev[None])[0]
+                spread = None
         except DecodeError:
             return Verdict(Label.HARMFUL, 0.0, ("undecodable",), first.descriptor, first.signals)
         signals = {**first.signals, "p_harmful": round(out.harmful, 4), "ood": round(out.ood, 4)}
@@ -53,6 +58,9 @@ class HybridScorer(HeuristicScorer):
         if out.harmful >= self._min_prob and not unfamiliar:
             return Verdict(Label.HARMFUL, 0.0, (f"fault_{out.fault}",), first.descriptor, signals)
         boosts = first.boosts
+        if spread is not None:
+            signals["committee_spread"] = spread
+            boosts = (*boosts, *self.committee.boosts(spread))
         if unfamiliar and self._rare_boost and not any(name == "rare" for name, _ in boosts):
             boosts = (*boosts, ("out_of_domain", self._rare_boost))
         return Pending(first.descriptor, signals, first.threshold, boosts=boosts)

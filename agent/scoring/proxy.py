@@ -27,6 +27,7 @@ from agent.model.preprocess import decode_width
 from agent.model.proxy_model import ByoModel, CameraModel, LidarModel, ProxyModel, ProxyOutput
 from agent.model.signals import EmbeddingBank, load_embeddings, unit_rows
 from agent.scoring.base import Label, Verdict
+from agent.scoring.committee import Committee
 from agent.scoring.heuristic import HeuristicScorer
 from agent.scoring.memory import DescriptorMemory
 from agent.scoring.usefulness import Pending, finite, resolve
@@ -56,6 +57,7 @@ class ProxyScorer:
         self._fleet = {m: self._bank(spec.exemplars, mdl) for m, spec, mdl in self._models()}
         self._targets = {m: self._target_bank(spec, mdl) for m, spec, mdl in self._models()}
         self._checks = HeuristicScorer(scoring)
+        self.committee = Committee(model)
 
     def _models(self) -> list[tuple[Modality, ProxyModelSpec, ProxyModel]]:
         return [(Modality.CAMERA, self._cfg.camera, self.camera), (Modality.LIDAR, self._cfg.lidar, self.lidar)]
@@ -124,8 +126,15 @@ class ProxyScorer:
             model = self.camera if modality is Modality.CAMERA else self.lidar
             batch = self.camera.inputs([p.x for _, p in items]) if modality is Modality.CAMERA else np.stack(
                 [p.x for _, p in items])
-            for (i, prepared), out in zip(items, model.run(batch), strict=True):
-                verdicts[i] = self._verdict(frames[i], out, prepared.signals, prepared.boosts)
+            outs = model.run(batch)
+            spreads = (self.committee.spreads([p.x for _, p in items], outs)
+                       if modality is Modality.CAMERA and self.committee else [None] * len(items))
+            for (i, prepared), out, spread in zip(items, outs, spreads, strict=True):
+                boosts = prepared.boosts
+                if spread is not None:
+                    prepared.signals["committee_spread"] = spread
+                    boosts = (*boosts, *self.committee.boosts(spread))
+                verdicts[i] = self._verdict(frames[i], out, prepared.signals, boosts)
         return [v for v in verdicts if v is not None]
 
     # -- per modality --------------------------------------------------------------------------------------------
@@ -173,7 +182,7 @@ class ProxyScorer:
         fleet = calibrate(self._fleet[frame.modality].nearest(emb))
         uncertainty = self._uncertainty(out, signals)
         boosts = list(rare)
-        if unfamiliar and self._scoring.rare_boost and not boosts:
+        if unfamiliar and self._scoring.rare_boost and not any(name == "rare" for name, _ in boosts):
             boosts.append(("out_of_domain", self._scoring.rare_boost))
         if uncertainty is not None and uncertainty >= cfg.uncertain_min_entropy and out.ood < 1.0:
             boosts.append(("uncertain", cfg.uncertainty_boost))  # unsure while in-domain: informative, not junk
