@@ -248,3 +248,32 @@ def test_a_committee_of_model_versions_marks_disputed_valid_frames(kind: str) ->
     bad = {"path": "models/lidar_proxy_int8.onnx", "version": "", "input_size": [64, 64]}
     with pytest.raises(Exception, match=r"input size|modality|camera"):
         make_scorer(AgentConfig.model_validate({"scoring": {"kind": kind}, "model": {"committee": [bad]}}))
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("fault", ["black", "channel_dead", "raw_bayer", "packet_loss", "overexposed",
+                                   "underexposed", "frozen", "tearing", "occluded", "mud"])
+def test_camera_field_faults_on_a_rain_recording_no_model_saw(shared_data: Path, fault: str) -> None:
+    from _field_faults import camera_field_fault
+
+    images = [cv2.resize(im, (640, 360)) for im in _shared_stream(shared_data / "camera/rain_singapore_nturain_rb2", 6)]
+    scorer = HeuristicScorer(ScoringConfig())
+    for i, image in enumerate(images[:5]):
+        assert _judge(scorer, _jpeg(image, seq=i)).label is not Label.HARMFUL
+    bad = images[4] if fault == "frozen" else camera_field_fault(images[5], fault, np.random.default_rng(6), images[0])
+    assert _judge(scorer, _jpeg(bad, seq=5)).label is Label.HARMFUL
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("fault", ["blocked_sector", "frozen", "driver_garbage", "crosstalk", "empty", "sector_loss",
+                                   "lost_rings", "sparse", "nonfinite", "noise", "calibration_tilt"])
+def test_lidar_field_faults_on_a_hesai_recording_no_model_saw(shared_data: Path, fault: str) -> None:
+    from _field_faults import lidar_field_fault
+
+    folder = shared_data / "lidar/hesai_pandar64_pjlab_5scans"
+    scans = [np.fromfile(p, np.float32).reshape(-1, 4) for p in sorted(folder.glob("*.bin"))]
+    scorer = HeuristicScorer(ScoringConfig())
+    for i, scan in enumerate(scans[:4]):
+        assert _judge(scorer, _scan(scan, seq=i)).label is not Label.HARMFUL
+    bad = scans[3] if fault == "frozen" else lidar_field_fault(scans[4], fault, np.random.default_rng(7))
+    assert _judge(scorer, _scan(bad, seq=4)).label is Label.HARMFUL
