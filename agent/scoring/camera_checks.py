@@ -19,6 +19,7 @@ ABSOLUTE_FLAT_FRACTION = 0.85  # with no baseline yet, only an all but dead imag
 KEPT_TEXTURE = 0.6  # a tile that keeps this share of its usual texture still shows the scene
 OCCLUSION_KEPT_MIN = 0.15  # occlusion covers part of the view: a loss everywhere at once is light or a new scene
 COVERED_MIN_AREA = 0.12  # share of the picture newly without texture: something opaque on the lens
+CUT_MAX_NEW_FLAT = 0.3  # a view this much more textureless than before is covered, not a new scene
 SOIL_LOST = 0.12  # a tile whose sharpness fell below this share of its usual is behind a drop or smear
 SOIL_MIN_FRACTION = 0.25  # share of the view that must be soiled
 SOIL_TEXTURED = 50.0  # tiles with less Laplacian variance than this (sky, road) say nothing about soiling
@@ -298,10 +299,13 @@ def _occluded(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | Non
     textured = base > 10.0
     lost = textured & (s.tile_std < np.maximum(4.0, 0.25 * base))
     kept = textured & (s.tile_std >= KEPT_TEXTURE * base)
-    if float(lost.mean()) >= cfg.occluded_min_fraction and float(kept.mean()) >= OCCLUSION_KEPT_MIN:
+    if float(lost.mean()) >= cfg.occluded_min_fraction:
+        # The same scene (a new one is a scene cut, judged without a baseline) lost its texture over a third of
+        # the view or more at once: only something on or in front of the lens does that.
         return True
     # Blobs smaller than a tile (mud, a leaf): a new textureless area where the camera usually sees texture.
-    return s.flat_area - typical.flat_area >= COVERED_MIN_AREA and float(kept.mean()) >= OCCLUSION_KEPT_MIN
+    new_flat = s.flat_area - typical.flat_area
+    return new_flat >= COVERED_MIN_AREA and (float(kept.mean()) >= OCCLUSION_KEPT_MIN or new_flat >= CUT_MAX_NEW_FLAT)
 
 
 def _soiled(s: CameraSignals, typical: CameraTypical | None) -> bool:
@@ -323,6 +327,8 @@ def scene_cut(s: CameraSignals, previous: CameraSignals | None, cfg: CameraScori
         return False
     if float(np.linalg.norm(previous.descriptor - s.descriptor)) <= cfg.scene_cut_distance:
         return False
+    if s.flat_area - previous.flat_area >= CUT_MAX_NEW_FLAT:
+        return False  # most of the view went textureless: something covers the lens, not a new scene
     same = ((np.abs(s.tile_mean - previous.tile_mean) < 0.25 * previous.tile_mean + 8.0)
             & (s.tile_std >= 0.6 * previous.tile_std) & (s.tile_std <= 1.6 * previous.tile_std + 2.0))
     return float(same.mean()) < OCCLUSION_KEPT_MIN
