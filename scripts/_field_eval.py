@@ -30,6 +30,7 @@ from agent.config.model import AgentConfig
 from agent.frame import Encoding, Frame, Modality
 from agent.scoring.base import Label, Verdict
 from agent.scoring.factory import make_scorer
+from agent.sources.images import numbered_sequence
 
 KINDS = ("heuristic", "proxy", "hybrid")
 BUDGET = 0.10
@@ -72,9 +73,14 @@ def streams(source: Source, items: list) -> list[list[tuple[int, np.ndarray]]]:
 def valid(kind: str, source: Source, items: list) -> tuple[dict, list[tuple[float, bool]]]:
     scorer = make(kind, source)
     harmful, reasons, scores = 0, Counter(), []
+    # As replay's image-folder source marks them: files that are not one numbered recording are stills.
+    stills = source.sequence and not numbered_sequence([name for name, _ in items])
     for s, stream in enumerate(streams(source, items)):
         for i, item in stream:
-            verdict = judge(scorer, frame_of(source, item, f"{source.name}/{s}", i))
+            frame = frame_of(source, item, f"{source.name}/{s}", i)
+            if stills:
+                frame.meta["still"] = "1"
+            verdict = judge(scorer, frame)
             if verdict.label is Label.HARMFUL:
                 harmful += 1
                 reasons.update(verdict.reasons)

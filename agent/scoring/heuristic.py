@@ -70,10 +70,12 @@ class HeuristicScorer:
         image = image_of(frame, max_width=cfg.analysis_width)
         grey, seam_grey = camera_checks.analysis_greys(image, cfg.analysis_width)
         signals = camera_checks.measure(grey, seam_grey, image)
-        cut = camera_checks.scene_cut(signals, self._previous_signals.get(frame.sensor), cfg)
+        # A still from a folder of unrelated pictures is judged on its own, like the first frame of a stream.
+        still = frame.meta.get("still") == "1"
+        cut = still or camera_checks.scene_cut(signals, self._previous_signals.get(frame.sensor), cfg)
         typical = None if cut else self._camera_baseline.typical(frame.sensor)
         found = camera_checks.faults(signals, cfg, typical)
-        if repeated or camera_checks.frozen(self._previous_grey.get(frame.sensor), grey, cfg):
+        if not still and (repeated or camera_checks.frozen(self._previous_grey.get(frame.sensor), grey, cfg)):
             found.insert(0, "frozen")
         if not found and signals.structure <= cfg.blind_max_std and (
                 (typical is not None and typical.structure > 3 * cfg.blind_max_std)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,6 +81,27 @@ class ImageFolderSource(Source):
         folder = Path(self.path)
         seq = SeqCounter()
         # The listing is re-read on every pass; only the names are held, never the images.
-        for index, name in enumerate(list_files(folder, IMAGE_SUFFIXES)):
-            yield image_file_item(folder / name, self.sensor, seq(self.sensor), nominal_t_ns(index, self._hz),
-                                  self.limits)
+        names = list_files(folder, IMAGE_SUFFIXES)
+        stills = not numbered_sequence(names)
+        for index, name in enumerate(names):
+            item = image_file_item(folder / name, self.sensor, seq(self.sensor), nominal_t_ns(index, self._hz),
+                                   self.limits)
+            if stills and isinstance(item, Frame):
+                item.meta[STILL] = "1"
+            yield item
+
+
+STILL = "still"  # Frame.meta key: an image unrelated to the one before it (scorers judge it on its own)
+_TRAILING_NUMBER = re.compile(r"^(.*?)(\d+)$")
+
+
+def numbered_sequence(names: list[str]) -> bool:
+    """Whether the files look like the frames of one recording: a shared prefix and increasing frame numbers
+    (0000000001.png, 0001TP_006690.jpg). Hash-named stills (BDD's 0ace96c3-48481887.jpg) are not: each comes from
+    another car, another day, and comparing one with the last says nothing about the camera."""
+    parsed = [_TRAILING_NUMBER.match(Path(n).stem) for n in names]
+    if len(names) < 2 or not all(parsed):
+        return len(names) < 2
+    prefixes = {m.group(1) for m in parsed if m}
+    numbers = [int(m.group(2)) for m in parsed if m]
+    return len(prefixes) == 1 and all(b > a for a, b in itertools.pairwise(numbers))
