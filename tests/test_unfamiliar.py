@@ -277,3 +277,11 @@ def test_lidar_field_faults_on_a_hesai_recording_no_model_saw(shared_data: Path,
         assert _judge(scorer, _scan(scan, seq=i)).label is not Label.HARMFUL
     bad = scans[3] if fault == "frozen" else lidar_field_fault(scans[4], fault, np.random.default_rng(7))
     assert _judge(scorer, _scan(bad, seq=4)).label is Label.HARMFUL
+
+
+def test_a_thumbnail_sized_frame_is_judged_not_a_scoring_error() -> None:
+    rng = np.random.default_rng(8)
+    for shape in ((1, 1, 3), (5, 3, 3), (7, 200, 3)):
+        image = rng.integers(0, 255, shape).astype(np.uint8)
+        frame = Frame("tiny", Modality.CAMERA, 0, 0, image.nbytes, "test", Encoding.RAW, None, image)
+        assert HeuristicScorer(ScoringConfig()).score(frame).reasons

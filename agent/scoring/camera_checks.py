@@ -91,6 +91,9 @@ def analysis_greys(image: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarra
     area resize spreads a one-row seam over rows that a sharp real edge also spans)."""
     grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     h, w = grey.shape
+    if min(h, w) < 2 * TILE_GRID:  # a thumbnail-sized frame (even 1x1): enlarged so every check has its tiles
+        grey = cv2.resize(grey, (max(w, 2 * TILE_GRID), max(h, 2 * TILE_GRID)), interpolation=cv2.INTER_NEAREST)
+        return grey, grey
     if w <= width:
         return grey, grey
     size = (width, max(1, round(h * width / w)))
