@@ -62,6 +62,7 @@ class McapSource(Source):
     """Every Image, CompressedImage and PointCloud2 message of the file, in (header stamp) time order."""
 
     kind = "mcap"
+    clock = "message header stamps"
 
     def __init__(self, path: str) -> None:
         super().__init__(path)

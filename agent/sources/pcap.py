@@ -82,6 +82,7 @@ class PcapSource(Source):
     """
 
     kind = "pcap"
+    clock = "capture host clock"
 
     def __init__(self, path: str) -> None:
         super().__init__(path)
