@@ -11,6 +11,7 @@ import calendar
 import datetime as dt
 import re
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -167,7 +168,7 @@ def _first_stamp(tokens: list[str]) -> tuple[int, bool] | None:
         except ValueError:
             continue
         if 1e9 <= value < 4e9:
-            return round(value * NS_PER_S), True
+            return int(Decimal(token) * NS_PER_S), True  # exact: a float loses the microseconds
         if 1e18 <= value < 4e18:
             return int(token) if token.isdigit() else round(value), True
         if value >= 1e9 and token.isdigit():
