@@ -124,11 +124,11 @@ def after_replay(args: argparse.Namespace, config: AgentConfig, summary: dict[st
 
 
 def _cmd_uplink(args: argparse.Namespace) -> int:
-    from agent.config import AgentConfig, load_config
+    from agent.config import load_config
     from agent.errors import InputError
     from agent.uplink.probe import require_broker
 
-    config = load_config(args.config) if args.config else AgentConfig()
+    config = load_config(args.config)
     if not Path(args.spool).is_dir():  # opening would create an empty spool and "send" nothing
         raise InputError(f"spool folder {args.spool} does not exist")
     require_broker(uplink_config(config, args.broker).broker)
