@@ -213,7 +213,7 @@ class RemoteConfigManager:
                 return None
             new = self._build(current, request)
         except MessageRejected as exc:
-            logger.warning("config update rejected (%s): %s", via, exc.reason)
+            logger.warning("config update rejected (%s): version %s: %s", via, exc.requested_version, exc.reason)
             return self._report("rejected", exc.requested_version, exc.reason, exc.request_id, via)
         result = self.store.apply(new)
         if result.ok:
@@ -317,8 +317,12 @@ class RemoteConfigManager:
         status = result.status.value
         if status == "accepted":
             self.counters.accepted += 1
-        elif status == "rolled_back":
-            self.counters.rolled_back += 1
+            logger.info("config update accepted (%s): version %d now runs", via, result.requested_version)
+        else:
+            if status == "rolled_back":
+                self.counters.rolled_back += 1
+            logger.warning("config update %s (%s): version %s: %s", status.replace("_", " "), via,
+                           result.requested_version, result.error)
         return self._report(status, result.requested_version, result.error, request_id, via)
 
     def _publish_state(self, report: StateReport) -> None:
