@@ -313,6 +313,12 @@ class RemoteConfigManager:
             self.counters.rejected += 1
         return StateReport(status, self.store.current.version, requested, error, self._clock(), request_id, via)
 
+    def report_local(self, result: ApplyResult) -> None:
+        """A local change (SIGHUP reload of the file) went through the store: tell the fleet what now runs, so that
+        `fleet status` does not keep showing the version before the reload."""
+        if result.ok:
+            self._publish_state(self._report_result(result, None, "local"))
+
     def _report_result(self, result: ApplyResult, request_id: str | None, via: str) -> StateReport:
         status = result.status.value
         if status == "accepted":
