@@ -182,3 +182,45 @@ def test_bag_without_sensor_topics_is_refused(tmp_path: Path) -> None:
         writer.write(connection, 1, store.serialize_cdr(String(data="hello"), String.__msgtype__))
     with pytest.raises(InputError, match=r"no camera or LiDAR topic.*/chatter"):
         open_inputs([str(tmp_path / "bag")], InputsConfig())
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_bag_camera_and_pointcloud_topics(tmp_path: Path, version: int) -> None:
+    """Real frames (the sample drive's JPEG and scan) written as CompressedImage and PointCloud2 into a ROS 1 bag
+    and a rosbag2 folder by rosbags' writers, read back as frames with the header stamps."""
+    from conftest import sample_frames
+    from rosbags.typesys import Stores, get_typestore
+
+    from agent.replay.msgs import XYZI_FIELDS
+
+    store = get_typestore(Stores.ROS1_NOETIC if version == 1 else Stores.ROS2_HUMBLE)
+    types = store.types
+    camera, scan = sample_frames("camera")[0], sample_frames("lidar")[0]
+    assert camera.payload is not None and scan.array is not None
+    stamp = types["builtin_interfaces/msg/Time"](sec=1_700_000_000, nanosec=5)
+    header = (types["std_msgs/msg/Header"](seq=0, stamp=stamp, frame_id="cam") if version == 1
+              else types["std_msgs/msg/Header"](stamp=stamp, frame_id="cam"))
+    image = types["sensor_msgs/msg/CompressedImage"](header=header, format="jpeg",
+                                                     data=np.frombuffer(camera.payload, np.uint8))
+    fields = [types["sensor_msgs/msg/PointField"](**f) for f in XYZI_FIELDS]
+    points = scan.array.astype("<f4")
+    cloud = types["sensor_msgs/msg/PointCloud2"](
+        header=header, height=1, width=len(points), fields=fields, is_bigendian=False, point_step=16,
+        row_step=16 * len(points), data=np.frombuffer(points.tobytes(), np.uint8), is_dense=False)
+    if version == 1:
+        from rosbags.rosbag1 import Writer
+
+        path, serialize = tmp_path / "drive.bag", store.serialize_ros1
+    else:
+        from rosbags.rosbag2 import Writer
+
+        path, serialize = tmp_path / "drive", store.serialize_cdr
+    with Writer(path) as writer:
+        for topic, msg in (("/cam/image_raw/compressed", image), ("/lidar/points", cloud)):
+            connection = writer.add_connection(topic, msg.__msgtype__, typestore=store)
+            writer.write(connection, 1_700_000_000_000_000_005, serialize(msg, msg.__msgtype__))
+    frames = frames_of(path)
+    assert sorted(f.sensor for f in frames) == ["cam", "lidar"]
+    got_camera = next(f for f in frames if f.sensor == "cam")
+    assert got_camera.payload == camera.payload and got_camera.t_ns == 1_700_000_000_000_000_005
+    np.testing.assert_array_equal(next(f for f in frames if f.sensor == "lidar").array, points)

@@ -165,12 +165,13 @@ class _Reading:
         except Exception as exc:  # the CDR decoder raises many types on a malformed message
             return Skip(state.sensor, seq, message.log_time, source, "decode_error", f"{type(exc).__name__}: {exc}")
         try:
-            return _frame(state, decoded, seq, t_ns, source, len(message.data))
+            return message_frame(state, decoded, seq, t_ns, source, len(message.data))
         except DecodeError as exc:
             return Skip(state.sensor, seq, t_ns, source, "decode_error", str(exc))
 
 
-def _frame(state: _Channel, msg: Any, seq: int, t_ns: int, source: str, nbytes: int) -> Frame:
+def message_frame(state: Any, msg: Any, seq: int, t_ns: int, source: str, nbytes: int) -> Frame:
+    """A decoded Image / CompressedImage / PointCloud2 message (`state.kind`) as a Frame of `state.sensor`."""
     common = {"sensor": state.sensor, "t_ns": t_ns, "seq": seq, "nbytes": nbytes, "source": source}
     if state.kind == "compressed":
         encoding, data, width, height = compressed_payload(msg)

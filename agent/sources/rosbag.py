@@ -19,9 +19,8 @@ import numpy as np
 from agent.errors import DecodeError, InputError
 from agent.frame import Frame, Item, Modality, Skip
 from agent.sources.base import SeqCounter, Source, reorder, safe_name
-from agent.sources.imageinfo import image_meta
-from agent.sources.mcap_source import REORDER_WINDOW, topic_sensor
-from agent.sources.ros_convert import compressed_payload, image_array, points_array, stamp_ns
+from agent.sources.mcap_source import REORDER_WINDOW, message_frame, topic_sensor
+from agent.sources.ros_convert import stamp_ns
 
 ROS1_MAGIC = b"#ROSBAG V2.0"
 _CAMERA = {"sensor_msgs/Image": "image", "sensor_msgs/CompressedImage": "compressed"}
@@ -241,17 +240,11 @@ def _stamp(msg: Any) -> int:
 
 
 def _frame(state: _Topic, msg: Any, seq: int, t_ns: int, source: str, nbytes: int) -> Frame:
-    common = {"sensor": state.sensor, "t_ns": t_ns, "seq": seq, "nbytes": nbytes, "source": source}
-    if state.kind == "compressed":
-        encoding, data, width, height = compressed_payload(msg)
-        return Frame(modality=Modality.CAMERA, encoding=encoding, payload=data, meta=image_meta(width, height),
-                     **common)
-    if state.kind == "image":
-        image = image_array(msg)
-        return Frame(modality=Modality.CAMERA, array=image, meta=image_meta(image.shape[1], image.shape[0]),
-                     **common)
-    points = points_array(msg) if state.kind == "points" else _velodyne_points(state, msg)
-    return Frame(modality=Modality.LIDAR, array=points, meta={"points": str(len(points))}, **common)
+    if state.kind != "velodyne":
+        return message_frame(state, msg, seq, t_ns, source, nbytes)
+    points = _velodyne_points(state, msg)
+    return Frame(sensor=state.sensor, modality=Modality.LIDAR, t_ns=t_ns, seq=seq, nbytes=nbytes, source=source,
+                 array=points, meta={"points": str(len(points))})
 
 
 def _velodyne_points(state: _Topic, msg: Any) -> np.ndarray:
