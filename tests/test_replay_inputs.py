@@ -48,6 +48,7 @@ def test_video_and_bag_share_one_timeline_and_stored_bytes_match_the_spool(tmp_p
     assert not video["wall_clock"] and "start of the wall-clock inputs" in video["aligned_to"]
     assert video["start_utc"].startswith("2023-01-11")
     assert "has no wall-clock time" in done.stdout
+    assert "aligned to start of the wall-clock inputs" in (out / "report.html").read_text()
     with (out / "kept.mcap").open("rb") as fh:
         metadata = {m.name: m.metadata for m in make_reader(fh).iter_metadata()}
     assert json.loads(metadata["edgesift.clocks"][str(VIDEO)])["wall_clock"] is False
