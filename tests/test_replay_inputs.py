@@ -77,6 +77,8 @@ def test_input_that_yields_no_frame_is_an_error_saying_why(tmp_path: Path) -> No
     (folder / "000001.pcd").write_bytes(b"# .PCD v0.7\nnot a header\n")
     done = _cli("replay", str(folder), "--out", str(tmp_path / "out"), "-q")
     _one_line_error(done, "yielded no frame (1 bad_size, 1 decode_error")
+    done = _cli("tune", str(folder), "--out", str(tmp_path / "tune"), "-q", "--no-baselines")
+    _one_line_error(done, "yielded no frame (1 bad_size, 1 decode_error")
 
 
 def test_out_onto_a_file_is_one_line(tmp_path: Path, sample_drive: Path) -> None:
@@ -114,4 +116,17 @@ def test_summary_states_both_byte_figures(tmp_path: Path, kind: str, sample_driv
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     for tally in (summary, *summary["by_sensor"].values(), *summary["by_modality"].values()):
         assert {"bytes_in", "bytes_kept", "bytes_stored"} <= tally.keys()
+    assert summary["bytes_stored"] == summary["spool"]["bytes"]
+
+
+@shared_data
+def test_budget_counts_stored_bytes(tmp_path: Path) -> None:
+    """A 1 MB/min camera budget on a video holds the spool to 1 MB: it used to count the container's per-frame
+    share of the file (about 21 KB a frame) and let all 5.6 MB of kept JPEGs through."""
+    config = tmp_path / "budget.yaml"
+    config.write_text("policy:\n  camera:\n    budget:\n      mb_per_min: 1.0\n")
+    done = _cli("replay", str(VIDEO), "--out", str(tmp_path / "out"), "-q", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert 0.5e6 < summary["bytes_stored"] <= 1.0e6  # the clip is 1.5 s: one budget window
     assert summary["bytes_stored"] == summary["spool"]["bytes"]

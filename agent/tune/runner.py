@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import numpy as np
 import yaml
 
 from agent.config.model import AgentConfig
+from agent.errors import InputError
 from agent.frame import Modality
 from agent.remote.merge import deep_merge
 from agent.tune.baselines import run_baselines
@@ -170,6 +172,10 @@ def run_tune(
 ) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     cache, reused = _scores(inputs, out_dir, config, baselines, progress, rescore)
+    if not cache.frames:  # nothing to sweep: say why instead of an empty sweep and exit 0
+        reasons = Counter(str(s.get("reason")) for s in cache.skipped)
+        why = ", ".join(f"{n} {r}" for r, n in reasons.most_common(3)) or "nothing readable"
+        raise InputError(f"the inputs yielded no frame ({why})")
     truth, faults, label_info = truth_of(cache, labels or find_labels(inputs))
     started = time.perf_counter()
     if label_info["path"] is None:
