@@ -224,3 +224,12 @@ def test_bag_camera_and_pointcloud_topics(tmp_path: Path, version: int) -> None:
     got_camera = next(f for f in frames if f.sensor == "cam")
     assert got_camera.payload == camera.payload and got_camera.t_ns == 1_700_000_000_000_000_005
     np.testing.assert_array_equal(next(f for f in frames if f.sensor == "lidar").array, points)
+
+
+def test_velodyne_pcap_intensity_on_the_kitti_scale() -> None:
+    from _sources_fixtures import PCAP_HDL32
+
+    frames = frames_of(PCAP_HDL32)
+    tops = [float(f.array[:, 3].max()) for f in frames]
+    assert all(0.0 < top <= 1.0 for top in tops)  # velodyne_decoder reports 0..255
+    assert max(tops) > 0.5  # scaled, not clipped: retro-reflectors still stand out

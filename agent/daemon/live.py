@@ -30,6 +30,7 @@ from agent.errors import InputError
 from agent.frame import Frame, Item, Modality
 from agent.sources.images import IMAGE_SUFFIXES, image_file_item
 from agent.sources.kitti import lidar_file_item
+from agent.sources.pcap import velodyne_xyzi
 
 NS = 1_000_000_000
 READ_TIMEOUT_S = 0.5
@@ -173,7 +174,7 @@ class VelodyneUdpSource(LiveSource):
         return None
 
     def _scan(self, stamp: vd.TimePair, points: np.ndarray) -> Frame:
-        xyzi = np.ascontiguousarray(points[:, :4], dtype=np.float32)
+        xyzi = velodyne_xyzi(points)
         packets, self._packets = self._packets, 0
         return Frame(self.sensor, Modality.LIDAR, round(stamp.host * NS), self._next_seq(),
                      max(packets, 1) * vd.PACKET_SIZE, f"udp:{self.config.port}", array=xyzi,

@@ -20,6 +20,7 @@ from agent.errors import DecodeError, InputError
 from agent.frame import Frame, Item, Modality, Skip
 from agent.sources.base import SeqCounter, Source, reorder, safe_name
 from agent.sources.mcap_source import REORDER_WINDOW, message_frame, topic_sensor
+from agent.sources.pcap import velodyne_xyzi
 from agent.sources.ros_convert import stamp_ns
 
 ROS1_MAGIC = b"#ROSBAG V2.0"
@@ -259,6 +260,4 @@ def _velodyne_points(state: _Topic, msg: Any) -> np.ndarray:
     if not len(packets):
         raise DecodeError("VelodyneScan holds no packets")
     _, points = state.decoder.decode(packets)
-    xyzi = np.ascontiguousarray(points[:, :4], dtype=np.float32)
-    xyzi[:, 3] /= 255.0  # Velodyne reports 0..255; the scorers work on KITTI's 0..1
-    return xyzi
+    return velodyne_xyzi(points)
