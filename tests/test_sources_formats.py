@@ -233,3 +233,41 @@ def test_velodyne_pcap_intensity_on_the_kitti_scale() -> None:
     tops = [float(f.array[:, 3].max()) for f in frames]
     assert all(0.0 < top <= 1.0 for top in tops)  # velodyne_decoder reports 0..255
     assert max(tops) > 0.5  # scaled, not clipped: retro-reflectors still stand out
+
+
+def test_rosbag2_folder_with_mcap_storage(tmp_path: Path, sample_drive: Path) -> None:
+    """A rosbag2 folder whose storage is MCAP (ros2 bag record -s mcap): metadata.yaml beside the .mcap."""
+    bag = tmp_path / "drive"
+    bag.mkdir()
+    shutil.copy(sample_drive, bag / "drive_0.mcap")
+    topics = [("/kitti/camera_02/image/compressed", "sensor_msgs/msg/CompressedImage", 31),
+              ("/kitti/velodyne/points", "sensor_msgs/msg/PointCloud2", 16)]
+    listed = "".join(
+        f"    - topic_metadata:\n        name: {name}\n        type: {kind}\n        serialization_format: cdr\n"
+        f"        offered_qos_profiles: ''\n      message_count: {n}\n" for name, kind, n in topics)
+    (bag / "metadata.yaml").write_text(
+        "rosbag2_bagfile_information:\n  version: 5\n  storage_identifier: mcap\n"
+        "  duration:\n    nanoseconds: 7750000000\n  starting_time:\n    nanoseconds_since_epoch: 1317000000000000000\n"
+        f"  message_count: 47\n  topics_with_message_count:\n{listed}"
+        "  compression_format: ''\n  compression_mode: ''\n  relative_file_paths:\n    - drive_0.mcap\n"
+        "  files:\n    - path: drive_0.mcap\n      starting_time:\n"
+        "        nanoseconds_since_epoch: 1317000000000000000\n"
+        "      duration:\n        nanoseconds: 7750000000\n      message_count: 47\n")
+    assert detect_kind(str(bag)) == "rosbag"
+    as_bag = frames_of(bag)
+    as_mcap = frames_of(sample_drive)  # the same file through the MCAP reader
+    assert [(f.sensor, f.seq, f.t_ns) for f in as_bag] == [(f.sensor, f.seq, f.t_ns) for f in as_mcap]
+    assert len(as_bag) == 47
+
+
+@shared_data
+def test_nuscenes_dataroot_with_channel_folders(tmp_path: Path) -> None:
+    root = tmp_path / "nuscenes"
+    for path in NUSCENES.iterdir():
+        if "__" in path.name:
+            channel = path.name.split("__")[1]
+            (root / "samples" / channel).mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, root / "samples" / channel / path.name)
+    assert detect_kind(str(root)) == "nuscenes"
+    assert sorted(f.sensor for f in frames_of(root)) == sorted(
+        ["CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT", "CAM_FRONT", "CAM_FRONT_LEFT", "CAM_FRONT_RIGHT", "LIDAR_TOP"])
