@@ -74,25 +74,25 @@ def first_frame_ns(source: Source) -> int | None:
 def align(sources: Sequence[Source], start_ns: int | None = None) -> list[Clock]:
     """One Clock per source (same order); relative inputs get the offset that puts them on the shared timeline."""
     wall = [s for s in sources if getattr(s, "wall_clock", True)]
-    starts = [t for t in (first_frame_ns(s) for s in wall) if t is not None] if start_ns is None else []
-    shared = start_ns if start_ns is not None else (min(starts) if starts else None)
-    clocks = []
-    for source in sources:
-        name = getattr(source, "clock", "recorded time")
-        if getattr(source, "wall_clock", True):
-            clocks.append(Clock(source.path, source.kind, name, True, 0, ""))
-            continue
-        if shared is not None:
-            how = "--start" if start_ns is not None else "start of the wall-clock inputs"
-            clocks.append(Clock(source.path, source.kind, name, False, shared, f"{how} ({utc(shared)})"))
-            continue
-        try:
-            mtime = os.stat(source.path).st_mtime_ns
-        except OSError:
-            mtime = 0
-        clocks.append(Clock(source.path, source.kind, name, False, mtime,
-                            f"input file modification time ({utc(mtime)}); give --start to set it"))
-    return clocks
+    relative = [s for s in sources if not getattr(s, "wall_clock", True)]
+    if start_ns is not None:
+        shared, how = start_ns, "--start"
+    elif starts := [t for t in (first_frame_ns(s) for s in wall) if t is not None] if relative else []:
+        shared, how = min(starts), "start of the wall-clock inputs"
+    else:
+        # Only clock-less inputs: all start together at the earliest modification time among them.
+        shared, how = min((_mtime(s.path) for s in relative), default=0), "input file modification time"
+    note = f"{how} ({utc(shared)})" + ("; give --start to set it" if how.startswith("input file") else "")
+    return [Clock(s.path, s.kind, getattr(s, "clock", "recorded time"), True, 0, "")
+            if getattr(s, "wall_clock", True) else
+            Clock(s.path, s.kind, getattr(s, "clock", "recorded time"), False, shared, note) for s in sources]
+
+
+def _mtime(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
 
 
 def clock_report(clocks: Sequence[Clock], first_ns: dict[int, int]) -> list[dict[str, Any]]:
