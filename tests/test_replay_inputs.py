@@ -130,3 +130,19 @@ def test_budget_counts_stored_bytes(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert 0.5e6 < summary["bytes_stored"] <= 1.0e6  # the clip is 1.5 s: one budget window
     assert summary["bytes_stored"] == summary["spool"]["bytes"]
+
+
+def test_clockless_inputs_alone_start_together(tmp_path: Path) -> None:
+    from _sources_fixtures import make_jpeg_folder, make_kitti
+
+    from agent.config.model import InputsConfig
+    from agent.sources import open_inputs
+    from agent.sources.clocks import align
+
+    stills, drive = make_jpeg_folder(tmp_path / "stills"), make_kitti(tmp_path / "drive")
+    clocks = align(open_inputs([str(stills), str(drive)], InputsConfig()))
+    assert [c.wall_clock for c in clocks] == [False, False]
+    assert clocks[0].offset_ns == clocks[1].offset_ns > 1_600_000_000 * 10**9  # one start, not 1970
+    assert "give --start" in clocks[0].aligned_to
+    started = align(open_inputs([str(stills)], InputsConfig()), start_ns=5 * 10**18)
+    assert started[0].offset_ns == 5 * 10**18 and started[0].aligned_to.startswith("--start")
