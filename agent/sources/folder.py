@@ -20,7 +20,8 @@ from pathlib import Path
 from agent.errors import InputError
 from agent.frame import Item, Skip
 from agent.sources.base import SeqCounter, Source, safe_name
-from agent.sources.images import IMAGE_SUFFIXES, image_file_item
+from agent.sources.images import IMAGE_SUFFIXES, image_file_item, is_dir_entry
+from agent.sources.limits import InputLimits
 from agent.sources.points import POINT_SUFFIXES, is_wall_clock, point_file_item, point_suffix, timed_files
 
 _NUSCENES_NAME = re.compile(r"__((?:CAM|LIDAR|RADAR)_[A-Z0-9_]+?)__(\d{10,19})\.")
@@ -37,7 +38,7 @@ def _entries(folder: Path) -> tuple[list[str], list[str], list[str]]:
             if name.startswith("."):
                 continue
             suffix = point_suffix(name)
-            if entry.is_dir():
+            if is_dir_entry(entry):  # a symlink loop is not a folder: listed below, then a read_error Skip
                 other.append(name)
             elif suffix in IMAGE_SUFFIXES:
                 images.append(name)
@@ -78,16 +79,17 @@ class FolderSource(Source):
         streams: list[Iterator[Item]] = [iter(_unused(folder, other, self.camera or self.lidar,
                                                       "not an image or a point cloud file"))]
         if images:
-            streams.append(_timed(folder, images, self.camera, self._hz, image_file_item))
+            streams.append(_timed(folder, images, self.camera, self._hz, image_file_item, self.limits))
         if scans:
-            streams.append(_timed(folder, scans, self.lidar, self._hz, point_file_item))
+            streams.append(_timed(folder, scans, self.lidar, self._hz, point_file_item, self.limits))
         return heapq.merge(*streams, key=lambda item: item.t_ns)
 
 
-def _timed(folder: Path, names: list[str], sensor: str, hz: float, read) -> Iterator[Item]:  # type: ignore[no-untyped-def]
+def _timed(folder: Path, names: list[str], sensor: str, hz: float, read,  # type: ignore[no-untyped-def]
+           limits: InputLimits) -> Iterator[Item]:
     seq = SeqCounter()
     for t_ns, name in timed_files(folder, names, hz)[0]:
-        yield read(folder / name, sensor, seq(sensor), t_ns)
+        yield read(folder / name, sensor, seq(sensor), t_ns, limits)
 
 
 def nuscenes_layout(path: Path) -> dict[str, list[Path]]:
@@ -127,8 +129,7 @@ class NuScenesSource(Source):
         streams.extend(self._channel(channel, files) for channel, files in sorted(layout.items()))
         return heapq.merge(*streams, key=lambda item: item.t_ns)
 
-    @staticmethod
-    def _channel(channel: str, files: list[Path]) -> Iterator[Item]:
+    def _channel(self, channel: str, files: list[Path]) -> Iterator[Item]:
         seq = SeqCounter()
         timed = []
         for position, path in enumerate(files):
@@ -138,9 +139,9 @@ class NuScenesSource(Source):
         for t_ns, path in sorted(timed):
             suffix = point_suffix(path.name)
             if camera and suffix in IMAGE_SUFFIXES:
-                yield image_file_item(path, channel, seq(channel), t_ns)
+                yield image_file_item(path, channel, seq(channel), t_ns, self.limits)
             elif lidar and suffix in POINT_SUFFIXES | {".pcd.bin"}:
-                yield point_file_item(path, channel, seq(channel), t_ns)
+                yield point_file_item(path, channel, seq(channel), t_ns, self.limits)
             else:
                 what = "radar is not read" if channel.startswith("RADAR_") else f"{suffix or 'no'} extension"
                 yield Skip(channel, seq(channel), t_ns, str(path), "unsupported_file", what)

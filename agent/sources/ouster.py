@@ -17,6 +17,7 @@ import numpy as np
 from agent.errors import DecodeError, InputError
 from agent.frame import Frame, Item, Modality, Skip
 from agent.sources.base import Source, safe_name
+from agent.sources.limits import DEFAULT_LIMITS, InputLimits, TooLarge, check_points
 
 INSTALL_HINT = "Ouster data needs ouster-sdk: pip install 'edgesift[ouster]'"
 
@@ -73,15 +74,22 @@ def ouster_frame(sensor: str, seq: int, t_ns: int, points: np.ndarray, nbytes: i
                  array=points, meta={"points": str(len(points))})
 
 
+def check_scan_size(info: Any, limits: InputLimits) -> None:
+    """TooLarge when the metadata sizes a scan (columns x beams) past inputs.max_points, before one is allocated."""
+    fmt = info.format
+    check_points(int(fmt.columns_per_frame) * int(fmt.pixels_per_column), limits)
+
+
 class PacketBatcher:
     """Packets of one sensor (raw UDP payloads) into complete scans, for packets carried in bags."""
 
-    def __init__(self, metadata_json: str) -> None:
+    def __init__(self, metadata_json: str, limits: InputLimits = DEFAULT_LIMITS) -> None:
         self._core = core = _core()
         try:
             self.info = core.SensorInfo(metadata_json)
         except Exception as exc:  # the SDK raises RuntimeError/ValueError on metadata it cannot parse
             raise DecodeError(f"Ouster metadata does not parse: {exc}") from exc
+        check_scan_size(self.info, limits)
         self._format = core.PacketFormat(self.info)
         self._lut = core.XYZLut(self.info)
         self._batcher = core.FrameBatcher(self.info)
@@ -135,11 +143,18 @@ class OusterPcapSource(Source):
         from ouster.sdk import open_source
 
         core = self._core
+        source = None
         try:
             source = open_source(self.path, meta=[str(self.metadata)])
+            check_scan_size(source.sensor_info[0], self.limits)
             lut = core.XYZLut(source.sensor_info[0])
             packet_bytes = core.PacketFormat(source.sensor_info[0]).lidar_packet_size
+        except TooLarge as exc:
+            _close(source)
+            yield Skip(self.sensor, 0, 0, self.path, "too_large", str(exc))
+            return
         except Exception as exc:  # the SDK raises RuntimeError/ValueError on captures it cannot open
+            _close(source)
             yield Skip(self.sensor, 0, 0, self.path, "decode_error", f"{type(exc).__name__}: {exc}")
             return
         seq, last_t = 0, 0
@@ -155,6 +170,10 @@ class OusterPcapSource(Source):
         except Exception as exc:  # a damaged capture ends the read; what came before stays
             yield Skip(self.sensor, seq, last_t, self.path, "corrupt_recording", f"{type(exc).__name__}: {exc}")
         finally:
-            close = getattr(source, "close", None)
-            if close is not None:
-                close()
+            _close(source)
+
+
+def _close(source: Any) -> None:
+    close = getattr(source, "close", None)
+    if close is not None:
+        close()

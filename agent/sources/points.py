@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import io
 import re
+import struct
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -19,12 +21,18 @@ import numpy as np
 from agent.errors import DecodeError
 from agent.frame import Encoding, Frame, Item, Modality, Skip
 from agent.sources.base import NS_PER_S, SeqCounter
+from agent.sources.limits import DEFAULT_LIMITS, InputLimits, TooLarge, check_points, read_bounded
 
 POINT_SUFFIXES = frozenset({".bin", ".pcd", ".ply"})
 _INTENSITY = ("intensity", "reflectance", "reflectivity", "i", "scalar_intensity")
 # Epoch stamps in file names: 19 digits are ns, 16 us, 13 ms (nebula, nuScenes, ROS tools name files so).
 _DIGITS = re.compile(r"(?<!\d)(\d{19}|\d{16}|\d{13})(?!\d)")
 _DATETIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)[-_T ](\d\d)[-:](\d\d)[-:](\d\d)(?:[-.](\d{1,9}))?")
+# Point counts as the headers state them, checked against inputs.max_points before a parser allocates anything.
+_PCD_POINTS = re.compile(rb"^POINTS[ \t]+(\d+)", re.MULTILINE)
+_PLY_VERTICES = re.compile(rb"^element[ \t]+vertex[ \t]+(\d+)", re.MULTILINE)
+_PCD_COMPRESSED = re.compile(rb"^DATA[ \t]+binary_compressed[ \t]*\r?\n", re.MULTILINE)
+_HEADER_BYTES = 4096
 
 
 def point_suffix(name: str) -> str:
@@ -57,11 +65,11 @@ def read_bin(data: bytes, columns: int) -> np.ndarray:
     return _xyzi(raw[:, 0], raw[:, 1], raw[:, 2], raw[:, 3])
 
 
-def read_pcd(path: Path) -> np.ndarray:
+def read_pcd(path: Path, data: bytes | None = None) -> np.ndarray:
     from pypcd4 import PointCloud  # deferred: only PCD inputs pay for the import
 
     try:
-        cloud = PointCloud.from_path(path)
+        cloud = PointCloud.from_path(path) if data is None else PointCloud.from_fileobj(io.BytesIO(data))
     except Exception as exc:  # pypcd4 raises ValueError, KeyError, struct and LZF errors on damaged files
         raise DecodeError(f"not a readable PCD file: {type(exc).__name__}: {exc}") from exc
     fields = list(cloud.fields)
@@ -73,11 +81,11 @@ def read_pcd(path: Path) -> np.ndarray:
     return _xyzi(data["x"], data["y"], data["z"], data[name] if name else None)
 
 
-def read_ply(path: Path) -> np.ndarray:
+def read_ply(path: Path, data: bytes | None = None) -> np.ndarray:
     from plyfile import PlyData  # deferred: only PLY inputs pay for the import
 
     try:
-        ply = PlyData.read(str(path))
+        ply = PlyData.read(str(path) if data is None else io.BytesIO(data))
         vertex = ply["vertex"].data
     except Exception as exc:  # plyfile raises PlyParseError, KeyError, ValueError on damaged files
         raise DecodeError(f"not a readable PLY point cloud: {type(exc).__name__}: {exc}") from exc
@@ -93,19 +101,49 @@ def read_points(path: Path, data: bytes | None = None) -> np.ndarray:
     """Nx4 float32 x, y, z, intensity of one scan file; DecodeError with a short reason otherwise."""
     suffix = point_suffix(path.name)
     if suffix == ".pcd":
-        return read_pcd(path)
+        return read_pcd(path, data)
     if suffix == ".ply":
-        return read_ply(path)
+        return read_ply(path, data)
     if data is None:
         data = path.read_bytes()
     return read_bin(data, 5 if suffix == ".pcd.bin" else 4)
 
 
-def point_file_item(path: Path, sensor: str, seq: int, t_ns: int) -> Item:
+def header_points(data: bytes, suffix: str) -> int | None:
+    """The point count a scan file states (PCD POINTS, PLY vertex element, .bin size); None if not stated."""
+    if suffix in (".pcd", ".ply"):
+        match = (_PCD_POINTS if suffix == ".pcd" else _PLY_VERTICES).search(data[:_HEADER_BYTES])
+        return int(match.group(1)) if match else None
+    return len(data) // (20 if suffix == ".pcd.bin" else 16)
+
+
+def _check_pcd_compressed(data: bytes, limits: InputLimits) -> None:
+    """binary_compressed PCD states its LZF output size before the data: refuse a size past the chunk bound."""
+    match = _PCD_COMPRESSED.search(data[:_HEADER_BYTES])
+    if match is None or len(data) < match.end() + 8:
+        return
+    _, size = struct.unpack_from("<II", data, match.end())
+    if size > limits.max_chunk_bytes:
+        raise TooLarge(f"PCD data says it decompresses to {size} bytes (limit {limits.max_chunk_bytes}, "
+                       "inputs.max_chunk_mb)")
+
+
+def point_file_item(path: Path, sensor: str, seq: int, t_ns: int, limits: InputLimits = DEFAULT_LIMITS) -> Item:
     """A scan file as a LiDAR Frame (nbytes: the file's size), or a Skip saying why not."""
     source = str(path)
+    suffix = point_suffix(path.name)
+    # A raw .bin has no header: its size is its point count, so it is bounded like KITTI's (16-20 bytes a point).
+    limit = limits.max_file_bytes if suffix in (".pcd", ".ply") else min(limits.max_file_bytes,
+                                                                         limits.max_points * 20)
     try:
-        data = path.read_bytes()
+        data = read_bounded(path, limit)
+        count = header_points(data, suffix)
+        if count is not None:
+            check_points(count, limits)
+        if suffix == ".pcd":
+            _check_pcd_compressed(data, limits)
+    except TooLarge as exc:
+        return Skip(sensor, seq, t_ns, source, "too_large", str(exc))
     except OSError as exc:
         return Skip(sensor, seq, t_ns, source, "read_error", f"{type(exc).__name__}: {exc.strerror or exc}")
     try:
@@ -196,7 +234,8 @@ def is_wall_clock(clock: str) -> bool:
     return clock in ("timestamps.txt", "file names")
 
 
-def scan_items(folder: Path, names: list[str], sensor: str, hz: float) -> Iterator[Item]:
+def scan_items(folder: Path, names: list[str], sensor: str, hz: float,
+               limits: InputLimits = DEFAULT_LIMITS) -> Iterator[Item]:
     seq = SeqCounter()
     for t_ns, name in timed_files(folder, names, hz)[0]:
-        yield point_file_item(folder / name, sensor, seq(sensor), t_ns)
+        yield point_file_item(folder / name, sensor, seq(sensor), t_ns, limits)

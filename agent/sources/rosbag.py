@@ -19,11 +19,13 @@ import numpy as np
 from agent.errors import DecodeError, InputError
 from agent.frame import Frame, Item, Modality, Skip
 from agent.sources.base import SeqCounter, Source, reorder, safe_name
+from agent.sources.limits import DEFAULT_LIMITS, InputLimits, TooLarge, check_points
 from agent.sources.mcap_source import REORDER_WINDOW, message_frame, topic_sensor
 from agent.sources.pcap import velodyne_xyzi
 from agent.sources.ros_convert import stamp_ns
 
 ROS1_MAGIC = b"#ROSBAG V2.0"
+_VELODYNE_POINTS_PER_PACKET = 384  # 12 firing blocks x 32 channels per 1206-byte packet
 _CAMERA = {"sensor_msgs/Image": "image", "sensor_msgs/CompressedImage": "compressed"}
 _LIDAR = {"sensor_msgs/PointCloud2": "points", "velodyne_msgs/VelodyneScan": "velodyne"}
 # Definitions for bags that do not carry them (rosbag2 before Iron stores only the type names).
@@ -167,8 +169,10 @@ class RosbagSource(Source):
         t_ns = _stamp(msg) or log_ns
         number = seq(state.sensor)
         try:
-            yield _frame(state, msg, number, t_ns, source, len(raw))
-        except (DecodeError, ValueError, RuntimeError) as exc:
+            yield _frame(state, msg, number, t_ns, source, len(raw), self.limits)
+        except TooLarge as exc:
+            yield Skip(state.sensor, number, t_ns, source, "too_large", str(exc))
+        except (DecodeError, ValueError, RuntimeError, OverflowError, MemoryError) as exc:
             yield Skip(state.sensor, number, t_ns, source, "decode_error", str(exc)[:300])
 
     def _ouster(self, state: _Topic, msg: Any, log_ns: int, source: str, seq: SeqCounter) -> Iterator[Item]:
@@ -181,8 +185,8 @@ class RosbagSource(Source):
                 yield Skip(state.sensor, -1, log_ns, source, "decode_error", state.problem)
                 return
             try:
-                state.decoder = PacketBatcher(metadata)
-            except DecodeError as exc:
+                state.decoder = PacketBatcher(metadata, self.limits)
+            except DecodeError as exc:  # TooLarge too: a scan the metadata sizes past inputs.max_points
                 state.problem = str(exc)
                 yield Skip(state.sensor, -1, log_ns, source, "decode_error", state.problem)
                 return
@@ -240,9 +244,11 @@ def _stamp(msg: Any) -> int:
     return stamp_ns(msg) if header is not None and hasattr(header, "stamp") else 0
 
 
-def _frame(state: _Topic, msg: Any, seq: int, t_ns: int, source: str, nbytes: int) -> Frame:
+def _frame(state: _Topic, msg: Any, seq: int, t_ns: int, source: str, nbytes: int,
+           limits: InputLimits = DEFAULT_LIMITS) -> Frame:
     if state.kind != "velodyne":
-        return message_frame(state, msg, seq, t_ns, source, nbytes)
+        return message_frame(state, msg, seq, t_ns, source, nbytes, limits)
+    check_points(len(msg.packets) * _VELODYNE_POINTS_PER_PACKET, limits)  # before decoding: bounded by packets
     points = _velodyne_points(state, msg)
     return Frame(sensor=state.sensor, modality=Modality.LIDAR, t_ns=t_ns, seq=seq, nbytes=nbytes, source=source,
                  array=points, meta={"points": str(len(points))})
