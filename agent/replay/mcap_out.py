@@ -114,7 +114,12 @@ class _KeptWriter:
 
 def clock_metadata(rows: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     """Each input's clock as an MCAP metadata record (string -> string): input path -> JSON of its clock row."""
-    return {str(row["input"]): json.dumps(dict(row), separators=(",", ":")) for row in rows}
+    return {_utf8(str(row["input"])): json.dumps(dict(row), separators=(",", ":")) for row in rows}
+
+
+def _utf8(text: str) -> str:
+    # A path with undecodable bytes (a non-UTF-8 folder name) arrives with surrogates, which MCAP cannot encode.
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def write_kept_mcap(path: Path, spool: Spool, decisions: Iterable[Mapping[str, Any]],
