@@ -3,6 +3,7 @@
 #
 #   docker build -t edgesift .                                           # CPU onnxruntime (x86_64 or aarch64)
 #   docker build -t edgesift:gpu --build-arg ORT_PACKAGE=onnxruntime-gpu .  # CUDA execution provider (x86_64)
+#   sudo install -d -o 10001 -g 10001 /var/lib/edgesift   # the volume belongs to the image's user (uid 10001)
 #   docker run --network host -v /var/lib/edgesift:/var/lib/edgesift -v /etc/edgesift:/etc/edgesift:ro \
 #       edgesift run --config /etc/edgesift/agent.yaml
 #
@@ -21,6 +22,8 @@ RUN python -m venv /opt/edgesift
 ENV PATH=/opt/edgesift/bin:$PATH
 COPY pyproject.toml README.md ./
 COPY agent ./agent
+# The models are wheel data (share/edgesift/models in the venv): a volume on the working folder cannot hide them.
+COPY models ./models
 # The project depends on onnxruntime; the GPU variant replaces it with the package named by ORT_PACKAGE, pinned
 # to the version pip resolved for the CPU package (dependency versions are bounded in pyproject.toml).
 # hadolint ignore=DL3013
@@ -40,12 +43,12 @@ RUN apt-get update \
 RUN groupadd --system --gid 10001 edgesift \
     && useradd --system --uid 10001 --gid edgesift --groups video --home-dir /var/lib/edgesift --create-home edgesift
 COPY --from=build /opt/edgesift /opt/edgesift
-COPY models /opt/edgesift/share/models
 COPY config/agent.yaml /etc/edgesift/agent.yaml
 ENV PATH=/opt/edgesift/bin:$PATH PYTHONUNBUFFERED=1
-# Relative paths in the config (spool, state, models/...) resolve against the working folder.
+# Relative paths in the config (spool, state) resolve against the working folder, the volume of the README's
+# `docker run`; models/... found nowhere else resolve to the package's copy.
 WORKDIR /var/lib/edgesift
-RUN ln -s /opt/edgesift/share/models /var/lib/edgesift/models
+VOLUME ["/var/lib/edgesift"]
 USER 10001:10001
 EXPOSE 9108
 ENTRYPOINT ["/usr/bin/tini", "--", "edgesift"]

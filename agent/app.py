@@ -22,7 +22,7 @@ from typing import Any
 from agent.config import AgentConfig, validate_file
 from agent.daemon.hub import FrameHub
 from agent.daemon.lifecycle import DaemonUplink, SystemdNotifier
-from agent.daemon.live import make_source
+from agent.daemon.live import lanes_of, make_source
 from agent.daemon.snippets import SnippetKeeper, store_snippet
 from agent.daemon.workers import ScoringLoop, SourceFactory, SourceWorker
 from agent.errors import ConfigError
@@ -102,7 +102,8 @@ class App:
         self.snippets = SnippetKeeper(cfg.snippets)
         self.workers = []
         for source in cfg.sources:
-            self.hub.add_lane(source.name, source.queue_size, source.overflow)
+            for lane in lanes_of(source):
+                self.hub.add_lane(lane, source.queue_size, source.overflow)
             self.workers.append(SourceWorker(source, self.hub, self.metrics, cfg.daemon.watchdog, source_factory))
         self.uplink: DaemonUplink | None = None
         if cfg.uplink.enabled:
@@ -293,6 +294,8 @@ class App:
             return None
         result = self.store.apply(config)
         self.metrics.reloads.labels(result.status.value).inc()
+        if self.remote is not None:
+            self.remote.report_local(result)
         log.log(logging.INFO if result.ok else logging.ERROR, "event=reload status=%s version=%s error=%r",
                 result.status.value, result.requested_version, result.error)
         return result

@@ -24,16 +24,25 @@ EXIT_USAGE = 2
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     from agent.replay.runner import REPORT, run_replay  # deferred: keeps `edgesift --help` fast
+    from agent.sources.clocks import parse_start
 
     config = load_config(args.config)
-    summary = run_replay(args.inputs, Path(args.out), config, progress=False if args.quiet else None)
+    start_ns = parse_start(args.start) if args.start else None
+    uplink_cli.check_broker_first(args, config)
+    summary = run_replay(args.inputs, Path(args.out), config, progress=False if args.quiet else None,
+                         start_ns=start_ns)
     kept, total = summary["frames_kept"], summary["frames_in"]
-    mb_in, mb_kept = summary["bytes_in"] / 1e6, summary["bytes_kept"] / 1e6
+    mb_in, mb_kept, mb_stored = (summary[k] / 1e6 for k in ("bytes_in", "bytes_kept", "bytes_stored"))
     skipped = summary.get("skipped", {}).get("count", 0)
     print(
         f"replayed {total} frames in {summary['elapsed_s']:.1f} s ({summary['frames_per_s']:.1f} frames/s): "
-        f"kept {kept} ({mb_kept:.1f} of {mb_in:.1f} MB), skipped {skipped}"
+        f"kept {kept}: {mb_stored:.1f} MB stored (spool and uplink), {mb_kept:.1f} of {mb_in:.1f} MB as input; "
+        f"skipped {skipped}"
     )
+    for clock in summary.get("clocks", []):
+        if not clock["wall_clock"]:
+            print(f"clock: {clock['input']} has no wall-clock time ({clock['clock']}): aligned to "
+                  f"{clock['aligned_to']}")
     print(f"verdicts: {json.dumps(summary['by_verdict'], sort_keys=True)}")
     print(f"report: {Path(args.out) / REPORT}")
     uplink_cli.after_replay(args, config, summary)
@@ -73,10 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = sub.add_parser("replay", help="run recorded drives through the filtering policy")
     replay.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help="KITTI drive folder, MCAP file, video file, image folder or Velodyne pcap")
+                        help="KITTI drive, nuScenes sample or image/scan folder, MCAP, ROS bag or rosbag2 folder, "
+                        "video file, Velodyne or Ouster pcap")
     replay.add_argument("--out", required=True, metavar="DIR", help="output folder")
     replay.add_argument("--config", metavar="FILE", help="agent config (YAML); defaults when omitted")
     replay.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    replay.add_argument("--start", metavar="TIME", help="wall-clock start (ISO 8601 or epoch s) for inputs without "
+                        "one (video, image folders); default: the start of the other inputs")
     uplink_cli.add_broker_option(replay)
     replay.set_defaults(func=_cmd_replay)
 

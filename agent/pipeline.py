@@ -13,7 +13,9 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from agent.errors import SpoolError
+import cv2
+
+from agent.errors import DecodeError, SpoolError
 from agent.frame import Frame
 from agent.policy import Policy, rules
 from agent.scoring.base import Label, Scorer, Verdict
@@ -53,16 +55,19 @@ class FramePipeline:
             self._log_error(ERROR_SCORING, fid, exc)
             verdict = Verdict(Label.HARMFUL, 0.0, ("error",))
             return Outcome(self._record(frame, fid, verdict, False, ERROR_SCORING, error=exc), verdict, {})
-        decision = self.policy.decide(frame, verdict, fid, frame.nbytes)
+        encoded: list[tuple[str, bytes]] = []
+        decision = self.policy.decide(frame, verdict, fid, lambda: self._stored_size(frame, encoded))
         revoked: dict[str, str] = {}
         for victim in decision.displaced:
             self.spool.delete(victim)
             revoked[victim] = rules.DROP_DISPLACED
         kept, rule = decision.keep, decision.rule
         error: Exception | None = None
+        stored = 0
         if kept:
             try:
-                result = self.spool.put(frame, verdict, rule, frame_id=fid)
+                result = self.spool.put(frame, verdict, rule, frame_id=fid,
+                                        encoded=encoded[0] if encoded else None)
             except (SpoolError, OSError, sqlite3.Error) as exc:
                 self._log_error(ERROR_STORAGE, fid, exc)
                 kept, rule, error = False, ERROR_STORAGE, exc
@@ -71,12 +76,13 @@ class FramePipeline:
                     revoked[victim] = rules.DROP_EVICTED
                 if result.stored:
                     self.scorer.remember(frame, verdict)
+                    stored = result.blob_bytes
                 else:
                     kept, rule = False, rules.DROP_SPOOL_FULL
-        return Outcome(self._record(frame, fid, verdict, kept, rule, error), verdict, revoked)
+        return Outcome(self._record(frame, fid, verdict, kept, rule, error, stored), verdict, revoked)
 
     def _record(self, frame: Frame, fid: str, verdict: Verdict, kept: bool, rule: str,
-                error: Exception | None = None) -> dict[str, Any]:
+                error: Exception | None = None, stored: int = 0) -> dict[str, Any]:
         record = {
             "sensor": frame.sensor,
             "modality": frame.modality.value,
@@ -88,6 +94,7 @@ class FramePipeline:
             "reasons": list(verdict.reasons),
             "rule": rule,
             "bytes": frame.nbytes,
+            "stored_bytes": stored,
             "frame_id": fid,
             "signals": verdict.signals,
         }
@@ -102,3 +109,11 @@ class FramePipeline:
             log.error("frame %s: %s (%s: %s); recorded as %s", fid, rule.split(":")[1] + " failed",
                       type(exc).__name__, str(exc)[:300], rule)
             log.debug("frame %s: where it failed", fid, exc_info=exc)  # for a bug report, with -v
+
+    def _stored_size(self, frame: Frame, encoded: list[tuple[str, bytes]]) -> int:
+        """What keeping the frame costs in the spool and on the uplink: its encoded blob (kept for the put)."""
+        try:
+            encoded.append(self.spool.encode(frame))
+        except (DecodeError, ValueError, cv2.error):
+            return frame.nbytes  # the put refuses it with its encode error; the budget needs only a figure
+        return len(encoded[0][1])

@@ -21,7 +21,12 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   # pip's notes about this machine's index configuration are noise here; errors still show.
   .venv/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
   .venv/bin/python -m pip install --quiet -e ".[dev]" 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -c "import agent, cv2, onnxruntime, paho.mqtt, mcap_ros2, velodyne_decoder" \
+  .venv/bin/python -c "import agent, cv2, onnxruntime, paho.mqtt, mcap_ros2, velodyne_decoder, rosbags, pypcd4, plyfile" \
     || { echo "setup: installing edgesift failed" >&2; exit 1; }
+  # Ouster pcaps and packet topics are decoded with ouster-sdk (an optional extra: it is large); without it the
+  # Ouster tests skip and say so.
+  .venv/bin/python -m pip install --quiet -e ".[ouster]" 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -c "import ouster.sdk" 2>/dev/null \
+    || echo "setup: ouster-sdk did not install; Ouster inputs and their tests are unavailable" >&2
   touch "$stamp"
 fi

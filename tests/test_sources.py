@@ -209,8 +209,9 @@ def test_image_folder_flags_truncated_jpeg_and_png(tmp_path: Path) -> None:
     png = (make_kitti(tmp_path / "drive", frames=[0]) / "image_02" / "data" / "0000000000.png").read_bytes()
     (folder / "c.png").write_bytes(png)
     (folder / "d.png").write_bytes(png[: len(png) // 2])
-    (folder / "notes.txt").write_text("ignored")
-    items = items_of(folder, config=InputsConfig(nominal_hz=4.0))
+    (folder / "notes.txt").write_text("listed, not read")
+    notes, *items = items_of(folder, config=InputsConfig(nominal_hz=4.0))
+    assert isinstance(notes, Skip) and notes.reason == "unused_file" and notes.source.endswith("notes.txt")
     assert [(i.seq, i.t_ns, getattr(i, "reason", "frame")) for i in items] == [
         (0, 0, "frame"), (1, 250 * MS, "decode_error"), (2, 500 * MS, "frame"), (3, 750 * MS, "decode_error"),
     ]
@@ -283,11 +284,13 @@ def test_pcap_hdl32e_driving_scans() -> None:
 
 
 @shared_data
-def test_pcap_vlp16_and_ouster() -> None:
+def test_pcap_vlp16_and_ouster_without_metadata(tmp_path: Path) -> None:
     items = items_of(PCAP_VLP16)
     assert len(items) == 51 and [i.seq for i in items] == list(range(51))
+    alone = tmp_path / PCAP_OUSTER.name  # without its metadata JSON an Ouster capture cannot be decoded
+    shutil.copy(PCAP_OUSTER, alone)
     with pytest.raises(InputError, match="no Velodyne data packets"):
-        open_inputs([str(PCAP_OUSTER)], CONFIG)
+        open_inputs([str(alone)], CONFIG)
 
 
 def test_pcap_cut_short_yields_what_is_there(tmp_path: Path) -> None:

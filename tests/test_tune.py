@@ -81,7 +81,9 @@ def test_tune_suggestion_meets_the_target_when_replayed(sample_drive: Path, tmp_
     data = yaml.safe_load((out / "suggested.yaml").read_text())
     assert data["version"] == 1
     summary = run_replay([str(sample_drive)], tmp_path / "check", AgentConfig.model_validate(data), progress=False)
-    assert (summary["frames_kept"], summary["bytes_kept"]) == (suggested["kept"], suggested["bytes_kept"])
+    # tune counts stored bytes (what the spool holds), as the replay does in bytes_stored
+    assert (summary["frames_kept"], summary["bytes_stored"]) == (suggested["kept"], suggested["bytes_kept"])
+    assert summary["bytes_stored"] == summary["spool"]["bytes"]
 
 
 def test_baselines_are_held_to_ours_frame_budget(sample_drive: Path) -> None:
@@ -126,8 +128,15 @@ def test_bad_labels_and_unreachable_targets_are_one_line_errors(sample_drive: Pa
     assert "labels.jsonl:2" in done.stderr and "Traceback" not in done.stderr
     done = _cli("tune", str(sample_drive), "--out", str(tmp_path / "b"), "--target-keep-rate", "0.001",
                 "--no-baselines", "-q")
-    assert done.returncode == 1 and "no setting in the sweep meets the target" in done.stdout
+    assert done.returncode == 1 and "no setting in the sweep meets the target" in done.stderr
+    assert "lowest any swept setting reaches while keeping frames" in done.stderr
     assert not (tmp_path / "b" / "suggested.yaml").exists()
+    # 1 MB/h is met only by keeping nothing: that is no suggestion either (it used to write one, exit 0).
+    done = _cli("tune", str(sample_drive), "--out", str(tmp_path / "b"), "--target-mb-per-hour", "1",
+                "--no-baselines", "-q")
+    assert done.returncode == 1 and "no suggestion written" in done.stderr
+    assert not (tmp_path / "b" / "suggested.yaml").exists()
+    assert json.loads((tmp_path / "b" / "sweep.json").read_text())["best_reachable"]["mb_per_hour"] > 1
     # A reachable target into the same folder suggests (reusing the scores); an unreachable one again removes it.
     assert _cli("tune", str(sample_drive), "--out", str(tmp_path / "b"), "--target-keep-rate", "0.9",
                 "--no-baselines", "-q").returncode == 0

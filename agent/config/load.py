@@ -10,6 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from agent.config.model import AgentConfig
+from agent.config.packaged import with_packaged_models
 from agent.config.safe_yaml import compose_and_load
 from agent.errors import ConfigError
 
@@ -93,13 +94,14 @@ def validate_file(path: str | Path) -> tuple[AgentConfig | None, list[ConfigIssu
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return None, [ConfigIssue("<file>", f"{p} is not UTF-8 text")]
-    return parse_config(text, str(p))
+    config, issues = parse_config(text, str(p))
+    return (with_packaged_models(config) if config is not None else None), issues
 
 
 def load_config(path: str | Path | None) -> AgentConfig:
     """Load a config file, or the defaults when path is None; raise ConfigError listing every issue."""
     if path is None:
-        return AgentConfig()
+        return with_packaged_models(AgentConfig())
     config, issues = validate_file(path)
     if config is None:
         detail = "; ".join(str(i) for i in issues)

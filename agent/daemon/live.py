@@ -30,6 +30,7 @@ from agent.errors import InputError
 from agent.frame import Frame, Item, Modality
 from agent.sources.images import IMAGE_SUFFIXES, image_file_item
 from agent.sources.kitti import lidar_file_item
+from agent.sources.pcap import velodyne_xyzi
 
 NS = 1_000_000_000
 READ_TIMEOUT_S = 0.5
@@ -173,7 +174,7 @@ class VelodyneUdpSource(LiveSource):
         return None
 
     def _scan(self, stamp: vd.TimePair, points: np.ndarray) -> Frame:
-        xyzi = np.ascontiguousarray(points[:, :4], dtype=np.float32)
+        xyzi = velodyne_xyzi(points)
         packets, self._packets = self._packets, 0
         return Frame(self.sensor, Modality.LIDAR, round(stamp.host * NS), self._next_seq(),
                      max(packets, 1) * vd.PACKET_SIZE, f"udp:{self.config.port}", array=xyzi,
@@ -248,7 +249,13 @@ class FolderSource(LiveSource):
         t_ns = time.time_ns()
         with_time = path.stat().st_mtime_ns if path.exists() else t_ns
         lidar = path.suffix.lower() == ".bin"
-        item = (lidar_file_item if lidar else image_file_item)(path, self.sensor, self._next_seq(), with_time)
+        if lidar and self.config.kind == "auto":
+            # A folder receiving images and scans holds two sensors: one history per sensor must never mix a
+            # camera with a LiDAR (the scorer compared an image embedding with a scan's: a shape error).
+            self._lidar_seq = getattr(self, "_lidar_seq", -1) + 1
+            item = lidar_file_item(path, lanes_of(self.config)[1], self._lidar_seq, with_time)
+        else:
+            item = (lidar_file_item if lidar else image_file_item)(path, self.sensor, self._next_seq(), with_time)
         if self.config.delete_after:
             path.unlink(missing_ok=True)
         return item
@@ -257,6 +264,13 @@ class FolderSource(LiveSource):
 _KINDS: dict[str, type[LiveSource]] = {
     "camera": CameraSource, "video": VideoFileSource, "velodyne_udp": VelodyneUdpSource, "folder": FolderSource,
 }
+
+
+def lanes_of(config: SourceConfig) -> list[str]:
+    """The sensor names a source's frames carry: its name, plus `<name>_lidar` for an auto folder's scans."""
+    if isinstance(config, FolderSourceConfig) and config.kind == "auto":
+        return [config.name, f"{config.name}_lidar"]
+    return [config.name]
 
 
 def make_source(config: SourceConfig) -> LiveSource:

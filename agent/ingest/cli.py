@@ -70,8 +70,11 @@ def ingest_config(args: argparse.Namespace) -> Any:
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from agent.ingest.receiver import Ingest
+    from agent.uplink.probe import require_broker
 
-    ingest = Ingest(ingest_config(args), Path(args.out))
+    settings = ingest_config(args)
+    require_broker(settings.broker)  # a dead broker is an error now, not an exit 0 after --timeout
+    ingest = Ingest(settings, Path(args.out))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())  # finish the MCAP files cleanly instead of dying mid-write

@@ -31,7 +31,7 @@ from agent.ingest.config import IngestConfig
 from agent.ingest.mcap_sink import McapSink, ros_message
 from agent.ingest.store import ADDED, MISMATCH, IngestIndex
 from agent.uplink import wire
-from agent.uplink.connection import connect_async, drop_link, fatal_reason, make_client
+from agent.uplink.connection import connect_async, connect_failure_reason, drop_link, fatal_reason, make_client
 from agent.uplink.receipts import encode_receipts, receipts_topic
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ class Ingest:
         self._batch_started = 0.0
         self._next_sweep = 0.0
         self._partial_bytes = 0
+        self._failing = False  # between a failed connect and the next CONNACK
         self.vehicles: dict[str, VehicleState] = {}
         self._client: mqtt.Client | None = None
         self._index: IngestIndex | None = None
@@ -96,7 +97,7 @@ class Ingest:
                                             f"-{os.getpid()}")
         client = make_client(self.config, self.config.client_id, manual_ack=True)
         client.on_connect = self._on_connect
-        client.on_connect_fail = lambda *_: self._count("connect_failures")
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = lambda *_: self._count("subscribed")
@@ -153,6 +154,7 @@ class Ingest:
     # ---- paho callbacks (network thread)
 
     def _on_connect(self, client: mqtt.Client, _userdata: Any, flags: Any, reason: Any, _props: Any) -> None:
+        self._failing = False
         if reason.is_failure:
             self._count("connect_refused")
             why = fatal_reason(reason)
@@ -172,6 +174,14 @@ class Ingest:
         client.subscribe([(frames, 1), (f"{prefix}/+/status", 1), (f"{prefix}/+/stats", 1)])
         log.info("ingest connected (session present: %s), subscribed to %s",
                  getattr(flags, "session_present", None), frames)
+
+    def _on_connect_fail(self, *_: Any) -> None:
+        first = not self._failing
+        self._count("connect_failures")
+        self._failing = True
+        # once per outage at warning level (with the TLS or socket error that caused it), then quietly
+        log.log(logging.WARNING if first else logging.DEBUG, "ingest cannot reach %s (%s); retrying",
+                self.config.broker, connect_failure_reason())
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         self._count("disconnects")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from agent.config.model import ModalityPolicy, PolicyConfig
 from agent.frame import Frame, Modality
 from agent.policy import rules
@@ -25,8 +27,10 @@ class Policy:
             self._budgets[sensor] = budget
         return budget
 
-    def decide(self, frame: Frame, verdict: Verdict, key: str, stored_bytes: int) -> rules.Decision:
-        """Decide one frame. `key` names it for later displacement; `stored_bytes` is what keeping it costs."""
+    def decide(self, frame: Frame, verdict: Verdict, key: str, stored_bytes: int | Callable[[], int]
+               ) -> rules.Decision:
+        """Decide one frame. `key` names it for later displacement; `stored_bytes` is what keeping it costs
+        (a callable is asked only when a budget needs the figure: encoding a frame is not free)."""
         cfg = self._for(frame.modality)
         last = self._last_kept_ns.get(frame.sensor)
         since = None if last is None else (frame.t_ns - last) / 1e9
@@ -34,7 +38,8 @@ class Policy:
         if not rules.is_keep(rule):
             return rules.Decision(False, rule)
         force = rule != rules.KEEP_HELPFUL  # coverage and keep_harmful frames are not traded away
-        offer = self._budget(frame.sensor, cfg).offer(frame.t_ns, verdict.score, stored_bytes, key, force)
+        nbytes = stored_bytes() if callable(stored_bytes) else stored_bytes
+        offer = self._budget(frame.sensor, cfg).offer(frame.t_ns, verdict.score, nbytes, key, force)
         if not offer.accept:
             return rules.Decision(False, rules.DROP_OVER_BUDGET)
         self._last_kept_ns[frame.sensor] = frame.t_ns

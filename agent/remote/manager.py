@@ -237,7 +237,7 @@ class RemoteConfigManager:
                 return None
             new = self._build(current, request)
         except MessageRejected as exc:
-            logger.warning("config update rejected (%s): %s", via, exc.reason)
+            logger.warning("config update rejected (%s): version %s: %s", via, exc.requested_version, exc.reason)
             return self._report("rejected", exc.requested_version, exc.reason, exc.request_id, via)
         result = self.store.apply(new, reset=request.reset)
         if result.ok:
@@ -343,12 +343,22 @@ class RemoteConfigManager:
             self.counters.rejected += 1
         return StateReport(status, self.store.current.version, requested, error, self._clock(), request_id, via)
 
+    def report_local(self, result: ApplyResult) -> None:
+        """A local change (SIGHUP reload of the file) went through the store: tell the fleet what now runs, so that
+        `fleet status` does not keep showing the version before the reload."""
+        if result.ok:
+            self._publish_state(self._report_result(result, None, "local"))
+
     def _report_result(self, result: ApplyResult, request_id: str | None, via: str) -> StateReport:
         status = result.status.value
         if status == "accepted":
             self.counters.accepted += 1
-        elif status == "rolled_back":
-            self.counters.rolled_back += 1
+            logger.info("config update accepted (%s): version %d now runs", via, result.requested_version)
+        else:
+            if status == "rolled_back":
+                self.counters.rolled_back += 1
+            logger.warning("config update %s (%s): version %s: %s", status.replace("_", " "), via,
+                           result.requested_version, result.error)
         return self._report(status, result.requested_version, result.error, request_id, via)
 
     def _publish_state(self, report: StateReport) -> None:

@@ -116,6 +116,10 @@ class ConfigStore:
             notified.append((name, callback))  # the failing one may have half-rebuilt: it is told to go back too
             try:
                 callback(new, old)
+            except ConfigError as exc:  # a refusal by design (e.g. sources change remotely): the caller logs it
+                logger.debug("config subscriber %s refused version %d: %s", name, new.version, exc)
+                self._restore(old, new, notified)
+                return f"{name} refused it: {exc}"
             except Exception as exc:
                 logger.exception("config subscriber %s failed on version %d", name, new.version)
                 self._restore(old, new, notified)

@@ -105,12 +105,28 @@ class _KeptWriter:
         t = max(0, int(t_ns))
         self._mcap.add_message(channel_id, log_time=t, data=data, publish_time=t, sequence=sequence)
 
+    def metadata(self, name: str, data: Mapping[str, str]) -> None:
+        self._mcap.add_metadata(name, dict(data))
+
     def finish(self) -> None:
         self._mcap.finish()
 
 
-def write_kept_mcap(path: Path, spool: Spool, decisions: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+def clock_metadata(rows: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Each input's clock as an MCAP metadata record (string -> string): input path -> JSON of its clock row."""
+    return {_utf8(str(row["input"])): json.dumps(dict(row), separators=(",", ":")) for row in rows}
+
+
+def _utf8(text: str) -> str:
+    # A path with undecodable bytes (a non-UTF-8 folder name) arrives with surrogates, which MCAP cannot encode.
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def write_kept_mcap(path: Path, spool: Spool, decisions: Iterable[Mapping[str, Any]],
+                    metadata: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, int]:
     """Write the spool's frames and all decisions to `path` in log-time order; returns {frames, decisions, bytes}.
+
+    `metadata`: MCAP metadata records to add (name -> string map), such as each input's clock.
 
     Frames are read from the spool one at a time. The file appears under its final name only when complete.
     """
@@ -127,6 +143,8 @@ def write_kept_mcap(path: Path, spool: Spool, decisions: Iterable[Mapping[str, A
                 else:
                     writer.decision(item)
                     counts["decisions"] += 1
+            for name, data in (metadata or {}).items():
+                writer.metadata(name, data)
             writer.finish()
         os.replace(partial, path)
     except BaseException:

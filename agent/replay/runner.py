@@ -7,6 +7,7 @@ import json
 import logging
 import shutil
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,13 +16,16 @@ from tqdm import tqdm
 
 from agent.config.model import AgentConfig
 from agent.daemon.snippets import SnippetKeeper, store_snippet
+from agent.errors import InputError
 from agent.frame import Skip
 from agent.pipeline import FramePipeline
 from agent.policy import Policy, rules
-from agent.replay.mcap_out import write_kept_mcap
+from agent.replay.mcap_out import clock_metadata, write_kept_mcap
 from agent.report import SummaryBuilder, ThumbnailCollector, write_report
 from agent.scoring.factory import make_scorer
 from agent.sources import merge, open_inputs
+from agent.sources.clocks import align, clock_report
+from agent.sources.merge import MergeStats
 from agent.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -58,6 +62,7 @@ def _finalise(
             record.update(snipped.get(fid, {}))  # dropped by the policy, kept by a snippet window later
             if record["kept"] and fid not in present:
                 record["kept"] = False
+                record["stored_bytes"] = 0
                 record["rule"] = revoked.get(fid, rules.DROP_EVICTED)
             out.write(json.dumps(record, separators=(",", ":")) + "\n")
             records.append(record)
@@ -65,10 +70,16 @@ def _finalise(
     return records
 
 
-def run_replay(inputs: list[str], out_dir: Path, config: AgentConfig, progress: bool | None = None) -> dict[str, Any]:
-    """Replay `inputs` through the policy; write decisions, summary, kept.mcap and report.html into out_dir."""
+def run_replay(inputs: list[str], out_dir: Path, config: AgentConfig, progress: bool | None = None,
+               start_ns: int | None = None) -> dict[str, Any]:
+    """Replay `inputs` through the policy; write decisions, summary, kept.mcap and report.html into out_dir.
+
+    Inputs without wall-clock time start at `start_ns` when given, else with the others (see sources.clocks).
+    """
     sources = open_inputs(inputs, config.inputs)  # raises InputError before anything is written
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_out_dir(out_dir)
+    clocks = align(sources, start_ns)
+    stats = MergeStats()
     started = time.perf_counter()
     summary = SummaryBuilder()
     thumbs = ThumbnailCollector(config.report.thumbnails_per_group, config.report.thumbnail_width)
@@ -81,7 +92,7 @@ def run_replay(inputs: list[str], out_dir: Path, config: AgentConfig, progress: 
         with partial.open("w", encoding="utf-8") as fh, tqdm(
             desc="replay", unit="frame", disable=None if progress is None else not progress, leave=False
         ) as bar:
-            for item in merge(sources, config.inputs.max_frames):
+            for item in merge(sources, config.inputs.max_frames, [c.offset_ns for c in clocks], stats):
                 if isinstance(item, Skip):
                     summary.add_skip(item.as_dict())
                     continue
@@ -97,12 +108,43 @@ def run_replay(inputs: list[str], out_dir: Path, config: AgentConfig, progress: 
         elapsed = time.perf_counter() - started
         for record in records:
             summary.add(record)
-        mcap_counts = write_kept_mcap(out_dir / KEPT_MCAP, spool, records)
+        clock_rows = clock_report(clocks, stats.first_ns)
+        clock_meta = {"edgesift.clocks": clock_metadata(clock_rows)}
+        mcap_counts = write_kept_mcap(out_dir / KEPT_MCAP, spool, records, clock_meta)
         spool_stats = spool.stats()
     result = summary.build(elapsed, list(inputs), config.version)
     result["spool"] = dataclasses.asdict(spool_stats)
     result["kept_mcap"] = mcap_counts
     result["scorer"] = pipeline.scorer.name
+    result["clocks"] = clock_rows
     (out_dir / SUMMARY).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     write_report(out_dir / REPORT, result, records, thumbs.groups())
+    _no_frame_inputs(sources, stats, result, config.inputs.max_frames)
     return result
+
+
+def make_out_dir(out_dir: Path) -> None:
+    """Create the output folder, or say in one line why it cannot be (a file there, no permission)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir} is a file, not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".edgesift-write-check"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"cannot write to --out {out_dir}: {exc.strerror or exc}") from exc
+
+
+def _no_frame_inputs(sources: list[Any], stats: MergeStats, result: dict[str, Any], max_frames: int) -> None:
+    """An input that gave no frame at all is an error that says why (its skips), unless --max-frames cut it off."""
+    if max_frames and result["frames_in"] >= max_frames:
+        return
+    empty = [s for i, s in enumerate(sources) if not stats.frames.get(i)]
+    if not empty:
+        return
+    reasons = Counter(str(item.get("reason")) for item in result["skipped"]["items"]
+                      if any(str(item.get("source", "")).startswith(s.path) for s in empty))
+    why = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common(3)) or "nothing readable in it"
+    names = ", ".join(s.path for s in empty)
+    raise InputError(f"{names} yielded no frame ({why}; see {SUMMARY} under skipped)")

@@ -119,12 +119,24 @@ def _verdict_stack(by_verdict: Mapping[str, int]) -> str:
 
 def _header(summary: Mapping[str, Any]) -> str:
     inputs = [str(p) for p in summary.get("inputs") or ()]
-    items = "".join(f"<li>{_esc(p)}</li>" for p in inputs) or '<li class="empty">none listed</li>'
+    clocks = {str(c.get("input")): c for c in summary.get("clocks") or () if isinstance(c, Mapping)}
+    items = "".join(f"<li>{_esc(p)}{_clock_note(clocks.get(p))}</li>" for p in inputs) \
+        or '<li class="empty">none listed</li>'
     version = _esc(summary.get("config_version", "?"))
     return (
         f'<header><h1>edgesift replay report</h1><p class="meta">{len(inputs)} input(s) · config version '
         f'{version}</p><ul class="inputs">{items}</ul></header>'
     )
+
+
+def _clock_note(clock: Mapping[str, Any] | None) -> str:
+    """Which clock an input's times are on: its own wall clock, or where a clock-less input was aligned to."""
+    if not clock:
+        return ""
+    how = f"clock: {clock.get('clock')}"
+    if not clock.get("wall_clock"):
+        how += f", aligned to {clock.get('aligned_to')}"
+    return f' <span class="note">({_esc(how)}; starts {_esc(clock.get("start_utc") or "-")})</span>'
 
 
 def _card(label: str, value: str, sub: str) -> str:
@@ -137,6 +149,7 @@ def _card(label: str, value: str, sub: str) -> str:
 def _cards(summary: Mapping[str, Any]) -> str:
     f_in, f_kept = _int(summary, "frames_in"), _int(summary, "frames_kept")
     b_in, b_kept = _int(summary, "bytes_in"), _int(summary, "bytes_kept")
+    b_stored = _int(summary, "bytes_stored")
     skipped = summary.get("skipped") or {}
     n_skipped = _int(skipped, "count") if isinstance(skipped, Mapping) else 0
     elapsed = float(summary.get("elapsed_s") or 0.0)
@@ -148,7 +161,7 @@ def _cards(summary: Mapping[str, Any]) -> str:
         _card(
             "Data kept",
             f'{fmt_bytes(b_kept)} <span class="note">of {fmt_bytes(b_in)}</span>',
-            f"{fmt_pct(b_in - b_kept, b_in)} of bytes dropped",
+            f"{fmt_pct(b_in - b_kept, b_in)} of input bytes dropped · {fmt_bytes(b_stored)} stored (spool, uplink)",
         ),
         _card("Throughput", f'{fps:,.1f} <span class="note">frames/s</span>', f"{elapsed:,.1f} s elapsed"),
         _card("Verdicts", _verdict_stack(by_verdict) if by_verdict else "–", verdicts or "none"),

@@ -40,14 +40,16 @@ class _Tally:
     frames_kept: int = 0
     bytes_in: int = 0
     bytes_kept: int = 0
+    bytes_stored: int = 0  # what the kept frames take in the spool and on the uplink (re-encoded, compressed)
     by_verdict: Counter[str] = field(default_factory=Counter)
 
-    def add(self, verdict: str, kept: bool, nbytes: int) -> None:
+    def add(self, verdict: str, kept: bool, nbytes: int, stored: int = 0) -> None:
         self.frames_in += 1
         self.bytes_in += nbytes
         if kept:
             self.frames_kept += 1
             self.bytes_kept += nbytes
+            self.bytes_stored += stored
         self.by_verdict[verdict] += 1
 
     def as_dict(self) -> dict[str, Any]:
@@ -56,6 +58,7 @@ class _Tally:
             "frames_kept": self.frames_kept,
             "bytes_in": self.bytes_in,
             "bytes_kept": self.bytes_kept,
+            "bytes_stored": self.bytes_stored,
             "by_verdict": _ordered_verdicts(self.by_verdict),
         }
 
@@ -89,10 +92,11 @@ class SummaryBuilder:
         verdict = str(record.get("verdict", "unknown"))
         kept = bool(record.get("kept", False))
         nbytes = int(record.get("bytes") or 0)
-        self._total.add(verdict, kept, nbytes)
-        self._sensors.setdefault(sensor, _Tally()).add(verdict, kept, nbytes)
+        stored = int(record.get("stored_bytes") or 0)
+        self._total.add(verdict, kept, nbytes, stored)
+        self._sensors.setdefault(sensor, _Tally()).add(verdict, kept, nbytes, stored)
         self._sensor_modality.setdefault(sensor, modality)
-        self._modalities.setdefault(modality, _Tally()).add(verdict, kept, nbytes)
+        self._modalities.setdefault(modality, _Tally()).add(verdict, kept, nbytes, stored)
         # A reason listed twice on one record still counts that frame once.
         self._by_reason.update(dict.fromkeys(map(str, record.get("reasons") or ()), 1))
         self._by_primary_reason[primary_reason(record)] += 1
@@ -129,6 +133,7 @@ class SummaryBuilder:
             "frames_kept": total["frames_kept"],
             "bytes_in": total["bytes_in"],
             "bytes_kept": total["bytes_kept"],
+            "bytes_stored": total["bytes_stored"],
             "by_verdict": total["by_verdict"],
             "by_sensor": by_sensor,
             "by_modality": {name: tally.as_dict() for name, tally in sorted(self._modalities.items())},

@@ -1,7 +1,9 @@
 """Input sources: recognise what a path holds, open it lazily, and merge all inputs in time order.
 
 Kinds: "kitti" (KITTI raw drive folder), "mcap" (ROS 2 MCAP), "video" (OpenCV-readable video file), "images"
-(folder of JPEG/PNG) and "pcap" (Velodyne packet capture).
+(folder of JPEG/PNG, possibly with scan files beside them), "scans" (folder of .bin/.pcd/.ply LiDAR scans),
+"nuscenes" (nuScenes sample folder), "rosbag" (ROS 1 .bag or rosbag2 folder), "pcap" (Velodyne packet capture)
+and "ouster" (Ouster packet capture with its metadata JSON).
 """
 
 from __future__ import annotations
@@ -12,18 +14,23 @@ from pathlib import Path
 from agent.config.model import InputsConfig
 from agent.errors import InputError
 from agent.sources.base import Source
-from agent.sources.images import IMAGE_SUFFIXES, ImageFolderSource, list_files
+from agent.sources.folder import FolderSource, NuScenesSource, nuscenes_layout
+from agent.sources.images import IMAGE_SUFFIXES, list_files
 from agent.sources.kitti import KittiSource, kitti_layout
 from agent.sources.limits import InputLimits
 from agent.sources.mcap_source import MCAP_MAGIC, McapSource
 from agent.sources.merge import merge
+from agent.sources.ouster import OusterPcapSource, metadata_for
 from agent.sources.pcap import PcapSource, is_pcap_magic
+from agent.sources.points import POINT_SUFFIXES
+from agent.sources.rosbag import ROS1_MAGIC, RosbagSource, is_rosbag2_folder
 from agent.sources.video import VIDEO_SUFFIXES, VideoSource
 
 __all__ = ["KINDS", "Source", "detect_kind", "merge", "open_inputs"]
 
-KINDS = ("kitti", "mcap", "video", "images", "pcap")
-_EXPECTED = "a KITTI drive folder, an image folder, .mcap, a video file or a Velodyne .pcap"
+KINDS = ("kitti", "mcap", "video", "images", "scans", "nuscenes", "rosbag", "pcap", "ouster")
+_EXPECTED = ("a KITTI drive folder, a nuScenes sample folder, a folder of images or .bin/.pcd/.ply scans, .mcap, "
+             "a ROS .bag or rosbag2 folder, a video file, or a Velodyne/Ouster .pcap")
 
 
 def _video_magic(head: bytes) -> bool:
@@ -44,19 +51,27 @@ def _file_kind(path: Path) -> str:
     # gets that reader's specific complaint rather than "unknown type").
     if head.startswith(MCAP_MAGIC) or suffix == ".mcap":
         return "mcap"
+    if head.startswith(ROS1_MAGIC[:9]) or suffix == ".bag":
+        return "rosbag"
     if is_pcap_magic(head) or suffix in (".pcap", ".pcapng"):
-        return "pcap"
+        return "ouster" if metadata_for(path) is not None else "pcap"
     if _video_magic(head) or suffix in VIDEO_SUFFIXES:
         return "video"
-    hint = " (a single image: give its folder)" if suffix in IMAGE_SUFFIXES else ""
+    hint = " (a single image or scan: give its folder)" if suffix in IMAGE_SUFFIXES | POINT_SUFFIXES else ""
     raise InputError(f"cannot tell the input type of {path}{hint}: expected {_EXPECTED}")
 
 
 def _folder_kind(path: Path) -> str:
     if kitti_layout(path):
         return "kitti"
+    if is_rosbag2_folder(path):
+        return "rosbag"
+    if nuscenes_layout(path):
+        return "nuscenes"
     if list_files(path, IMAGE_SUFFIXES):
         return "images"
+    if list_files(path, POINT_SUFFIXES):
+        return "scans"
     if not any(not p.name.startswith(".") for p in path.iterdir()):
         raise InputError(f"input folder is empty: {path}")
     raise InputError(f"cannot tell the input type of folder {path}: expected {_EXPECTED}")
@@ -82,8 +97,14 @@ def open_inputs(paths: Sequence[str], config: InputsConfig) -> list[Source]:
         kind = detect_kind(path)
         if kind == "kitti":
             sources.append(KittiSource(path, config.nominal_hz))
-        elif kind == "images":
-            sources.append(ImageFolderSource(path, config.nominal_hz))
+        elif kind in ("images", "scans"):
+            sources.append(FolderSource(path, config.nominal_hz))
+        elif kind == "nuscenes":
+            sources.append(NuScenesSource(path))
+        elif kind == "rosbag":
+            sources.append(RosbagSource(path))
+        elif kind == "ouster":
+            sources.append(OusterPcapSource(path))
         elif kind == "video":
             sources.append(VideoSource(path, config.nominal_hz))
         elif kind == "mcap":

@@ -26,6 +26,9 @@ class Source(abc.ABC):
 
     kind: ClassVar[str]
     limits: InputLimits = DEFAULT_LIMITS  # open_inputs sets the configured ones (inputs.max_pixels, ...)
+    # What the item times are: wall-clock (ns since the epoch) or relative to the input's start (see clocks.py).
+    wall_clock: bool = True
+    clock: str = "recorded time"
 
     def __init__(self, path: str) -> None:
         self.path = path

@@ -26,12 +26,12 @@ def list_files(folder: Path, suffixes: frozenset[str]) -> list[str]:
     with os.scandir(folder) as entries:
         names = [
             e.name for e in entries
-            if not e.name.startswith(".") and Path(e.name).suffix.lower() in suffixes and not _is_dir(e)
+            if not e.name.startswith(".") and Path(e.name).suffix.lower() in suffixes and not is_dir_entry(e)
         ]
     return sorted(names)
 
 
-def _is_dir(entry: os.DirEntry[str]) -> bool:
+def is_dir_entry(entry: os.DirEntry[str]) -> bool:
     try:
         return entry.is_dir()
     except OSError:  # a symlink loop (ELOOP) or a vanished target: listed, then skipped as read_error

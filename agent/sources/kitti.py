@@ -1,4 +1,4 @@
-"""A KITTI raw drive folder: image_00..image_03 PNG cameras and the velodyne_points scans.
+"""A KITTI raw drive folder: image_00..image_03 PNG or JPEG cameras and the velodyne_points scans.
 
 Layout (as in the KITTI raw downloads)::
 
@@ -23,7 +23,7 @@ import numpy as np
 from agent.errors import InputError
 from agent.frame import Encoding, Frame, Item, Modality, Skip
 from agent.sources.base import NS_PER_S, SeqCounter, Source, nominal_t_ns
-from agent.sources.images import image_file_item, list_files
+from agent.sources.images import IMAGE_SUFFIXES, image_file_item, list_files
 from agent.sources.limits import DEFAULT_LIMITS, InputLimits, TooLarge, read_bounded
 
 LIDAR_FOLDER = "velodyne_points"
@@ -146,6 +146,8 @@ class KittiSource(Source):
         # Timestamps are read up front: a bad timestamps.txt is an input error, and 8 bytes a frame is cheap.
         self._sensors = [(sensor_name(f), f, read_timestamps(f)) for f in folders]
         self.sensors = [name for name, _, _ in self._sensors]
+        self.wall_clock = all(stamps is not None for _, _, stamps in self._sensors)
+        self.clock = "timestamps.txt" if self.wall_clock else f"nominal {nominal_hz:g} Hz from 0"
 
     def __iter__(self) -> Iterator[Item]:
         streams = [self._sensor_items(name, folder, stamps) for name, folder, stamps in self._sensors]
@@ -155,7 +157,7 @@ class KittiSource(Source):
     def _sensor_items(self, sensor: str, folder: Path, stamps: list[int | None] | None) -> Iterator[Item]:
         lidar = sensor == LIDAR_SENSOR
         read = lidar_file_item if lidar else image_file_item
-        names = sorted(list_files(folder / "data", frozenset({".bin"} if lidar else {".png"})), key=_frame_order)
+        names = sorted(list_files(folder / "data", frozenset({".bin"}) if lidar else IMAGE_SUFFIXES), key=_frame_order)
         seq = SeqCounter()
         last_t = 0
         for position, name in enumerate(names):

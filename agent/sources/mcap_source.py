@@ -63,6 +63,7 @@ class McapSource(Source):
     """Every Image, CompressedImage and PointCloud2 message of the file, in (header stamp) time order."""
 
     kind = "mcap"
+    clock = "message header stamps"
 
     def __init__(self, path: str) -> None:
         super().__init__(path)
@@ -170,14 +171,19 @@ class _Reading:
         except Exception as exc:  # the CDR decoder raises many types on a malformed message
             return Skip(state.sensor, seq, message.log_time, source, "decode_error", f"{type(exc).__name__}: {exc}")
         try:
-            return _frame(state, decoded, seq, t_ns, source, len(message.data), self.limits)
+            return message_frame(state, decoded, seq, t_ns, source, len(message.data), self.limits)
         except TooLarge as exc:
             return Skip(state.sensor, seq, t_ns, source, "too_large", str(exc))
         except (DecodeError, ValueError, OverflowError, MemoryError) as exc:  # numpy on lying headers
             return Skip(state.sensor, seq, t_ns, source, "decode_error", f"{type(exc).__name__}: {exc}"[:300])
 
 
-def _frame(state: _Channel, msg: Any, seq: int, t_ns: int, source: str, nbytes: int, limits: InputLimits) -> Frame:
+def message_frame(state: Any, msg: Any, seq: int, t_ns: int, source: str, nbytes: int,
+                  limits: InputLimits = DEFAULT_LIMITS) -> Frame:
+    """A decoded Image / CompressedImage / PointCloud2 message (`state.kind`) as a Frame of `state.sensor`.
+
+    Raises TooLarge past the pixel / point limits (from the message header, before any array is built).
+    """
     common = {"sensor": state.sensor, "t_ns": t_ns, "seq": seq, "nbytes": nbytes, "source": source}
     if state.kind == "compressed":
         encoding, data, width, height = compressed_payload(msg)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
 from agent.frame import Frame, Item
 from agent.sources.base import Source
@@ -36,24 +37,40 @@ class SensorNames:
         return name
 
 
-def _renamed(items: Iterator[Item], index: int, names: SensorNames) -> Iterator[Item]:
+@dataclass
+class MergeStats:
+    """Per input (by index): frames yielded and the time of the first one, filled in as the merge runs."""
+
+    frames: dict[int, int] = field(default_factory=dict)
+    first_ns: dict[int, int] = field(default_factory=dict)
+
+
+def _renamed(items: Iterator[Item], index: int, names: SensorNames, offset_ns: int,
+             stats: MergeStats | None) -> Iterator[Item]:
     for item in items:
         sensor = names(index, item.sensor)
-        if sensor != item.sensor:
-            if isinstance(item, Frame):
-                item.sensor = sensor  # Frames are fresh objects owned by the stream: rename in place
-            else:
-                item = dataclasses.replace(item, sensor=sensor)  # Skips are frozen
+        if isinstance(item, Frame):
+            # Frames are fresh objects owned by the stream: rename and re-time in place
+            item.sensor = sensor
+            item.t_ns += offset_ns
+            if stats is not None:
+                stats.frames[index] = stats.frames.get(index, 0) + 1
+                stats.first_ns.setdefault(index, item.t_ns)
+        elif sensor != item.sensor or offset_ns:
+            item = dataclasses.replace(item, sensor=sensor, t_ns=item.t_ns + offset_ns)  # Skips are frozen
         yield item
 
 
-def merge(sources: Sequence[Source], max_frames: int = 0) -> Iterator[Item]:
+def merge(sources: Sequence[Source], max_frames: int = 0, offsets: Sequence[int] | None = None,
+          stats: MergeStats | None = None) -> Iterator[Item]:
     """All items of all sources by t_ns; equal times keep input order, then each input's own order.
 
     Stops after `max_frames` Frames (Skips do not count; 0 = no limit). Lazy: one pending item per input.
+    `offsets` (ns, per input) move inputs without wall-clock time onto the others' timeline (see clocks.align).
     """
     names = SensorNames()
-    streams = [_renamed(iter(source), index, names) for index, source in enumerate(sources)]
+    shifts = list(offsets) if offsets is not None else [0] * len(sources)
+    streams = [_renamed(iter(source), index, names, shifts[index], stats) for index, source in enumerate(sources)]
     frames = 0
     for item in heapq.merge(*streams, key=lambda it: it.t_ns):
         yield item

@@ -31,6 +31,15 @@ _PROBE_PACKETS = 2000  # how far into the file open() looks for a Velodyne data 
 _DLT_LINUX_SLL = 113
 
 
+def velodyne_xyzi(points: np.ndarray) -> np.ndarray:
+    """velodyne_decoder's points -> Nx4 float32 x, y, z, intensity on KITTI's 0..1 scale (Velodyne reports
+    0..255; the proxy models were trained on KITTI's reflectance, so the raw scale would put every return in
+    their "bright" channel)."""
+    xyzi = np.array(points[:, :4], dtype=np.float32)
+    xyzi[:, 3] /= 255.0
+    return xyzi
+
+
 def is_pcap_magic(head: bytes) -> bool:
     return head[:4] in PCAP_MAGICS or head[:4] == PCAPNG_MAGIC
 
@@ -95,6 +104,7 @@ class PcapSource(Source):
     """
 
     kind = "pcap"
+    clock = "capture host clock"
 
     def __init__(self, path: str) -> None:
         super().__init__(path)
@@ -168,7 +178,7 @@ class PcapSource(Source):
 
     def _frame(self, result: tuple[Any, np.ndarray], seq: int, packets: int) -> Frame:
         stamp, points = result
-        xyzi = np.ascontiguousarray(points[:, :4], dtype=np.float32)
+        xyzi = velodyne_xyzi(points)
         return Frame(
             sensor=self.sensor,
             modality=Modality.LIDAR,

@@ -37,6 +37,8 @@ class VideoSource(Source):
     """
 
     kind = "video"
+    wall_clock = False
+    clock = "frame times from 0"
 
     def __init__(self, path: str, nominal_hz: float) -> None:
         super().__init__(path)

@@ -141,15 +141,23 @@ class Spool:
 
     # ---- writing
 
-    def put(self, frame: Frame, verdict: Verdict, rule: str, frame_id: str | None = None) -> PutResult:
-        """Store a kept frame, evicting lower-scored frames if the budget needs it. Idempotent per frame id."""
+    def encode(self, frame: Frame) -> tuple[str, bytes]:
+        """(encoding, blob) as `put` would store the frame; DecodeError/ValueError when it cannot be encoded."""
+        return self._codec.encode(frame)
+
+    def put(self, frame: Frame, verdict: Verdict, rule: str, frame_id: str | None = None,
+            encoded: tuple[str, bytes] | None = None) -> PutResult:
+        """Store a kept frame, evicting lower-scored frames if the budget needs it. Idempotent per frame id.
+
+        `encoded` is the frame's `encode()` result when the caller already has it (it sized a budget with it).
+        """
         fid = frame_id or default_frame_id(frame)
         with self._lock:
             self._check_open()
             if self._index.contains(fid):
                 return PutResult(True, fid, reason=DUPLICATE)
         try:
-            encoding, blob = self._codec.encode(frame)  # outside the lock: encoding is the slow part
+            encoding, blob = encoded or self._codec.encode(frame)  # outside the lock: encoding is the slow part
         except (DecodeError, ValueError, cv2.error) as exc:
             log.warning("spool: %s not stored, cannot encode: %s", fid, exc)
             return self._refuse(fid, ENCODE_ERROR, encode_failures=1)

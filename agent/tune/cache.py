@@ -17,14 +17,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import cv2
 from tqdm import tqdm
 
 from agent.config.model import AgentConfig
+from agent.errors import DecodeError
 from agent.frame import Frame, Modality, Skip
 from agent.scoring.base import Verdict
 from agent.scoring.factory import make_scorer
 from agent.scoring.usefulness import Pending
 from agent.sources import merge, open_inputs
+from agent.spool.codec import FrameCodec
 from agent.tune.features import FeatureExtractor, Features
 
 
@@ -65,6 +68,7 @@ def score_recording(
     scorer = make_scorer(config)
     assess = scorer.assess  # type: ignore[attr-defined]  # every shipped scorer is a SplitScorer
     extract = FeatureExtractor(config, with_model=baselines)
+    codec = FrameCodec(config.spool.jpeg_quality, config.spool.zstd_level)
     started = time.perf_counter()
     frames: list[CachedFrame] = []
     skipped: list[dict[str, Any]] = []
@@ -75,13 +79,29 @@ def score_recording(
                 continue
             features = extract(item) if baselines else Features(None, None, None)
             assessed = assess(item)
-            frames.append(CachedFrame(replace(item, payload=None, array=None), assessed, features))
+            # The sweep counts what keeping a frame costs in the spool and on the uplink, so nbytes becomes the
+            # stored (encoded) size; the input size stays in meta["input_bytes"].
+            stored = _stored_size(codec, item)
+            meta = {**item.meta, "input_bytes": str(item.nbytes)}
+            frames.append(CachedFrame(replace(item, payload=None, array=None, nbytes=stored, meta=meta), assessed,
+                                      features))
             bar.update()
     return ScoreCache(frames, skipped, scorer.name, time.perf_counter() - started)
 
 
+def _stored_size(codec: FrameCodec, frame: Frame) -> int:
+    try:
+        return len(codec.encode(frame)[1])
+    except (DecodeError, ValueError, cv2.error):
+        return frame.nbytes  # the spool would refuse it; any figure will do for a frame never stored
+
+
+def input_bytes(frame: Frame) -> int:
+    return int(frame.meta.get("input_bytes", frame.nbytes))
+
+
 CACHE_FILE = "scores.cache"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: nbytes is the stored size
 
 
 def cache_key(inputs: list[str], config: AgentConfig, baselines: bool) -> dict[str, Any]:
@@ -95,6 +115,7 @@ def cache_key(inputs: list[str], config: AgentConfig, baselines: bool) -> dict[s
         files.append([str(path.resolve()), [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in paths]])
     return {"format": CACHE_FORMAT, "edgesift": __version__, "inputs": files, "baselines": baselines,
             "scoring": config.scoring.model_dump(mode="json"), "model": config.model.model_dump(mode="json"),
+            "spool_codec": [config.spool.jpeg_quality, config.spool.zstd_level],
             "inputs_config": config.inputs.model_dump(mode="json")}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +41,24 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cmd.add_argument("--labels", metavar="FILE", help="ground-truth labels.jsonl (default: one beside the input)")
     cmd.add_argument("--no-baselines", action="store_true", help="skip the baseline comparison (faster)")
     cmd.add_argument("--rescore", action="store_true", help="score again even if DIR holds scores of these inputs")
+    cmd.add_argument("--base-version", type=int, metavar="N", help="config version the vehicles run now: the "
+                     "suggestion gets N+1 (default: the --config file's version + 1)")
     cmd.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     cmd.set_defaults(func=_cmd_tune)
 
 
-def _line(name: str, row: dict[str, Any]) -> str:
-    text = (f"{name}: keep {100 * row['keep_rate']:.1f}% of frames, {row['mb_per_hour']:,.1f} MB/h, "
+def _pct(value: float | None, none: str) -> str:
+    return none if value is None else f"{100 * value:.1f}%"
+
+
+def _line(name: str, row: dict[str, Any], pseudo: bool = False) -> str:
+    text = (f"{name}: keep {100 * row['keep_rate']:.1f}% of frames, {row['mb_per_hour']:,.1f} MB/h stored, "
             f"{100 * row['bytes_dropped']:.1f}% of bytes dropped")
-    if row.get("helpful_kept") is not None:
-        text += f", helpful kept {100 * row['helpful_kept']:.1f}%, harmful caught {100 * row['harmful_caught']:.1f}%"
+    if row.get("helpful_kept") is not None or row.get("harmful_caught") is not None:
+        text += (f", helpful kept {_pct(row.get('helpful_kept'), 'n/a (none)')}, "
+                 f"harmful caught {_pct(row.get('harmful_caught'), 'n/a (no harmful frame)')}")
+        if pseudo:
+            text += " (pseudo-labels: the current config's verdicts)"
     return text
 
 
@@ -61,22 +71,30 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     out = Path(args.out)
     result = run_tune(args.inputs, out, config, target, Path(args.labels) if args.labels else None,
                       baselines=not args.no_baselines, progress=False if args.quiet else None,
-                      rescore=args.rescore)
+                      rescore=args.rescore, base_version=args.base_version)
     t = result["timing"]
     how = f"reused the scores in {out} (made in {t['score_s']:.1f} s)" if t["scores_reused"] else \
         f"scored them in {t['score_s']:.1f} s"
     print(f"{result['frames']} frames ({result['duration_s']:.0f} s of drive): {how}; "
           f"swept {t['settings']} settings in {t['sweep_s']:.1f} s")
-    print(_line("current config", result["current"]))
+    pseudo = result["labels"].get("path") is None
+    b = result["bytes"]
+    print(f"bytes: {b['input'] / 1e6:,.1f} MB as input, {b['stored'] / 1e6:,.1f} MB if all were stored; "
+          "MB/h and budgets count stored bytes")
+    print(_line("current config", result["current"], pseudo))
     for row in result.get("baselines", [])[1:]:
-        print(_line(f"  baseline {row['method']}", row))
+        print(_line(f"  baseline {row['method']}", row, pseudo))
     status = 0
     if target.given:
         if result["suggested"] is None:
-            print("edgesift: error: no setting in the sweep meets the target", flush=True)
+            best = result.get("best_reachable")
+            reach = (f"; the lowest any swept setting reaches while keeping frames is {best['mb_per_hour']:,.1f} "
+                     f"MB/h ({best['modality']}) and a keep rate of {100 * best['keep_rate']:.1f}%") if best else ""
+            print(f"edgesift: error: no setting in the sweep meets the target{reach}; no suggestion written",
+                  file=sys.stderr, flush=True)
             status = 1
         else:
-            print(_line("suggested", result["suggested"]))
+            print(_line("suggested", result["suggested"], pseudo))
             print(f"config: {out / SUGGESTED} (check with `edgesift config validate`, push with "
                   "`edgesift fleet config push`)")
     print(f"report: {out / SWEEP_HTML}")

@@ -102,10 +102,12 @@ def _cards(result: Mapping[str, Any]) -> str:
         if not row:
             continue
         sub = f"keep {_pct(row['keep_rate'])} · dropped {_pct(row['bytes_dropped'])} of bytes"
-        if row.get("helpful_kept") is not None:
-            sub += f" · helpful kept {_pct(row['helpful_kept'])} · harmful caught {_pct(row['harmful_caught'])}"
-        cards.append(_card(title, f"{row['mb_per_hour']:,.1f} MB/h", sub))
-    return '<section class="cards">' + "".join(cards) + "</section>"
+        if row.get("helpful_kept") is not None or row.get("harmful_caught") is not None:
+            sub += f" · helpful kept {_pct(row.get('helpful_kept'))} · harmful caught {_pct(row.get('harmful_caught'))}"
+        cards.append(_card(title, f"{row['mb_per_hour']:,.1f} MB/h stored", sub))
+    pseudo = result["labels"].get("pseudo")
+    note = f'<p class="note">Helpful/harmful rates are {escape(pseudo)}.</p>' if pseudo else ""
+    return '<section class="cards">' + "".join(cards) + "</section>" + note
 
 
 def _baselines(result: Mapping[str, Any]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,19 @@ import numpy as np
 import yaml
 
 from agent.config.model import AgentConfig
+from agent.errors import InputError
 from agent.frame import Modality
 from agent.remote.merge import deep_merge
 from agent.tune.baselines import run_baselines
-from agent.tune.cache import CACHE_FILE, ScoreCache, cache_key, load_cached, save_cached, score_recording
+from agent.tune.cache import (
+    CACHE_FILE,
+    ScoreCache,
+    cache_key,
+    input_bytes,
+    load_cached,
+    save_cached,
+    score_recording,
+)
 from agent.tune.labels import UNKNOWN, caught_by_fault, find_labels, load_labels, rates
 from agent.tune.report import write_sweep_html
 from agent.tune.simulate import simulate
@@ -33,6 +43,7 @@ from agent.tune.sweep import (
 SWEEP_JSON = "sweep.json"
 SWEEP_HTML = "sweep.html"
 SUGGESTED = "suggested.yaml"
+PSEUDO = "pseudo-labels: the current config's own verdicts (no labels file), not ground truth"
 
 
 def truth_of(cache: ScoreCache, labels_path: Path | None) -> tuple[np.ndarray, list[str | None], dict[str, Any]]:
@@ -72,10 +83,14 @@ def _combined_json(c: Combined, faults: list[str | None]) -> dict[str, Any]:
     return out
 
 
-def suggested_config(config: AgentConfig, scorer: str, choice: Combined) -> dict[str, Any]:
-    """The user's config with the chosen setting applied and the version raised (ready for fleet config push)."""
+def suggested_config(config: AgentConfig, scorer: str, choice: Combined, base_version: int | None = None
+                     ) -> dict[str, Any]:
+    """The user's config with the chosen setting applied and the version raised (ready for fleet config push).
+
+    `base_version`: the version the vehicles run now (`--base-version`), when it is ahead of the local file's.
+    """
     data = config.model_dump(mode="json", exclude_unset=True)
-    patch: dict[str, Any] = {"version": config.version + 1, "policy": {}}
+    patch: dict[str, Any] = {"version": max(config.version, base_version or 0) + 1, "policy": {}}
     for row in (choice.camera, choice.lidar):
         if row is None:
             continue
@@ -136,44 +151,64 @@ def _sweep(cache: ScoreCache, truth: np.ndarray, config: AgentConfig, target: Ta
     if not target.given:
         return rows, now, None, 0
     choice, pairs = suggest(cache, truth, rows[Modality.CAMERA], rows[Modality.LIDAR], target)
+    if choice is not None and not choice.metrics["kept"]:
+        choice = None  # "keep nothing" meets every budget and answers none: the target is out of reach
     return rows, now, choice, pairs
+
+
+def best_reachable(rows: dict[Modality, list[Row]]) -> dict[str, Any] | None:
+    """The lowest MB/h and keep rate of any swept setting that keeps frames (what an unreachable target missed)."""
+    keeping = [r for modality in Modality for r in rows[modality] if r.metrics["kept"]]
+    if not keeping:
+        return None
+    lowest = min(keeping, key=lambda r: r.metrics["mb_per_hour"])
+    return {"modality": lowest.modality, "mb_per_hour": lowest.metrics["mb_per_hour"],
+            "keep_rate": min(r.metrics["keep_rate"] for r in keeping), "kept": lowest.metrics["kept"]}
 
 
 def run_tune(
     inputs: list[str], out_dir: Path, config: AgentConfig, target: Target, labels: Path | None = None,
-    baselines: bool = True, progress: bool | None = None, rescore: bool = False,
+    baselines: bool = True, progress: bool | None = None, rescore: bool = False, base_version: int | None = None,
 ) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     cache, reused = _scores(inputs, out_dir, config, baselines, progress, rescore)
+    if not cache.frames:  # nothing to sweep: say why instead of an empty sweep and exit 0
+        reasons = Counter(str(s.get("reason")) for s in cache.skipped)
+        why = ", ".join(f"{n} {r}" for r, n in reasons.most_common(3)) or "nothing readable"
+        raise InputError(f"the inputs yielded no frame ({why})")
     truth, faults, label_info = truth_of(cache, labels or find_labels(inputs))
     started = time.perf_counter()
     if label_info["path"] is None:
         pseudo_truth(cache, truth, config)
-        label_info["pseudo"] = "verdicts under the current config (no labels file)"
+        label_info["pseudo"] = PSEUDO
     rows, now, choice, pairs = _sweep(cache, truth, config, target)
     sweep_s = time.perf_counter() - started
     result: dict[str, Any] = {
         "inputs": list(inputs), "scorer": cache.scorer, "frames": len(cache.frames),
         "skipped": len(cache.skipped), "duration_s": round(cache.duration_s, 3), "labels": label_info,
+        "bytes": {"basis": "stored: what the spool holds and the uplink sends (MB/h, budgets, targets)",
+                  "input": sum(input_bytes(c.frame) for c in cache.frames),
+                  "stored": sum(c.frame.nbytes for c in cache.frames)},
         "timing": {"score_s": round(cache.score_s, 2), "scores_reused": reused, "sweep_s": round(sweep_s, 2),
                    "settings": sum(len(r) for r in rows.values()), "pairs_compared": pairs},
         "current": _combined_json(now, faults),
         "target": {"mb_per_hour": target.mb_per_hour, "keep_rate": target.keep_rate},
         "suggested": _combined_json(choice, faults) if choice else None,
+        "best_reachable": best_reachable(rows) if target.given and choice is None else None,
         "settings": [_row_json(r) for modality in Modality for r in rows[modality]],
     }
     if baselines:
         ours, name = (choice, "suggested") if choice else (now, "current config")
         result["baselines"] = _baseline_table(cache, truth, faults, ours, name)
-    _write(out_dir, result, config, cache.scorer, choice, target)
+    _write(out_dir, result, config, cache.scorer, choice, target, base_version)
     return result
 
 
 def _write(out_dir: Path, result: dict[str, Any], config: AgentConfig, scorer: str, choice: Combined | None,
-           target: Target) -> None:
+           target: Target, base_version: int | None) -> None:
     suggested = out_dir / SUGGESTED
     if choice is not None:
-        text = yaml.safe_dump(suggested_config(config, scorer, choice), sort_keys=False)
+        text = yaml.safe_dump(suggested_config(config, scorer, choice, base_version), sort_keys=False)
         suggested.write_text(f"# edgesift tune: suggested for {target.mb_per_hour or '-'} MB/h, "
                              f"keep rate {target.keep_rate or '-'}\n" + text, encoding="utf-8")
     else:

@@ -95,6 +95,14 @@ def _wait(uplink: Any, timeout: float | None, stop: threading.Event) -> None:
             return
 
 
+def check_broker_first(args: argparse.Namespace, config: AgentConfig) -> None:
+    """`replay --broker`: refuse in seconds, before the replay, when nothing listens at the broker's address."""
+    if getattr(args, "broker", None) is not None:
+        from agent.uplink.probe import require_broker
+
+        require_broker(uplink_config(config, args.broker).broker)
+
+
 def after_replay(args: argparse.Namespace, config: AgentConfig, summary: dict[str, Any]) -> None:
     """`replay --broker`: send what the replay kept, wait for every ack, say how it went."""
     if getattr(args, "broker", None) is None:
@@ -116,9 +124,14 @@ def after_replay(args: argparse.Namespace, config: AgentConfig, summary: dict[st
 
 
 def _cmd_uplink(args: argparse.Namespace) -> int:
-    from agent.config import AgentConfig, load_config
+    from agent.config import load_config
+    from agent.errors import InputError
+    from agent.uplink.probe import require_broker
 
-    config = load_config(args.config) if args.config else AgentConfig()
+    config = load_config(args.config)
+    if not Path(args.spool).is_dir():  # opening would create an empty spool and "send" nothing
+        raise InputError(f"spool folder {args.spool} does not exist")
+    require_broker(uplink_config(config, args.broker).broker)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import socket
 import ssl
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,7 +70,10 @@ def make_client(
         manual_ack=manual_ack,
     )
     client.suppress_exceptions = True  # a bug in a callback must never kill the network thread
-    client.enable_logger(logging.getLogger("paho"))  # ... but it must be seen: paho logs it at error level
+    paho_log = logging.getLogger("paho")
+    client.enable_logger(paho_log)  # ... but it must be seen: paho logs it at error level
+    if not any(isinstance(f, _ExpectedDisconnect) for f in paho_log.filters):
+        paho_log.addFilter(_ExpectedDisconnect())
     if parse_broker_url(config.broker).tls:
         _set_tls(client, config)
     if config.username:
@@ -79,6 +83,31 @@ def make_client(
     # paho doubles the delay from min to max on each failed attempt and resets it after a CONNACK.
     client.reconnect_delay_set(config.reconnect_min_s, config.reconnect_max_s)  # type: ignore[arg-type]
     return client
+
+
+class _ExpectedDisconnect(logging.Filter):
+    """paho logs "Client is not connected" at ERROR whenever its loop runs without a socket: during every
+    reconnect backoff and at shutdown. That is expected (our own lines say the broker is away), so it is DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and str(record.msg).startswith("Client is not connected"):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger("paho").isEnabledFor(logging.DEBUG)
+        return True
+
+
+def connect_failure_reason() -> str:
+    """Why the connection attempt paho is reporting failed (call from on_connect_fail: paho calls it inside its
+    `except OSError`), e.g. the TLS certificate or hostname check that refused the broker."""
+    exc = sys.exc_info()[1]
+    if exc is None:
+        return "no reason given"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate rejected: {exc.verify_message or exc}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed: {exc.reason or exc}"
+    detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+    return f"{type(exc).__name__}: {detail}"
 
 
 def _set_tls(client: mqtt.Client, config: ConnectionConfig) -> None:

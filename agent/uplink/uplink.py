@@ -28,7 +28,14 @@ from agent.config.uplink import UplinkConfig
 from agent.errors import SpoolError
 from agent.spool import Spool, SpoolEntry
 from agent.uplink import wire
-from agent.uplink.connection import Will, connect_async, drop_link, fatal_reason, make_client
+from agent.uplink.connection import (
+    Will,
+    connect_async,
+    connect_failure_reason,
+    drop_link,
+    fatal_reason,
+    make_client,
+)
 from agent.uplink.receipts import ReceiptBook, ReceiptError, decode_receipt, receipts_topic
 from agent.uplink.tracker import NO_MATCHING_SUBSCRIBERS, InFlightTable
 
@@ -83,6 +90,7 @@ class Uplink:
         self.spool = spool
         self.config = config
         self.vehicle_id = vehicle_id
+        self._last_fail_reason = ""
         self.scorer = scorer
         self.client_id = client_id or vehicle_id  # one session per vehicle: the broker's ACLs key on it
         self._clock = clock
@@ -232,9 +240,13 @@ class Uplink:
             return
         self._set_state("offline")
         # once per outage at warning level, then quietly: the backoff already caps how often this happens
-        log.log(logging.WARNING if previous != "offline" else logging.DEBUG,
-                "uplink cannot reach %s; retrying with backoff up to %.0f s, frames stay in the spool",
-                self.config.broker, self.config.reconnect_max_s)
+        reason = connect_failure_reason()
+        # A TLS refusal is a configuration problem, not an outage: say why at warning level every time it changes.
+        quiet = previous == "offline" and reason == self._last_fail_reason
+        self._last_fail_reason = reason
+        log.log(logging.DEBUG if quiet else logging.WARNING,
+                "uplink cannot reach %s (%s); retrying with backoff up to %g s, frames stay in the spool",
+                self.config.broker, reason, self.config.reconnect_max_s)
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         self._count("disconnects")
