@@ -285,3 +285,25 @@ def test_a_thumbnail_sized_frame_is_judged_not_a_scoring_error() -> None:
         image = rng.integers(0, 255, shape).astype(np.uint8)
         frame = Frame("tiny", Modality.CAMERA, 0, 0, image.nbytes, "test", Encoding.RAW, None, image)
         assert HeuristicScorer(ScoringConfig()).score(frame).reasons
+
+
+def test_a_folder_of_unrelated_stills_is_told_from_a_recording() -> None:
+    from agent.sources.images import numbered_sequence
+
+    assert numbered_sequence(["0000000000.png", "0000000001.png", "0000000003.png"])
+    assert numbered_sequence(["0001TP_006690.jpg", "0001TP_006720.jpg"])
+    assert not numbered_sequence(["0ace96c3-48481887.jpg", "3c0e7240-96e390d2.jpg"])
+    assert not numbered_sequence(["robotcar_1418756721422679.jpg", "n015-2018-11-21__CAM_FRONT__1542799608.jpg"])
+
+
+@pytest.mark.shared
+def test_replaying_the_bdd_folder_keeps_its_night_streets(shared_data: Path, tmp_path: Path) -> None:
+    import json
+    import subprocess
+
+    out = tmp_path / "bdd"
+    done = subprocess.run([sys.executable, "-m", "agent", "replay", str(shared_data / "camera/bdd100k_yolop"),
+                           "--out", str(out), "-q"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    verdicts = [json.loads(line)["verdict"] for line in (out / "decisions.jsonl").read_text().splitlines()]
+    assert len(verdicts) == 6 and "harmful" not in verdicts

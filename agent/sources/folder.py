@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from agent.errors import InputError
-from agent.frame import Item, Skip
+from agent.frame import Frame, Item, Skip
 from agent.sources.base import SeqCounter, Source, safe_name
-from agent.sources.images import IMAGE_SUFFIXES, image_file_item, is_dir_entry
+from agent.sources.images import IMAGE_SUFFIXES, STILL, image_file_item, is_dir_entry, numbered_sequence
 from agent.sources.limits import InputLimits
 from agent.sources.points import POINT_SUFFIXES, is_wall_clock, point_file_item, point_suffix, timed_files
 
@@ -79,7 +79,8 @@ class FolderSource(Source):
         streams: list[Iterator[Item]] = [iter(_unused(folder, other, self.camera or self.lidar,
                                                       "not an image or a point cloud file"))]
         if images:
-            streams.append(_timed(folder, images, self.camera, self._hz, image_file_item, self.limits))
+            streams.append(_stills(_timed(folder, images, self.camera, self._hz, image_file_item, self.limits),
+                                   not numbered_sequence(images)))
         if scans:
             streams.append(_timed(folder, scans, self.lidar, self._hz, point_file_item, self.limits))
         return heapq.merge(*streams, key=lambda item: item.t_ns)
@@ -90,6 +91,14 @@ def _timed(folder: Path, names: list[str], sensor: str, hz: float, read,  # type
     seq = SeqCounter()
     for t_ns, name in timed_files(folder, names, hz)[0]:
         yield read(folder / name, sensor, seq(sensor), t_ns, limits)
+
+
+def _stills(items: Iterator[Item], stills: bool) -> Iterator[Item]:
+    """Mark the frames of a folder of unrelated pictures (see images.numbered_sequence) as stills."""
+    for item in items:
+        if stills and isinstance(item, Frame):
+            item.meta[STILL] = "1"
+        yield item
 
 
 def nuscenes_layout(path: Path) -> dict[str, list[Path]]:

@@ -1,16 +1,15 @@
-"""A folder of JPEG/PNG images, one camera, frames in file-name order at the nominal rate."""
+"""Image files as camera frames (one frame per file, decoded only when needed), and how to tell a folder of one
+recording's frames from a folder of unrelated stills."""
 
 from __future__ import annotations
 
 import itertools
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
-from agent.errors import DecodeError, InputError
+from agent.errors import DecodeError
 from agent.frame import Frame, Item, Modality, Skip
-from agent.sources.base import SeqCounter, Source, nominal_t_ns, safe_name
 from agent.sources.imageinfo import image_meta, inspect_image
 from agent.sources.limits import DEFAULT_LIMITS, InputLimits, TooLarge, check_pixels, read_bounded
 
@@ -62,33 +61,6 @@ def image_file_item(path: Path, sensor: str, seq: int, t_ns: int, limits: InputL
         payload=data,
         meta=image_meta(width, height),
     )
-
-
-class ImageFolderSource(Source):
-    """Every *.jpg/*.jpeg/*.png directly in the folder; the sensor is named after the folder."""
-
-    kind = "images"
-
-    def __init__(self, path: str, nominal_hz: float) -> None:
-        super().__init__(path)
-        folder = Path(path)
-        if not list_files(folder, IMAGE_SUFFIXES):
-            raise InputError(f"no .jpg/.jpeg/.png images in {path}")
-        self.sensor = safe_name(folder.resolve().name) or "camera"
-        self._hz = nominal_hz
-
-    def __iter__(self) -> Iterator[Item]:
-        folder = Path(self.path)
-        seq = SeqCounter()
-        # The listing is re-read on every pass; only the names are held, never the images.
-        names = list_files(folder, IMAGE_SUFFIXES)
-        stills = not numbered_sequence(names)
-        for index, name in enumerate(names):
-            item = image_file_item(folder / name, self.sensor, seq(self.sensor), nominal_t_ns(index, self._hz),
-                                   self.limits)
-            if stills and isinstance(item, Frame):
-                item.meta[STILL] = "1"
-            yield item
 
 
 STILL = "still"  # Frame.meta key: an image unrelated to the one before it (scorers judge it on its own)
