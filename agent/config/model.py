@@ -73,7 +73,7 @@ class CameraScoring(StrictModel):
         "same scene in view, is under-exposure (an exposure or gain fault: night does not fall in one frame)."
     )
     blind_max_std: float = Field(
-        4.0, ge=0.0, le=128.0, description="Luma standard deviation after a small blur (sensor noise removed) at "
+        4.0, ge=0.0, le=128.0, description="Luma standard deviation over 4x4 blocks (sensor noise averaged away) at "
         "or below which the camera sees no structure at all: harmful when the vehicle's LiDAR sees a scene at the "
         "same moment, or when the camera saw structure a moment before (a lens cap, a dead sensor at night)."
     )

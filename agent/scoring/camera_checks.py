@@ -56,7 +56,7 @@ class CameraSignals:
     tile_std: np.ndarray  # TILE_GRID x TILE_GRID texture per tile, for occlusion against the baseline
     grey: np.ndarray  # analysis-size grey image, for frozen-frame comparison
     descriptor: np.ndarray  # unit vector, for redundancy
-    structure: float = 0.0  # luma std after a small blur: what is left when sensor noise is removed
+    structure: float = 0.0  # luma std over 4x4 blocks: what is left when sensor noise is averaged away
     saturation: float = 0.0  # mean (max - min) / max over the colour channels
     channels: tuple[float, float, float] = (0.0, 0.0, 0.0)  # mean B, G, R
     corner_dark: bool = False  # all four corner tiles black while the centre is not (fisheye, vignetting optics)
@@ -174,10 +174,16 @@ def _new_flat_rows(s: CameraSignals, typical: CameraTypical) -> float:
     return float(np.mean(flat & textured))
 
 
+def _structure(grey: np.ndarray) -> float:
+    """Luma std of the picture averaged over 4x4 blocks: sensor noise averages away, a scene's structure stays."""
+    h, w = grey.shape
+    return float(cv2.resize(grey, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA).std())
+
+
 def _colour(image: np.ndarray | None) -> tuple[float, tuple[float, float, float]]:
     if image is None or image.ndim != 3:
         return 0.0, (0.0, 0.0, 0.0)
-    sample = image[::4, ::4].reshape(-1, 3).astype(np.float32)
+    sample = image[::8, ::8].reshape(-1, 3).astype(np.float32)
     top = sample.max(axis=1)
     saturation = float(np.mean((top - sample.min(axis=1)) / np.maximum(top, 16.0)))
     b, g, r = (float(v) for v in sample.mean(axis=0))
@@ -221,7 +227,7 @@ def measure(grey: np.ndarray, seam_grey: np.ndarray | None = None, image: np.nda
         tile_std=tile_std,
         grey=grey,
         descriptor=unit(centred),
-        structure=float(cv2.GaussianBlur(g, (0, 0), 2.0).std()),
+        structure=_structure(grey),
         saturation=saturation,
         channels=channels,
         corner_dark=bool(corners.max() < 20.0 and tile_mean[2:-2, 2:-2].mean() > 50.0),

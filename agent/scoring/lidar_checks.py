@@ -16,7 +16,7 @@ BEV_HALF_M = 40.0
 HISTORY = 20  # healthy scans remembered per sensor to know what "normal" looks like
 # Sector, ring and layout statistics are robust on a strided subsample; only the validity counts need every point.
 STATS_POINTS = 30_000
-ROUGHNESS_POINTS = 8192  # a contiguous run of points, in the driver's scan order
+ROUGHNESS_POINTS = 4096  # a contiguous run of points, in the driver's scan order
 ROUGHNESS_LAGS = (1, 16, 32, 40, 64, 128, 256)  # 1: ring-ordered clouds; else the lasers of one firing
 SCATTER_POINTS = 8192
 SCATTER_RANGE_M = 30.0
