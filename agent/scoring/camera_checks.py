@@ -18,10 +18,13 @@ ABSOLUTE_FLAT_FRACTION = 0.85  # with no baseline yet, only an all but dead imag
 # camera or an unlit road leaves 60% of the tiles dark and flat, and is valid)
 KEPT_TEXTURE = 0.6  # a tile that keeps this share of its usual texture still shows the scene
 OCCLUSION_KEPT_MIN = 0.15  # occlusion covers part of the view: a loss everywhere at once is light or a new scene
-COVERED_MIN_AREA = 0.12  # share of the picture newly without texture: something opaque on the lens
+COVERED_MIN_AREA = 0.08  # share of the picture newly without texture: something opaque on the lens
 CUT_MAX_NEW_FLAT = 0.3  # a view this much more textureless than before is covered, not a new scene
-SOIL_LOST = 0.12  # a tile whose sharpness fell below this share of its usual is behind a drop or smear
-SOIL_MIN_FRACTION = 0.25  # share of the view that must be soiled
+SOIL_GRID = 16  # drops and splashes are smaller than the 8x8 tiles: sharpness is compared on a finer grid
+SOIL_LOST = 0.2  # a tile whose sharpness fell below this share of its usual is behind a drop or smear
+SOIL_MIN_FRACTION = 0.2  # share of the view that must be soiled
+SOIL_GAIN = 2.5  # a tile this much sharper than usual shows new detail: the view moved
+SOIL_MAX_GAINED = 0.05  # share of such tiles beyond which a loss of detail elsewhere is a moved view, not dirt
 SOIL_TEXTURED = 50.0  # tiles with less Laplacian variance than this (sky, road) say nothing about soiling
 BLOCKINESS_MIN = 1.35  # gradients this concentrated on a block grid are compression damage, if new for the camera
 BLOCKINESS_RATIO = 1.25
@@ -199,8 +202,8 @@ def measure(grey: np.ndarray, seam_grey: np.ndarray | None = None, image: np.nda
     centred = thumb - thumb.mean()
     tile_std, tile_mean = _tile_stats(grey)
     h, w = lap.shape
-    th, tw = max(1, h // TILE_GRID), max(1, w // TILE_GRID)
-    tile_sharp = lap[: th * TILE_GRID, : tw * TILE_GRID].reshape(TILE_GRID, th, TILE_GRID, tw).var(axis=(1, 3))
+    th, tw = max(1, h // SOIL_GRID), max(1, w // SOIL_GRID)
+    tile_sharp = lap[: th * SOIL_GRID, : tw * SOIL_GRID].reshape(SOIL_GRID, th, SOIL_GRID, tw).var(axis=(1, 3))
     # Flat (no texture) and dark or washed-out tiles: what a covered or soiled lens looks like.
     flat = (tile_std < 4.0) & ((tile_mean < 50.0) | (tile_mean > 230.0))
     response = cv2.filter2D(g, -1, NOISE_KERNEL)[1:-1, 1:-1]
@@ -325,7 +328,10 @@ def _soiled(s: CameraSignals, typical: CameraTypical | None) -> bool:
     textured = base > SOIL_TEXTURED
     lost = textured & (s.tile_sharp < SOIL_LOST * base)
     kept = textured & (s.tile_sharp >= KEPT_TEXTURE * base)
-    return float(lost.mean()) >= SOIL_MIN_FRACTION and float(kept.mean()) >= OCCLUSION_KEPT_MIN
+    # Dirt only takes detail away; a view that moved (a pan, a turn) also brings detail where there was none.
+    gained = float(np.mean(s.tile_sharp > SOIL_GAIN * np.maximum(base, SOIL_TEXTURED)))
+    return (float(lost.mean()) >= SOIL_MIN_FRACTION and float(kept.mean()) >= OCCLUSION_KEPT_MIN
+            and gained < SOIL_MAX_GAINED)
 
 
 def scene_cut(s: CameraSignals, previous: CameraSignals | None, cfg: CameraScoring) -> bool:
