@@ -1,5 +1,10 @@
 """Evaluate the proxy scorer against the heuristic scorer on held-out real frames and print JSON.
 
+These held-out frames come from the recordings the models trained on (the in-domain check of the model cards).
+What a fleet meets is other recordings: scripts/evaluate_field.py scores every recording in ../shared/data, held
+out by recording and source, per source and condition, with the field fault set and the genuine faults
+(`python scripts/evaluate.py --field` runs it).
+
 Harmful detection: held-out frames (see scripts/_train_data.py for the split) clean and with each fault applied;
 per fault type: recall (faulted frames judged harmful) and, per scorer, the false-harmful rate on the clean ones.
 Redundancy: real sequences (the stop-and-go KITTI drive, two highway videos, KITTI scans) scored in order with
@@ -185,7 +190,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--drive", action="append", type=Path, default=[], help="labelled drive folder")
     parser.add_argument("--drives-only", action="store_true", help="skip the held-out frame evaluation")
+    parser.add_argument("--field", action="store_true", help="the field evaluation (scripts/evaluate_field.py)")
     args = parser.parse_args()
+    if args.field:
+        from _field_eval import evaluate
+
+        print(json.dumps(evaluate(max_items=10), indent=1))
+        return
     out: dict = {}
     if not args.drives_only:
         out = {"camera_harmful": camera_harm(7), "lidar_harmful": lidar_harm(7), "redundancy": redundancy()}
