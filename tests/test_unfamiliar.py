@@ -120,6 +120,17 @@ def test_camera_field_faults_on_real_frames_after_clean_ones(fault: str) -> None
     assert _judge(scorer, _jpeg(bad, seq=5)).label is Label.HARMFUL
 
 
+def _lidar_fault_after_healthy_scans(scans: list[np.ndarray], fault: str, seed: int) -> Verdict:
+    """All scans but the last, healthy; then the last with `fault` (frozen: the one before it again)."""
+    from _field_faults import lidar_field_fault
+
+    scorer = HeuristicScorer(ScoringConfig())
+    for i, scan in enumerate(scans[:-1]):
+        assert _judge(scorer, _scan(scan, seq=i)).label is not Label.HARMFUL
+    bad = scans[-2] if fault == "frozen" else lidar_field_fault(scans[-1], fault, np.random.default_rng(seed))
+    return _judge(scorer, _scan(bad, seq=len(scans)))
+
+
 def _hdl64_scans() -> list[np.ndarray]:
     return [f.array for f in sample_frames("lidar")[:4]]
 
@@ -127,14 +138,7 @@ def _hdl64_scans() -> list[np.ndarray]:
 @pytest.mark.parametrize("fault", ["blocked_sector", "frozen", "driver_garbage", "crosstalk", "empty", "sector_loss",
                                    "lost_rings", "sparse", "nonfinite"])
 def test_lidar_field_faults_on_a_real_scan_after_healthy_ones(fault: str) -> None:
-    from _field_faults import lidar_field_fault
-
-    scans = _hdl64_scans()
-    scorer = HeuristicScorer(ScoringConfig())
-    for i, scan in enumerate(scans[:3]):
-        assert _judge(scorer, _scan(scan, seq=i)).label is not Label.HARMFUL
-    bad = scans[2] if fault == "frozen" else lidar_field_fault(scans[3], fault, np.random.default_rng(5))
-    assert _judge(scorer, _scan(bad, seq=3)).label is Label.HARMFUL
+    assert _lidar_fault_after_healthy_scans(_hdl64_scans(), fault, 5).label is Label.HARMFUL
 
 
 def test_a_sensor_model_sets_the_absolute_limits_of_a_cold_scan() -> None:
@@ -268,15 +272,9 @@ def test_camera_field_faults_on_a_rain_recording_no_model_saw(shared_data: Path,
 @pytest.mark.parametrize("fault", ["blocked_sector", "frozen", "driver_garbage", "crosstalk", "empty", "sector_loss",
                                    "lost_rings", "sparse", "nonfinite", "noise", "calibration_tilt"])
 def test_lidar_field_faults_on_a_hesai_recording_no_model_saw(shared_data: Path, fault: str) -> None:
-    from _field_faults import lidar_field_fault
-
     folder = shared_data / "lidar/hesai_pandar64_pjlab_5scans"
     scans = [np.fromfile(p, np.float32).reshape(-1, 4) for p in sorted(folder.glob("*.bin"))]
-    scorer = HeuristicScorer(ScoringConfig())
-    for i, scan in enumerate(scans[:4]):
-        assert _judge(scorer, _scan(scan, seq=i)).label is not Label.HARMFUL
-    bad = scans[3] if fault == "frozen" else lidar_field_fault(scans[4], fault, np.random.default_rng(7))
-    assert _judge(scorer, _scan(bad, seq=4)).label is Label.HARMFUL
+    assert _lidar_fault_after_healthy_scans(scans, fault, 7).label is Label.HARMFUL
 
 
 def test_a_thumbnail_sized_frame_is_judged_not_a_scoring_error() -> None:
