@@ -11,6 +11,7 @@ from pathlib import Path
 
 from agent import __version__
 from agent.config import AgentConfig, load_config, validate_file
+from agent.corpus import cli as corpus_cli
 from agent.errors import EdgesiftError
 from agent.fleet import cli as fleet_cli
 from agent.ingest import cli as ingest_cli
@@ -25,8 +26,11 @@ EXIT_USAGE = 2
 def _cmd_replay(args: argparse.Namespace) -> int:
     from agent.replay.runner import REPORT, run_replay  # deferred: keeps `edgesift --help` fast
 
+    if corpus_cli.wanted(args):
+        return corpus_cli.cmd_replay(args)
     config = load_config(args.config)
-    summary = run_replay(args.inputs, Path(args.out), config, progress=False if args.quiet else None)
+    summary = run_replay(args.inputs, Path(args.out), config, progress=False if args.quiet else None,
+                         assess_threads=args.workers or 1)
     kept, total = summary["frames_kept"], summary["frames_in"]
     mb_in, mb_kept = summary["bytes_in"] / 1e6, summary["bytes_kept"] / 1e6
     skipped = summary.get("skipped", {}).get("count", 0)
@@ -72,12 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     replay = sub.add_parser("replay", help="run recorded drives through the filtering policy")
-    replay.add_argument("inputs", nargs="+", metavar="INPUT",
+    replay.add_argument("inputs", nargs="*", metavar="INPUT",
                         help="KITTI drive folder, MCAP file, video file, image folder or Velodyne pcap")
     replay.add_argument("--out", required=True, metavar="DIR", help="output folder")
     replay.add_argument("--config", metavar="FILE", help="agent config (YAML); defaults when omitted")
     replay.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     uplink_cli.add_broker_option(replay)
+    corpus_cli.add_options(replay)
     replay.set_defaults(func=_cmd_replay)
 
     run = sub.add_parser("run", help="run the on-vehicle daemon: live sources -> score -> spool -> uplink")

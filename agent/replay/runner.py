@@ -14,6 +14,7 @@ from typing import Any
 from tqdm import tqdm
 
 from agent.config.model import AgentConfig
+from agent.corpus.ahead import assess_ahead
 from agent.daemon.snippets import SnippetKeeper, store_snippet
 from agent.frame import Skip
 from agent.pipeline import FramePipeline
@@ -65,8 +66,13 @@ def _finalise(
     return records
 
 
-def run_replay(inputs: list[str], out_dir: Path, config: AgentConfig, progress: bool | None = None) -> dict[str, Any]:
-    """Replay `inputs` through the policy; write decisions, summary, kept.mcap and report.html into out_dir."""
+def run_replay(
+    inputs: list[str], out_dir: Path, config: AgentConfig, progress: bool | None = None, assess_threads: int = 1
+) -> dict[str, Any]:
+    """Replay `inputs` through the policy; write decisions, summary, kept.mcap and report.html into out_dir.
+
+    With `assess_threads` > 1 the history-free part of each verdict runs ahead in threads (agent.corpus.ahead);
+    the decisions are the same."""
     sources = open_inputs(inputs, config.inputs)  # raises InputError before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -77,11 +83,12 @@ def run_replay(inputs: list[str], out_dir: Path, config: AgentConfig, progress: 
     snippets = SnippetKeeper(config.snippets)
     partial = out_dir / (DECISIONS + ".partial")
     with Spool.open(_fresh_spool_root(config, out_dir), config.spool) as spool:
-        pipeline = FramePipeline(make_scorer(config), Policy(config.policy), spool)
+        scorer, items = assess_ahead(make_scorer(config), merge(sources, config.inputs.max_frames), assess_threads)
+        pipeline = FramePipeline(scorer, Policy(config.policy), spool)
         with partial.open("w", encoding="utf-8") as fh, tqdm(
             desc="replay", unit="frame", disable=None if progress is None else not progress, leave=False
         ) as bar:
-            for item in merge(sources, config.inputs.max_frames):
+            for item in items:
                 if isinstance(item, Skip):
                     summary.add_skip(item.as_dict())
                     continue
