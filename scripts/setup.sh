@@ -21,6 +21,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   # pip's notes about this machine's index configuration are noise here; errors still show.
   .venv/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
   .venv/bin/python -m pip install --quiet -e ".[dev]" 2>&1 | grep -v '^WARNING: Location' || true
+  # Ray (the [fleet] extra) runs corpus replays on a cluster; without it the Ray tests skip with that reason.
+  .venv/bin/python -m pip install --quiet -e ".[fleet]" 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -c "import ray" 2>/dev/null || echo "setup: could not install Ray; the Ray tests will be skipped" >&2
   .venv/bin/python -c "import agent, cv2, onnxruntime, paho.mqtt, mcap_ros2, velodyne_decoder" \
     || { echo "setup: installing edgesift failed" >&2; exit 1; }
   touch "$stamp"
