@@ -140,3 +140,26 @@ def test_cli_refuses_both_inputs_and_a_manifest(tmp_path: Path) -> None:
     result = subprocess.run(_cli(str(SAMPLE_DRIVE), "--manifest", str(manifest), "--out", str(tmp_path / "o")),
                             cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "not both" in result.stderr
+
+
+def test_tune_over_a_corpus_of_one_drive_sweeps_as_tune_does_and_reports_groups(tmp_path: Path) -> None:
+    from agent.corpus.tune import run_corpus_tune
+    from agent.tune.runner import run_tune
+    from agent.tune.sweep import Target
+
+    config = corpus_config(tmp_path / "agent.yaml")
+    target = Target(keep_rate=0.5)
+    drives = [Drive.model_validate(d) for d in corpus_drives(tmp_path)[:2]]
+    plain = run_tune([str(SAMPLE_DRIVE)], tmp_path / "plain", config, target, baselines=False, progress=False)
+    one, _ = run_corpus_tune(drives[:1], tmp_path / "one", config, target, workers=1, baselines=False, progress=False)
+    assert one["settings"] == plain["settings"] and one["suggested"] == plain["suggested"]
+    both, run = run_corpus_tune(drives, tmp_path / "both", config, target, workers=2, baselines=False,
+                                progress=False)
+    assert run.executor == "local" and both["frames"] == sum(r["frames_in"] for r in run.results)
+    assert set(both["per_vehicle"]) == {"kitti-car"} and set(both["per_condition"]) == {"unspecified"}
+    group = both["per_vehicle"]["kitti-car"]["suggested"]
+    assert group["kept"] == both["suggested"]["kept"]
+    assert (tmp_path / "both" / "suggested.yaml").exists()
+    again, rerun = run_corpus_tune(drives, tmp_path / "both", config, target, workers=2, baselines=False,
+                                   progress=False)
+    assert rerun.reused == 2 and again["settings"] == both["settings"]

@@ -84,3 +84,46 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
     for failure in summary["failed"]:
         print(f"failed: {failure['id']}: {failure['reason']}")
     print(f"report: {out / 'report.html'}")
+
+
+def cmd_tune(args: argparse.Namespace, config: Any, target: Any) -> int:
+    from agent.corpus.manifest import load_manifest
+    from agent.corpus.tune import run_corpus_tune
+    from agent.tune.cli import _line
+    from agent.tune.runner import SUGGESTED, SWEEP_HTML
+
+    if args.labels:
+        raise ConfigError("--labels is for one drive; in a manifest each drive names its own labels")
+    drives = load_manifest(args.manifest)
+    out = Path(args.out)
+    result, run = run_corpus_tune(drives, out, config, target, workers=args.workers, ray=args.ray,
+                                  progress=_progress(args), baselines=not args.no_baselines,
+                                  rerun=args.rerun or args.rescore)
+    failed = [r for r in run.results if not r["ok"]]
+    print(f"{len(drives)} drives ({run.reused} scored before, {len(failed)} failed; {run.executor}, {run.slots} "
+          f"at once): {result['frames']} frames, {result['duration_s']:.0f} s of drive; swept "
+          f"{result['timing']['settings']} settings in {result['timing']['sweep_s']:.1f} s")
+    for r in failed:
+        print(f"failed: {r['id']}: {r['error']}")
+    print(_line("current config", result["current"]))
+    status = 0
+    if target.given:
+        if result["suggested"] is None:
+            print("edgesift: error: no setting in the sweep meets the target", flush=True)
+            status = 1
+        else:
+            print(_line("suggested", result["suggested"]))
+            for key in ("per_vehicle", "per_condition"):
+                for name, row in result[key].items():
+                    print(_group_line(f"  {key[4:]} {name}", row["suggested"]))
+            print(f"config: {out / SUGGESTED}")
+    print(f"report: {out / SWEEP_HTML}")
+    return status
+
+
+def _group_line(name: str, row: dict[str, Any]) -> str:
+    def pct(key: str) -> str:
+        return "-" if row.get(key) is None else f"{100 * row[key]:.1f}%"
+
+    return (f"{name}: keep {pct('keep_rate')} of frames, {row['mb_per_hour']:,.1f} MB/h, helpful kept "
+            f"{pct('helpful_kept')}, harmful caught {pct('harmful_caught')}")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import load_config
+from agent.corpus import cli as corpus_cli
 
 
 def _positive(text: str) -> float:
@@ -29,7 +30,7 @@ def _rate(text: str) -> float:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cmd = sub.add_parser("tune", help="what-if sweep of thresholds and budgets on recorded drives; suggest a config")
-    cmd.add_argument("inputs", nargs="+", metavar="INPUT", help="recorded drives (as for replay)")
+    cmd.add_argument("inputs", nargs="*", metavar="INPUT", help="recorded drives (as for replay)")
     cmd.add_argument("--out", required=True, metavar="DIR", help="output folder (sweep.json, sweep.html, "
                      "suggested.yaml)")
     cmd.add_argument("--config", metavar="FILE", help="agent config the sweep starts from; defaults when omitted")
@@ -41,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cmd.add_argument("--no-baselines", action="store_true", help="skip the baseline comparison (faster)")
     cmd.add_argument("--rescore", action="store_true", help="score again even if DIR holds scores of these inputs")
     cmd.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    corpus_cli.add_options(cmd)
     cmd.set_defaults(func=_cmd_tune)
 
 
@@ -59,6 +61,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     target = Target(args.target_mb_per_hour, args.target_keep_rate)
     out = Path(args.out)
+    if corpus_cli.wanted(args):
+        return corpus_cli.cmd_tune(args, config, target)
     result = run_tune(args.inputs, out, config, target, Path(args.labels) if args.labels else None,
                       baselines=not args.no_baselines, progress=False if args.quiet else None,
                       rescore=args.rescore)

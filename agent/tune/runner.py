@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,16 @@ def run_tune(
     out_dir.mkdir(parents=True, exist_ok=True)
     cache, reused = _scores(inputs, out_dir, config, baselines, progress, rescore)
     truth, faults, label_info = truth_of(cache, labels or find_labels(inputs))
+    return tune_scored(inputs, out_dir, config, target, cache, reused, (truth, faults, label_info), baselines)
+
+
+def tune_scored(
+    inputs: list[str], out_dir: Path, config: AgentConfig, target: Target, cache: ScoreCache, reused: bool,
+    labelled: tuple[np.ndarray, list[str | None], dict[str, Any]], baselines: bool = True,
+    extra: Callable[[Combined | None, Combined, np.ndarray], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Sweep scored frames, compare, suggest and write the outputs (`extra` adds figures to sweep.json)."""
+    truth, faults, label_info = labelled
     started = time.perf_counter()
     if label_info["path"] is None:
         pseudo_truth(cache, truth, config)
@@ -162,6 +173,8 @@ def run_tune(
         "suggested": _combined_json(choice, faults) if choice else None,
         "settings": [_row_json(r) for modality in Modality for r in rows[modality]],
     }
+    if extra is not None:
+        result.update(extra(choice, now, truth))
     if baselines:
         ours, name = (choice, "suggested") if choice else (now, "current config")
         result["baselines"] = _baseline_table(cache, truth, faults, ours, name)
