@@ -67,8 +67,14 @@ class PoolExecutor:
     def __init__(self, workers: int, retries: int = 2) -> None:
         self.slots = workers
         self._retries = retries
-        # spawn: a forked child would inherit the driver's threads (progress bar, logging) in whatever state
-        self._context = multiprocessing.get_context("spawn")
+        # Not fork: a forked child would inherit the driver's threads (progress bar, logging) in whatever state.
+        # A fork server imports the replay code once and forks clean workers from it (spawn would import it again
+        # in every worker).
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            self._context = multiprocessing.get_context("forkserver")
+            self._context.set_forkserver_preload(["agent.corpus.job", "agent.replay.runner", "agent.tune.cache"])
+        else:
+            self._context = multiprocessing.get_context("spawn")
 
     def run(self, jobs: Sequence[DriveJob]) -> Iterator[Done]:
         attempts: dict[str, int] = {}
