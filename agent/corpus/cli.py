@@ -89,8 +89,7 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
 def cmd_tune(args: argparse.Namespace, config: Any, target: Any) -> int:
     from agent.corpus.manifest import load_manifest
     from agent.corpus.tune import run_corpus_tune
-    from agent.tune.cli import _line
-    from agent.tune.runner import SUGGESTED, SWEEP_HTML
+    from agent.tune.cli import print_outcome
 
     if args.labels:
         raise ConfigError("--labels is for one drive; in a manifest each drive names its own labels")
@@ -105,20 +104,9 @@ def cmd_tune(args: argparse.Namespace, config: Any, target: Any) -> int:
           f"{result['timing']['settings']} settings in {result['timing']['sweep_s']:.1f} s")
     for r in failed:
         print(f"failed: {r['id']}: {r['error']}")
-    print(_line("current config", result["current"]))
-    status = 0
-    if target.given:
-        if result["suggested"] is None:
-            print("edgesift: error: no setting in the sweep meets the target", flush=True)
-            status = 1
-        else:
-            print(_line("suggested", result["suggested"]))
-            for key in ("per_vehicle", "per_condition"):
-                for name, row in result[key].items():
-                    print(_group_line(f"  {key[4:]} {name}", row["suggested"]))
-            print(f"config: {out / SUGGESTED}")
-    print(f"report: {out / SWEEP_HTML}")
-    return status
+    more = tuple(_group_line(f"  {key[4:]} {name}", row["suggested"])
+                 for key in ("per_vehicle", "per_condition") for name, row in result[key].items() if "suggested" in row)
+    return print_outcome(result, target, out, more)
 
 
 def _group_line(name: str, row: dict[str, Any]) -> str:

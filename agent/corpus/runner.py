@@ -121,8 +121,8 @@ def run_corpus(
         else:
             todo.append(drive)
     executor = make_executor(workers, ray, len(todo))
-    # One drive alone gets the spare cores for assessing its frames ahead; side by side, a drive has one core.
-    threads = max(1, min(4, (workers or default_workers()))) if len(todo) == 1 and not ray else 1
+    # Fewer drives than cores: each drive assesses its frames ahead on the spare ones; side by side, one core each.
+    threads = 1 if ray or not todo else max(1, min(4, (workers or default_workers()) // len(todo)))
     local = executor.name != "ray"
     jobs = [DriveJob(d, cfg, kind, str(drives_dir / f".{d.id}.partial") if local else None, threads, baselines)
             for d in todo]

@@ -55,7 +55,7 @@ def _line(name: str, row: dict[str, Any]) -> str:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from agent.tune.runner import SUGGESTED, SWEEP_HTML, run_tune  # deferred: keeps `edgesift --help` fast
+    from agent.tune.runner import run_tune  # deferred: keeps `edgesift --help` fast
     from agent.tune.sweep import Target
 
     config = load_config(args.config)
@@ -71,6 +71,13 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         f"scored them in {t['score_s']:.1f} s"
     print(f"{result['frames']} frames ({result['duration_s']:.0f} s of drive): {how}; "
           f"swept {t['settings']} settings in {t['sweep_s']:.1f} s")
+    return print_outcome(result, target, out)
+
+
+def print_outcome(result: dict[str, Any], target: Any, out: Path, suggested_more: tuple[str, ...] = ()) -> int:
+    """The current, baseline and suggested figures; exit status 1 when no setting meets the target."""
+    from agent.tune.runner import SUGGESTED, SWEEP_HTML
+
     print(_line("current config", result["current"]))
     for row in result.get("baselines", [])[1:]:
         print(_line(f"  baseline {row['method']}", row))
@@ -81,6 +88,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             status = 1
         else:
             print(_line("suggested", result["suggested"]))
+            for line in suggested_more:
+                print(line)
             print(f"config: {out / SUGGESTED} (check with `edgesift config validate`, push with "
                   "`edgesift fleet config push`)")
     print(f"report: {out / SWEEP_HTML}")
