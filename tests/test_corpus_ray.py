@@ -95,3 +95,26 @@ def test_a_worker_killed_mid_job_changes_nothing(ray_cluster, corpus, tmp_path: 
     assert sorted(p.name for p in (out / "drives").iterdir()) == sorted(ids)  # none doubled, no partial left
     summary = json.loads((out / "summary.json").read_text())
     assert summary["drives"] == {"total": len(ids), "ok": len(ids), "failed": 0, "reused": 0, "replayed": len(ids)}
+
+
+def test_a_node_lost_mid_job_changes_nothing(ray_cluster, corpus, tmp_path: Path) -> None:
+    manifest, config, reference, ids = corpus
+    out = tmp_path / "out"
+    proc = _replay_on_ray(manifest, config, out, ray_cluster.address)
+    lost = None
+    deadline = time.monotonic() + 120
+    while lost is None and proc.poll() is None and time.monotonic() < deadline:
+        if len(_task_workers()) >= 2:  # one CPU per node: a drive runs on each node now
+            lost = next(n for n in ray_cluster.list_all_nodes() if n is not ray_cluster.head_node)
+            ray_cluster.remove_node(lost, allow_graceful=False)  # its raylet and workers die with their drives
+        time.sleep(0.02)
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if lost is not None:
+            ray_cluster.add_node(num_cpus=1, object_store_memory=STORE)  # back to two nodes for any later test
+    assert lost is not None, "never saw a drive running on each node"
+    assert proc.returncode == 0, stderr
+    assert decisions_of(out) == reference
+    assert sorted(p.name for p in (out / "drives").iterdir()) == sorted(ids)
+    assert f"{len(ids)} drives: {len(ids)} replayed, 0 already done, 0 failed" in stdout
