@@ -6,10 +6,11 @@ checkout, the shared KITTI drive, a dusk image sequence and a highway video), ea
 each capped at --max-frames frames. Every run is the same code as `edgesift replay --manifest` (outputs, summary,
 report) into a temporary folder, timed from start to the last drive written (pool or Ray workers start inside it).
 
-From the one-worker run it fits the core-seconds a camera frame and a LiDAR scan cost (least squares over the
-drives: seconds = a * camera frames + b * scans + c per drive) and extrapolates to a vehicle of 8 cameras at
-30 fps and 2 LiDARs at 10 Hz: drive-hours replayed per core-hour, and the cores needed to replay 1,000 such
-drive-hours in 8 hours. The machine is shared: the load average before and after is part of the output.
+From the one-worker run it fits the seconds a camera frame and a LiDAR scan cost (least squares over the drives:
+seconds = a * camera frames + b * scans + c per drive; CPU time of the process, and wall time) and extrapolates
+to a vehicle of 8 cameras at 30 fps and 2 LiDARs at 10 Hz: drive-hours replayed per core-hour, and the cores
+needed to replay 1,000 such drive-hours in 8 hours. The machine is shared: the load average before and after
+is part of the output.
 """
 
 from __future__ import annotations
@@ -57,14 +58,14 @@ def timed(drives: list[Drive], config: AgentConfig, **how: Any) -> dict[str, Any
             "digests": {r["id"]: r["decisions_sha256"] for r in ok}, "results": ok}
 
 
-def frame_costs(results: list[dict[str, Any]]) -> dict[str, float]:
-    """Core-seconds per camera frame, per LiDAR scan and per drive, fitted over the one-worker drives."""
+def frame_costs(results: list[dict[str, Any]], clock: str) -> dict[str, float]:
+    """Seconds (`clock`: wall_s or cpu_s) per camera frame, per LiDAR scan and per drive, fitted over the drives."""
     rows, secs = [], []
     for r in results:
         cams = sum(s["frames_in"] for s in r["by_sensor"].values() if s["modality"] == "camera")
         scans = sum(s["frames_in"] for s in r["by_sensor"].values() if s["modality"] == "lidar")
         rows.append([cams, scans, 1.0])
-        secs.append(float(r["wall_s"]))
+        secs.append(float(r[clock]))
     coef, *_ = np.linalg.lstsq(np.asarray(rows, dtype=float), np.asarray(secs), rcond=None)
     camera, lidar, per_drive = (max(0.0, float(c)) for c in coef)
     if lidar == 0.0:  # too few LiDAR drives to separate the costs: a scan costs what a frame costs on average
@@ -97,7 +98,7 @@ def main() -> None:
     if not args.no_ray:
         runs["ray_2_nodes"] = ray_run(drives, config)
     out["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
-    costs = frame_costs(one["results"])
+    wall_costs, cpu_costs = frame_costs(one["results"], "wall_s"), frame_costs(one["results"], "cpu_s")
     reference = one["digests"]
     for name, run in runs.items():
         run["identical_to_1_worker"] = run.pop("digests") == reference
@@ -108,11 +109,30 @@ def main() -> None:
         ray = runs["ray_2_nodes"]
         out["ray_vs_local_2"] = round(ray["frames_per_s"] / two["frames_per_s"], 3)
         out["ray_overhead_s_per_drive"] = round((ray["wall_s"] - two["wall_s"]) / len(drives) * 2, 3)
-    out["frame_costs_1_worker"] = costs
-    out["fleet_extrapolation"] = extrapolate(costs)
+    out["one_drive_assess_ahead"] = assess_ahead(drives[-1], config)
+    out["frame_costs_1_worker_wall"] = wall_costs
+    out["frame_costs_1_worker_cpu"] = cpu_costs
+    # CPU time is what a frame costs on a core of its own; the wall figure includes waiting for the shared cores.
+    out["fleet_extrapolation"] = extrapolate(cpu_costs)
+    out["fleet_extrapolation_from_wall_time"] = extrapolate(wall_costs)
     out["note"] = ("measured on a shared machine (other jobs were running, see load_avg); a pool or Ray worker's "
                    "start-up is inside the wall time")
     print(json.dumps(out, indent=1))
+
+
+def assess_ahead(drive: Drive, config: AgentConfig) -> dict[str, Any]:
+    """One drive alone: frames/s with its frames assessed inline and ahead in 2 threads (same decisions)."""
+    from agent.replay.runner import run_replay
+
+    out: dict[str, Any] = {"drive": drive.id}
+    digests = set()
+    for threads in (1, 2):
+        with tempfile.TemporaryDirectory(prefix="bench-ahead-") as tmp:
+            summary = run_replay(list(drive.inputs), Path(tmp), config, progress=False, assess_threads=threads)
+            digests.add((Path(tmp) / "decisions.jsonl").read_bytes())
+        out[f"frames_per_s_{threads}_thread{'s' if threads > 1 else ''}"] = summary["frames_per_s"]
+    out["identical"] = len(digests) == 1
+    return out
 
 
 def ray_run(drives: list[Drive], config: AgentConfig) -> dict[str, Any]:
