@@ -32,7 +32,7 @@ def add_options(cmd: argparse.ArgumentParser) -> None:
                        "the same inputs and config")
 
 
-def wanted(args: argparse.Namespace) -> bool:
+def wanted(args: argparse.Namespace, workers_without_manifest: bool = True) -> bool:
     """True when the command runs over a manifest; checks the options make sense together."""
     if args.manifest and args.inputs:
         raise ConfigError("give INPUT... or --manifest FILE, not both")
@@ -42,6 +42,8 @@ def wanted(args: argparse.Namespace) -> bool:
         raise ConfigError("--workers is for the local pool; on Ray the cluster's CPUs set the parallelism")
     if args.ray and not args.manifest:
         raise ConfigError("--ray runs a --manifest of drives")
+    if args.workers and not args.manifest and not workers_without_manifest:
+        raise ConfigError("--workers runs a --manifest of drives")
     return bool(args.manifest)
 
 
@@ -56,6 +58,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from agent.corpus.runner import run_corpus
     from agent.corpus.summary import fleet_summary
 
+    if getattr(args, "broker", None):
+        raise ConfigError("--broker streams one replay's spool; for a corpus run `edgesift uplink --spool "
+                          "DIR/drives/<id>/spool` per drive")
     drives = load_manifest(args.manifest)
     config = load_config(args.config)
     out = Path(args.out)

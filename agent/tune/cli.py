@@ -61,7 +61,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     target = Target(args.target_mb_per_hour, args.target_keep_rate)
     out = Path(args.out)
-    if corpus_cli.wanted(args):
+    if corpus_cli.wanted(args, workers_without_manifest=False):
         return corpus_cli.cmd_tune(args, config, target)
     result = run_tune(args.inputs, out, config, target, Path(args.labels) if args.labels else None,
                       baselines=not args.no_baselines, progress=False if args.quiet else None,
