@@ -163,3 +163,14 @@ def test_tune_over_a_corpus_of_one_drive_sweeps_as_tune_does_and_reports_groups(
     again, rerun = run_corpus_tune(drives, tmp_path / "both", config, target, workers=2, baselines=False,
                                    progress=False)
     assert rerun.reused == 2 and again["settings"] == both["settings"]
+
+
+def test_harmful_streaks_are_the_longest_run_per_sensor(tmp_path: Path) -> None:
+    from agent.corpus.job import harmful_streaks
+
+    verdicts = {"cam": "HHUHHHHHUH", "velo": "UUUU"}
+    lines = [json.dumps({"sensor": sensor, "t_ns": 100 + i, "verdict": "harmful" if v == "H" else "useless"})
+             for sensor, seq in verdicts.items() for i, v in enumerate(seq)]
+    path = tmp_path / "decisions.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert harmful_streaks(path) == {"cam": {"frames": 5, "start_t_ns": 103}, "velo": {"frames": 0, "start_t_ns": 0}}

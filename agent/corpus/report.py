@@ -54,7 +54,7 @@ def render(summary: Mapping[str, Any]) -> str:
               f"{run['executor']}, {run['slots']} at once, {run['elapsed_s']:,.1f} s"),
     ]
     vehicles = [_counts_row(_esc(v), s) for v, s in summary["per_vehicle"].items()]
-    vehicles.append(_counts_row("<b>all</b>", summary))
+    vehicles.append(_counts_row("<b>all</b>", {**summary, "drives": d["ok"]}))
     failed = [[_esc(f["id"]), _esc(f["vehicle"]), _esc(f["reason"])] for f in summary["failed"]]
     streaks = [[_esc(s["drive"]), _esc(s["vehicle"]), _esc(s["sensor"]), _num(s["frames"])]
                for s in summary["harmful_streaks"]]
