@@ -76,18 +76,24 @@ def _task_workers() -> list[psutil.Process]:
     return found
 
 
+def _mid_job(proc: subprocess.Popen, find, act, timeout: float = 120.0):
+    """While the job runs, wait until `find()` returns something, then `act()` on it; returns it (None: never)."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        found = find()
+        if found is not None:
+            act(found)
+            return found
+        time.sleep(0.02)
+    return None
+
+
 def test_a_worker_killed_mid_job_changes_nothing(ray_cluster, corpus, tmp_path: Path) -> None:
     manifest, config, reference, ids = corpus
     out = tmp_path / "out"
     proc = _replay_on_ray(manifest, config, out, ray_cluster.address)
-    killed = None
-    deadline = time.monotonic() + 120
-    while killed is None and proc.poll() is None and time.monotonic() < deadline:
-        running = _task_workers()
-        if running:
-            killed = running[0]
-            killed.kill()  # SIGKILL: the worker process dies with its drive half done
-        time.sleep(0.02)
+    # SIGKILL: the worker process dies with its drive half done
+    killed = _mid_job(proc, lambda: (_task_workers() or [None])[0], lambda worker: worker.kill())
     _stdout, stderr = proc.communicate(timeout=300)
     assert killed is not None, "no Ray worker was seen running a drive"
     assert proc.returncode == 0, stderr
@@ -101,13 +107,14 @@ def test_a_node_lost_mid_job_changes_nothing(ray_cluster, corpus, tmp_path: Path
     manifest, config, reference, ids = corpus
     out = tmp_path / "out"
     proc = _replay_on_ray(manifest, config, out, ray_cluster.address)
-    lost = None
-    deadline = time.monotonic() + 120
-    while lost is None and proc.poll() is None and time.monotonic() < deadline:
-        if len(_task_workers()) >= 2:  # one CPU per node: a drive runs on each node now
-            lost = next(n for n in ray_cluster.list_all_nodes() if n is not ray_cluster.head_node)
-            ray_cluster.remove_node(lost, allow_graceful=False)  # its raylet and workers die with their drives
-        time.sleep(0.02)
+
+    def worker_node():  # one CPU per node: with two drives running, one runs on the worker node
+        if len(_task_workers()) < 2:
+            return None
+        return next(n for n in ray_cluster.list_all_nodes() if n is not ray_cluster.head_node)
+
+    # its raylet and workers die with their drives
+    lost = _mid_job(proc, worker_node, lambda node: ray_cluster.remove_node(node, allow_graceful=False))
     try:
         stdout, stderr = proc.communicate(timeout=300)
     finally:
