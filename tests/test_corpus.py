@@ -160,6 +160,7 @@ def test_tune_over_a_corpus_of_one_drive_sweeps_as_tune_does_and_reports_groups(
     group = both["per_vehicle"]["kitti-car"]["suggested"]
     assert group["kept"] == both["suggested"]["kept"]
     assert (tmp_path / "both" / "suggested.yaml").exists()
+    assert "Per vehicle and per condition" in (tmp_path / "both" / "sweep.html").read_text()
     again, rerun = run_corpus_tune(drives, tmp_path / "both", config, target, workers=2, baselines=False,
                                    progress=False)
     assert rerun.reused == 2 and again["settings"] == both["settings"]
