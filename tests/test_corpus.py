@@ -52,6 +52,7 @@ def test_manifest_errors_name_the_line(tmp_path: Path, text: str, message: str) 
         load_manifest(path)
 
 
+@pytest.mark.slow
 def test_one_and_two_workers_decide_identically_and_a_missing_drive_is_reported(tmp_path: Path) -> None:
     drives = [Drive.model_validate(d) for d in corpus_drives(tmp_path)]
     drives.insert(1, Drive(id="missing", vehicle="ghost", inputs=(str(tmp_path / "nowhere.mcap"),)))
@@ -82,6 +83,7 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "agent", "replay", "-q", *args]
 
 
+@pytest.mark.slow
 def test_rerun_after_an_interruption_replays_only_what_was_missing(tmp_path: Path) -> None:
     drives = corpus_drives(tmp_path)
     manifest = write_manifest(tmp_path / "m.jsonl", drives)
@@ -175,3 +177,34 @@ def test_harmful_streaks_are_the_longest_run_per_sensor(tmp_path: Path) -> None:
     path = tmp_path / "decisions.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     assert harmful_streaks(path) == {"cam": {"frames": 5, "start_t_ns": 103}, "velo": {"frames": 0, "start_t_ns": 0}}
+
+
+@pytest.mark.slow
+def test_a_pool_worker_killed_mid_job_is_replaced_and_changes_nothing(tmp_path: Path) -> None:
+    import psutil
+
+    drives = corpus_drives(tmp_path)
+    manifest = write_manifest(tmp_path / "m.jsonl", drives)
+    config = write_config(tmp_path / "agent.yaml")
+    reference = tmp_path / "ref"
+    run_corpus([Drive.model_validate(d) for d in drives], reference, corpus_config(config), workers=1,
+               progress=False)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(_cli("--manifest", str(manifest), "--out", str(out), "--config", str(config),
+                                 "--workers", "2"), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    killed = None
+    deadline = time.monotonic() + 120
+    while killed is None and proc.poll() is None and time.monotonic() < deadline:
+        # the pool's workers are forked by its fork server, a child of the command
+        workers = [w for child in psutil.Process(proc.pid).children() for w in child.children()]
+        if workers and list((out / "drives").glob(".*.partial")):  # a drive is being written
+            killed = workers[0]
+            killed.kill()
+        time.sleep(0.02)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert killed is not None, "no pool worker was seen running a drive"
+    assert proc.returncode == 0, stderr
+    assert "event=worker_lost" in stderr  # the pool broke, was rebuilt and its drives ran again
+    assert decisions_of(out) == decisions_of(reference)
+    assert f"{len(drives)} drives: {len(drives)} replayed, 0 already done, 0 failed" in stdout
