@@ -208,3 +208,10 @@ def test_a_pool_worker_killed_mid_job_is_replaced_and_changes_nothing(tmp_path: 
     assert "event=worker_lost" in stderr  # the pool broke, was rebuilt and its drives ran again
     assert decisions_of(out) == decisions_of(reference)
     assert f"{len(drives)} drives: {len(drives)} replayed, 0 already done, 0 failed" in stdout
+
+
+def test_progress_bar_counts_drives_and_frames(tmp_path: Path, capsys) -> None:
+    drives = [Drive(id=f"s{k}", vehicle="v", inputs=(str(SAMPLE_DRIVE),)) for k in range(2)]
+    run_corpus(drives, tmp_path / "out", AgentConfig(), workers=1, progress=True)
+    shown = capsys.readouterr().err.replace("\r", "\n")
+    assert "2/2" in shown and "94 frames" in shown and "frames/s" in shown

@@ -16,7 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
 
-from agent.corpus.job import DriveJob, run_drive
+from agent.corpus.job import DriveJob, count_frames_into, run_drive
 from agent.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ def failed(job: DriveJob, reason: str) -> dict[str, Any]:
 class Executor(Protocol):
     name: str
     slots: int  # drives that run at once
+    counter: Any  # a multiprocessing.Value of the frames decided so far, or None (counted per finished drive)
 
     def run(self, jobs: Sequence[DriveJob]) -> Iterator[Done]: ...
 
@@ -51,9 +52,16 @@ class InlineExecutor:
     name = "inline"
     slots = 1
 
+    def __init__(self, counter: Any = None) -> None:
+        self.counter = counter
+
     def run(self, jobs: Sequence[DriveJob]) -> Iterator[Done]:
-        for job in jobs:
-            yield job, run_drive(job)
+        count_frames_into(self.counter)
+        try:
+            for job in jobs:
+                yield job, run_drive(job)
+        finally:
+            count_frames_into(None)
 
     def close(self) -> None:
         return None
@@ -67,6 +75,7 @@ class PoolExecutor:
     def __init__(self, workers: int, retries: int = 2) -> None:
         self.slots = workers
         self._retries = retries
+        self.counter: Any = None
         # Not fork: a forked child would inherit the driver's threads (progress bar, logging) in whatever state.
         # A fork server imports the replay code once and forks clean workers from it (spawn would import it again
         # in every worker).
@@ -75,12 +84,14 @@ class PoolExecutor:
             self._context.set_forkserver_preload(["agent.corpus.job", "agent.replay.runner", "agent.tune.cache"])
         else:
             self._context = multiprocessing.get_context("spawn")
+        self.counter = self._context.Value("q", 0)  # frames decided by every worker: the progress bar
 
     def run(self, jobs: Sequence[DriveJob]) -> Iterator[Done]:
         attempts: dict[str, int] = {}
         pending = list(jobs)
         while pending:
-            pool = ProcessPoolExecutor(max_workers=self.slots, mp_context=self._context)
+            pool = ProcessPoolExecutor(max_workers=self.slots, mp_context=self._context,
+                                       initializer=count_frames_into, initargs=(self.counter,))
             futures: dict[Future[dict[str, Any]], DriveJob] = {pool.submit(run_drive, job): job for job in pending}
             pending = []
             try:
@@ -123,6 +134,7 @@ class RayExecutor:
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise ConfigError(f"cannot connect to the Ray cluster at {address}: {exc}") from None
         self._task = ray.remote(num_cpus=1, max_retries=max_retries)(run_drive)
+        self.counter = None
         self.slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
 
     def run(self, jobs: Sequence[DriveJob]) -> Iterator[Done]:

@@ -40,6 +40,20 @@ class DriveJob:
     baselines: bool = True  # tune only
 
 
+_frames: Any = None  # multiprocessing.Value("q") this process adds each decided frame to (the progress bar)
+
+
+def count_frames_into(counter: Any) -> None:
+    """Count this process's decided frames into `counter` (None: stop); a pool's worker initializer."""
+    global _frames
+    _frames = counter
+
+
+def _count_frame() -> None:
+    with _frames.get_lock():
+        _frames.value += 1
+
+
 def one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     message = text[0] if text else ""
@@ -77,7 +91,8 @@ def _digest(path: Path) -> str:
 def _replay(job: DriveJob, config: AgentConfig, out: Path) -> dict[str, Any]:
     from agent.replay.runner import DECISIONS, run_replay  # deferred: the Ray worker imports this module first
 
-    summary = run_replay(list(job.drive.inputs), out, config, progress=False, assess_threads=job.assess_threads)
+    summary = run_replay(list(job.drive.inputs), out, config, progress=False, assess_threads=job.assess_threads,
+                         on_frame=_count_frame if _frames is not None else None)
     keys = ("frames_in", "frames_kept", "bytes_in", "bytes_kept", "by_verdict", "by_primary_reason", "by_reason",
             "by_rule", "by_sensor", "t_first_ns", "t_last_ns", "elapsed_s", "frames_per_s")
     result = {k: summary[k] for k in keys}

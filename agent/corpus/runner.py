@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import shutil
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -99,7 +101,43 @@ def make_executor(workers: int | None, ray: str | None, drives: int) -> Executor
     if ray:
         return RayExecutor(ray)
     n = workers or default_workers()
-    return InlineExecutor() if n <= 1 or drives <= 1 else PoolExecutor(min(n, drives))
+    return InlineExecutor(multiprocessing.Value("q", 0)) if n <= 1 or drives <= 1 else PoolExecutor(min(n, drives))
+
+
+class CorpusProgress:
+    """The corpus progress bar: drives done (and time left) on the bar; frames decided and frames/s beside it,
+    refreshed twice a second from the executor's frame counter (per finished drive where it has none: Ray)."""
+
+    def __init__(self, bar: tqdm, counter: Any) -> None:
+        self.bar, self.counter = bar, counter
+        self.started = time.perf_counter()
+        self.finished_frames = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._tick, name="corpus-progress", daemon=True)
+        if not bar.disable:
+            self._thread.start()
+
+    def frames(self) -> int:
+        return max(self.finished_frames, self.counter.value if self.counter is not None else 0)
+
+    def _show(self) -> None:
+        n, elapsed = self.frames(), max(1e-9, time.perf_counter() - self.started)
+        self.bar.set_postfix_str(f"{n:,} frames, {n / elapsed:,.1f} frames/s", refresh=True)
+
+    def _tick(self) -> None:
+        while not self._stop.wait(0.5):
+            self._show()
+
+    def drive_done(self, frames: int) -> None:
+        self.finished_frames += frames
+        self._show()
+        self.bar.update()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self.bar.close()
 
 
 def run_corpus(
@@ -129,17 +167,13 @@ def run_corpus(
     for drive in todo:  # what an interrupted run left half-written
         shutil.rmtree(drives_dir / f".{drive.id}.partial", ignore_errors=True)
     started = time.perf_counter()
-    frames = 0
-    bar = tqdm(total=len(drives), initial=len(results), unit="drive", desc=kind,
-               disable=None if progress is None else not progress)
+    bar = CorpusProgress(tqdm(total=len(drives), initial=len(results), unit="drive", desc=kind,
+                              disable=None if progress is None else not progress), executor.counter)
     try:
         for job, result in executor.run(jobs):
             _install(drives_dir, result, keys[job.drive.id])
             results[job.drive.id] = {**result, "reused": False}
-            frames += int(result.get("frames_in", 0))
-            elapsed = time.perf_counter() - started
-            bar.set_postfix_str(f"{frames:,} frames, {frames / elapsed:,.1f} frames/s", refresh=False)
-            bar.update()
+            bar.drive_done(int(result.get("frames_in", 0)))
     finally:
         bar.close()
         executor.close()

@@ -7,7 +7,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,8 @@ def _finalise(
 
 
 def run_replay(
-    inputs: list[str], out_dir: Path, config: AgentConfig, progress: bool | None = None, assess_threads: int = 1
+    inputs: list[str], out_dir: Path, config: AgentConfig, progress: bool | None = None, assess_threads: int = 1,
+    on_frame: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Replay `inputs` through the policy; write decisions, summary, kept.mcap and report.html into out_dir.
 
@@ -99,6 +100,8 @@ def run_replay(
                 thumbs.offer(item, outcome.record)
                 fh.write(json.dumps(outcome.record, separators=(",", ":")) + "\n")
                 bar.update()
+                if on_frame is not None:
+                    on_frame()
         present = {entry.frame_id for entry in spool.entries()}
         records = _finalise(partial, out_dir / DECISIONS, revoked, present, snipped)
         elapsed = time.perf_counter() - started
