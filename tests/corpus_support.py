@@ -41,6 +41,12 @@ def write_config(path: Path) -> Path:
     return path
 
 
+def corpus_files(root: Path) -> tuple[list[dict[str, object]], Path, Path]:
+    """The corpus's drives, its manifest and its config file, written under root."""
+    drives = corpus_drives(root)
+    return drives, write_manifest(root / "m.jsonl", drives), write_config(root / "agent.yaml")
+
+
 def corpus_config(path: Path) -> AgentConfig:
     return load_config(str(write_config(path)))
 

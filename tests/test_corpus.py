@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, SAMPLE_DRIVE
-from corpus_support import corpus_config, corpus_drives, decisions_of, write_config, write_manifest
+from corpus_support import corpus_config, corpus_drives, corpus_files, decisions_of, write_config, write_manifest
 
 from agent.config.model import AgentConfig
 from agent.corpus.manifest import Drive, load_manifest
@@ -85,9 +85,7 @@ def _cli(*args: str) -> list[str]:
 
 @pytest.mark.slow
 def test_rerun_after_an_interruption_replays_only_what_was_missing(tmp_path: Path) -> None:
-    drives = corpus_drives(tmp_path)
-    manifest = write_manifest(tmp_path / "m.jsonl", drives)
-    config = write_config(tmp_path / "agent.yaml")
+    drives, manifest, config = corpus_files(tmp_path)
     out = tmp_path / "out"
     args = _cli("--manifest", str(manifest), "--out", str(out), "--config", str(config), "--workers", "1")
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -183,9 +181,7 @@ def test_harmful_streaks_are_the_longest_run_per_sensor(tmp_path: Path) -> None:
 def test_a_pool_worker_killed_mid_job_is_replaced_and_changes_nothing(tmp_path: Path) -> None:
     import psutil
 
-    drives = corpus_drives(tmp_path)
-    manifest = write_manifest(tmp_path / "m.jsonl", drives)
-    config = write_config(tmp_path / "agent.yaml")
+    drives, manifest, config = corpus_files(tmp_path)
     reference = tmp_path / "ref"
     run_corpus([Drive.model_validate(d) for d in drives], reference, corpus_config(config), workers=1,
                progress=False)

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import REPO
-from corpus_support import corpus_config, corpus_drives, decisions_of, write_config, write_manifest
+from corpus_support import corpus_config, corpus_files, decisions_of
 
 from agent.corpus.manifest import Drive
 from agent.corpus.runner import run_corpus
@@ -42,9 +42,7 @@ def ray_cluster():
 def corpus(tmp_path_factory):
     """The corpus, its config and the inline (one drive after the other, in-process) reference decisions."""
     root = tmp_path_factory.mktemp("corpus")
-    drives = corpus_drives(root)
-    manifest = write_manifest(root / "m.jsonl", drives)
-    config = write_config(root / "agent.yaml")
+    drives, manifest, config = corpus_files(root)
     run_corpus([Drive.model_validate(d) for d in drives], root / "inline", corpus_config(config), workers=1,
                progress=False)
     return manifest, config, decisions_of(root / "inline"), [d["id"] for d in drives]
