@@ -28,5 +28,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet -e ".[ouster]" 2>&1 | grep -v '^WARNING: Location' || true
   .venv/bin/python -c "import ouster.sdk" 2>/dev/null \
     || echo "setup: ouster-sdk did not install; Ouster inputs and their tests are unavailable" >&2
+  # Ray (the [fleet] extra) runs corpus replays on a cluster; without it the Ray tests skip with that reason.
+  .venv/bin/python -m pip install --quiet -e ".[fleet]" 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -c "import ray" 2>/dev/null || echo "setup: could not install Ray; the Ray tests will be skipped" >&2
   touch "$stamp"
 fi

@@ -8,13 +8,14 @@ import logging
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from agent.config.model import AgentConfig
+from agent.corpus.ahead import assess_ahead
 from agent.daemon.snippets import SnippetKeeper, store_snippet
 from agent.errors import InputError
 from agent.frame import Skip
@@ -70,11 +71,15 @@ def _finalise(
     return records
 
 
-def run_replay(inputs: list[str], out_dir: Path, config: AgentConfig, progress: bool | None = None,
-               start_ns: int | None = None) -> dict[str, Any]:
+def run_replay(
+    inputs: list[str], out_dir: Path, config: AgentConfig, progress: bool | None = None,
+    start_ns: int | None = None, assess_threads: int = 1, on_frame: Callable[[], None] | None = None,
+) -> dict[str, Any]:
     """Replay `inputs` through the policy; write decisions, summary, kept.mcap and report.html into out_dir.
 
     Inputs without wall-clock time start at `start_ns` when given, else with the others (see sources.clocks).
+    With `assess_threads` > 1 the history-free part of each verdict runs ahead in threads (agent.corpus.ahead);
+    the decisions are the same.
     """
     sources = open_inputs(inputs, config.inputs)  # raises InputError before anything is written
     make_out_dir(out_dir)
@@ -88,11 +93,13 @@ def run_replay(inputs: list[str], out_dir: Path, config: AgentConfig, progress: 
     snippets = SnippetKeeper(config.snippets)
     partial = out_dir / (DECISIONS + ".partial")
     with Spool.open(_fresh_spool_root(config, out_dir), config.spool) as spool:
-        pipeline = FramePipeline(make_scorer(config), Policy(config.policy), spool)
+        merged = merge(sources, config.inputs.max_frames, [c.offset_ns for c in clocks], stats)
+        scorer, items = assess_ahead(make_scorer(config), merged, assess_threads)
+        pipeline = FramePipeline(scorer, Policy(config.policy), spool)
         with partial.open("w", encoding="utf-8") as fh, tqdm(
             desc="replay", unit="frame", disable=None if progress is None else not progress, leave=False
         ) as bar:
-            for item in merge(sources, config.inputs.max_frames, [c.offset_ns for c in clocks], stats):
+            for item in items:
                 if isinstance(item, Skip):
                     summary.add_skip(item.as_dict())
                     continue
@@ -103,6 +110,8 @@ def run_replay(inputs: list[str], out_dir: Path, config: AgentConfig, progress: 
                 thumbs.offer(item, outcome.record)
                 fh.write(json.dumps(outcome.record, separators=(",", ":")) + "\n")
                 bar.update()
+                if on_frame is not None:
+                    on_frame()
         present = {entry.frame_id for entry in spool.entries()}
         records = _finalise(partial, out_dir / DECISIONS, revoked, present, snipped)
         elapsed = time.perf_counter() - started
