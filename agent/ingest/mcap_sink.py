@@ -1,6 +1,8 @@
 """Per-vehicle MCAP files of received frames: ROS 2 CompressedImage / PointCloud2 (like kept.mcap) + JSON headers.
 
-One file per vehicle per ingest run: `<out>/<vehicle>/<run id>.mcap`. Every message is its own MCAP chunk, so
+Per vehicle per ingest run, a series of segments `<out>/<vehicle>/<run id>-<n>.mcap`: a segment is finished
+and the next one started once it reaches segment_mb or segment_s, so no file grows without end (and a finished
+segment is a complete MCAP file that can be moved or archived while the ingest runs). Every message is its own MCAP chunk, so
 that flush() puts it on disk at once: the receiver fsyncs the files before it commits the index and acks the
 broker. A clean stop (close()) writes the summary and footer; after a crash a file ends without them and is read
 with a streaming reader (`mcap` CLI `recover`, or mcap.stream_reader).
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +75,7 @@ class _VehicleFile:
         self.headers = self.writer.register_channel(HEADERS_TOPIC, MessageEncoding.JSON, schema_id)
         self.dirty = True
         self.frames = 0
+        self.opened = time.monotonic()
 
     def add(self, ros: RosMessage, header: FrameHeader, received_ns: int) -> None:
         if ros.type_name not in self.schemas:
@@ -109,19 +113,39 @@ class _VehicleFile:
 class McapSink:
     """Opens a vehicle's file on its first frame; sync() makes everything written so far durable."""
 
-    def __init__(self, out_dir: Path, run_id: str) -> None:
+    def __init__(self, out_dir: Path, run_id: str, segment_mb: float = 512.0, segment_s: float = 3600.0) -> None:
         self.out_dir = out_dir
         self.run_id = run_id
+        self.segment_bytes = int(segment_mb * 1_000_000)
+        self.segment_s = segment_s
         self._files: dict[str, _VehicleFile] = {}
+        self._segments: dict[str, int] = {}  # vehicle -> number of its open (or next) segment
+        self._frames: dict[str, int] = {}  # vehicle -> frames in its finished segments
+        self.rolled = 0
 
-    def relative_path(self, vehicle: str) -> str:
-        return f"{vehicle}/{self.run_id}.mcap"
+    def segment(self, vehicle: str) -> str:
+        """The relative path the vehicle's next frame goes to; finishes the open segment when it is full or old."""
+        file = self._files.get(vehicle)
+        if file is not None and (file.stream.tell() >= self.segment_bytes
+                                 or time.monotonic() - file.opened >= self.segment_s):
+            self._finish(vehicle, file)
+            self._segments[vehicle] = self._segments.get(vehicle, 0) + 1
+            self.rolled += 1
+        return f"{vehicle}/{self.run_id}-{self._segments.get(vehicle, 0):04d}.mcap"
 
     def write(self, vehicle: str, header: FrameHeader, ros: RosMessage, received_ns: int) -> None:
         file = self._files.get(vehicle)
         if file is None:
-            file = self._files[vehicle] = _VehicleFile(self.out_dir / self.relative_path(vehicle))
+            file = self._files[vehicle] = _VehicleFile(self.out_dir / self.segment(vehicle))
         file.add(ros, header, received_ns)
+
+    def _finish(self, vehicle: str, file: _VehicleFile) -> None:
+        del self._files[vehicle]
+        self._frames[vehicle] = self._frames.get(vehicle, 0) + file.frames
+        try:
+            file.close()
+        except (OSError, ValueError) as exc:
+            log.error("ingest: cannot finish %s: %s", file.path, exc)
 
     def sync(self) -> None:
         for file in self._files.values():
@@ -129,12 +153,7 @@ class McapSink:
 
     def close(self) -> dict[str, int]:
         """Finish every file (summary + footer); returns frames written per vehicle."""
-        counts = {}
-        for vehicle, file in self._files.items():
-            try:
-                file.close()
-            except (OSError, ValueError) as exc:
-                log.error("ingest: cannot finish %s: %s", file.path, exc)
-            counts[vehicle] = file.frames
-        self._files.clear()
+        for vehicle, file in list(self._files.items()):
+            self._finish(vehicle, file)
+        counts, self._frames = self._frames, {}
         return counts

@@ -1,4 +1,4 @@
-"""The reference cloud receiver: frames from every vehicle -> dedup index (SQLite) + per-vehicle MCAP files.
+"""The reference cloud receiver: frames from every vehicle -> dedup index (SQLite or PostgreSQL) + MCAP segments.
 
 Delivery: the broker gets our PUBACK (manual ack) only after the frame, or the chunk, is durable: messages are
 handled as they arrive, then a group commit (every batch_max messages or batch_ms) fsyncs the MCAP files, commits
@@ -27,13 +27,13 @@ import paho.mqtt.client as mqtt
 from agent.errors import DecodeError
 from agent.ingest.config import IngestConfig
 from agent.ingest.mcap_sink import McapSink, ros_message
-from agent.ingest.store import ADDED, MISMATCH, IngestIndex
+from agent.ingest.store import ADDED, MISMATCH, IngestIndex, open_index
+from agent.remote.topics import StateReport
 from agent.uplink import wire
 from agent.uplink.connection import connect_async, drop_link, fatal_reason, make_client
 
 log = logging.getLogger(__name__)
 
-INDEX_FILE = "index.sqlite3"
 MAX_VEHICLES = 100_000  # vehicles whose last status/stats are remembered; more are counted, not stored
 MAX_STATS_BYTES = 65_536
 _LOG_FIRST = 20  # bad messages are logged one by one up to here, then every 1000th
@@ -45,7 +45,7 @@ COUNTERS = (
     "chunks", "duplicate_chunks", "reassembled", "abandoned_partials", "inconsistent_chunks",
     "garbage",  # messages that are not valid frames (includes bad_sha and bad_blob): logged, acked, dropped
     "bad_sha", "bad_blob",
-    "status_messages", "stats_messages", "vehicles_not_tracked",
+    "status_messages", "stats_messages", "config_states", "alert_messages", "vehicles_not_tracked",
     "acks", "commits", "storage_errors", "errors",
     "connects", "disconnects", "connect_failures", "connect_refused", "subscribed",
 )  # fmt: skip
@@ -78,16 +78,18 @@ class Ingest:
         self._index: IngestIndex | None = None
         self._sink: McapSink | None = None
         self._done = threading.Event()
+        self._storage_errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
 
     # ---- lifecycle
 
     def start(self) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._index = IngestIndex(self.out_dir / INDEX_FILE)
+        self._index = open_index(self.config.db, self.out_dir)
+        self._storage_errors = (*self._index.errors, OSError)
         self._partial_bytes = self._index.partial_bytes()
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         self._sink = McapSink(self.out_dir, f"{stamp}-{re.sub(r'[^A-Za-z0-9_.-]', '_', self.config.client_id)}"
-                                            f"-{os.getpid()}")
+                                            f"-{os.getpid()}", self.config.segment_mb, self.config.segment_s)
         client = make_client(self.config, self.config.client_id, manual_ack=True)
         client.on_connect = self._on_connect
         client.on_connect_fail = lambda *_: self._count("connect_failures")
@@ -163,7 +165,8 @@ class Ingest:
         if self.config.shared:
             frames = f"$share/{self.config.group}/{frames}"
         # Re-subscribed on every connect: harmless when the session kept them, needed when the broker lost it.
-        client.subscribe([(frames, 1), (f"{prefix}/+/status", 1), (f"{prefix}/+/stats", 1)])
+        client.subscribe([(frames, 1), (f"{prefix}/+/status", 1), (f"{prefix}/+/stats", 1),
+                          (f"{prefix}/+/config/state", 1), (f"{prefix}/+/status/alerts/+", 1)])
         log.info("ingest connected (session present: %s), subscribed to %s",
                  getattr(flags, "session_present", None), frames)
 
@@ -193,7 +196,7 @@ class Ingest:
             handler(*args)
         except wire.WireError as exc:
             self._bad("garbage", exc, args)
-        except (sqlite3.Error, OSError) as exc:
+        except self._storage_errors as exc:
             self._storage_failed(exc)
             return False
         except Exception as exc:  # a bug must not stop the receiver; the message is acked and counted
@@ -204,27 +207,39 @@ class Ingest:
     def _handle(self, message: mqtt.MQTTMessage) -> None:
         parsed = wire.split_topic(message.topic, self.config.topic_prefix)
         kind = parsed[1] if parsed else None
-        if parsed is None or kind not in ("frames", "status", "stats"):
+        if parsed is None or kind not in ("frames", "status", "stats", "config"):
             raise wire.WireError(f"unexpected topic {message.topic[:200]!r}")
         vehicle = parsed[0]
         if kind == "frames":
             self._on_frame(vehicle, message.payload)
             return
+        area = message.topic[len(self.config.topic_prefix) + len(vehicle) + 2 :]
+        if area not in ("status", "stats", "config/state") and not area.startswith("status/alerts/"):
+            raise wire.WireError(f"unexpected topic {message.topic[:200]!r}")
         state = self._vehicle(vehicle)
         if state is None:
             return
-        if kind == "status":
+        index, now = self._require_index(), time.time_ns()
+        index.begin()
+        if area == "status":
             state.status = message.payload[:32].decode("utf-8", "replace")
             self._count("status_messages")
-        else:
+            index.set_status(vehicle, state.status, now)
+        elif area == "stats":
             self._count("stats_messages")
-            if len(message.payload) > MAX_STATS_BYTES:
-                raise wire.WireError(f"stats message of {len(message.payload)} bytes")
-            try:
-                doc = json.loads(message.payload)
-            except ValueError as exc:
-                raise wire.WireError(f"stats message is not JSON: {exc}") from exc
-            state.stats = doc if isinstance(doc, dict) else {}
+            doc = _json_object(message.payload, "stats")
+            state.stats = doc
+            index.set_stats(vehicle, doc, now)
+        elif area == "config/state":
+            self._count("config_states")
+            report = StateReport.from_payload(message.payload[:MAX_STATS_BYTES])
+            if report is None:
+                raise wire.WireError("config state is not a state report")
+            index.add_config_state(vehicle, report, now)
+        else:
+            self._count("alert_messages")
+            if message.payload:  # an empty retained message clears the topic: nothing to record
+                index.upsert_alert(vehicle, _alert(_json_object(message.payload, "alert")), now)
 
     def _on_frame(self, vehicle: str, payload: bytes) -> None:
         header, data = wire.decode(payload)
@@ -273,7 +288,7 @@ class Ingest:
             self._count("bad_blob")
             raise wire.WireError(f"{header.frame_id[:80]}: {exc}") from exc
         received = time.time_ns()
-        if not index.insert_frame(header, received, sink.relative_path(header.vehicle)):
+        if not index.insert_frame(header, received, sink.segment(header.vehicle)):
             self._count("duplicates")  # another worker stored it meanwhile
             return
         sink.write(header.vehicle, header, ros, received)
@@ -310,12 +325,12 @@ class Ingest:
     def _commit(self) -> None:
         """The group commit: MCAP on disk, index committed, then the acks."""
         index, sink = self._index, self._sink
-        if index is None or sink is None or (not self._pending and not index.conn.in_transaction):
+        if index is None or sink is None or (not self._pending and not index.in_transaction):
             return
         try:
             sink.sync()
             index.commit()
-        except (sqlite3.Error, OSError) as exc:
+        except self._storage_errors as exc:
             self._storage_failed(exc)
             return
         acks, self._pending = self._pending, []
@@ -366,3 +381,27 @@ class Ingest:
     def _count(self, name: str, n: int = 1) -> None:
         with self._lock:
             self._counts[name] += n
+
+
+def _json_object(payload: bytes, what: str) -> dict[str, Any]:
+    if len(payload) > MAX_STATS_BYTES:
+        raise wire.WireError(f"{what} message of {len(payload)} bytes")
+    try:
+        doc = json.loads(payload)
+    except ValueError as exc:
+        raise wire.WireError(f"{what} message is not JSON: {exc}") from exc
+    return doc if isinstance(doc, dict) else {}
+
+
+def _alert(doc: dict[str, Any]) -> dict[str, Any]:
+    """A vehicle's alert message checked enough to be stored (agent/health.py writes them)."""
+    try:
+        alert = {"sensor": str(doc["sensor"])[:64], "modality": str(doc["modality"])[:16],
+                 "reason": str(doc["reason"])[:64], "message": str(doc["message"])[:300],
+                 "raised_ns": int(doc["raised_ns"]), "harmful_rate": float(doc["harmful_rate"]),
+                 "state": str(doc["state"])}
+        if alert["state"] == "cleared":
+            alert["cleared_ns"] = int(doc["cleared_ns"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise wire.WireError(f"alert message without a valid {exc}") from exc
+    return alert
