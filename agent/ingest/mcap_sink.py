@@ -2,10 +2,10 @@
 
 Per vehicle per ingest run, a series of segments `<out>/<vehicle>/<run id>-<n>.mcap`: a segment is finished
 and the next one started once it reaches segment_mb or segment_s, so no file grows without end (and a finished
-segment is a complete MCAP file that can be moved or archived while the ingest runs). Every message is its own MCAP chunk, so
-that flush() puts it on disk at once: the receiver fsyncs the files before it commits the index and acks the
-broker. A clean stop (close()) writes the summary and footer; after a crash a file ends without them and is read
-with a streaming reader (`mcap` CLI `recover`, or mcap.stream_reader).
+segment is a complete MCAP file that can be moved or archived while the ingest runs). Every message is its own
+MCAP chunk, so that flush() puts it on disk at once: the receiver fsyncs the files before it commits the index and
+acks the broker. A clean stop (close()) writes the summary and footer; after a crash a file ends without them and
+is read with a streaming reader (`mcap` CLI `recover`, or mcap.stream_reader).
 """
 
 from __future__ import annotations
