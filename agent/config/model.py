@@ -13,6 +13,7 @@ from pydantic import Field, field_validator
 
 from agent.config.base import StrictModel
 from agent.config.daemon import DaemonConfig, SnippetConfig, Sources
+from agent.config.health import HealthConfig
 from agent.config.model_cfg import ModelConfig
 from agent.config.remote import RemoteConfig
 from agent.config.uplink import UplinkConfig
@@ -190,6 +191,7 @@ class AgentConfig(StrictModel):
     sources: Sources = Field(default_factory=list, max_length=64, description="Live sources of `edgesift run`.")
     daemon: DaemonConfig = DaemonConfig()
     snippets: SnippetConfig = SnippetConfig()
+    health: HealthConfig = HealthConfig()
 
     @field_validator("vehicle_id")
     @classmethod

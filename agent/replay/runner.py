@@ -16,6 +16,7 @@ from tqdm import tqdm
 from agent.config.model import AgentConfig
 from agent.daemon.snippets import SnippetKeeper, store_snippet
 from agent.frame import Skip
+from agent.health import SensorHealth
 from agent.pipeline import FramePipeline
 from agent.policy import Policy, rules
 from agent.replay.mcap_out import write_kept_mcap
@@ -75,6 +76,7 @@ def run_replay(inputs: list[str], out_dir: Path, config: AgentConfig, progress: 
     revoked: dict[str, str] = {}
     snipped: dict[str, dict[str, Any]] = {}  # frame id -> its keep:snippet record
     snippets = SnippetKeeper(config.snippets)
+    health = SensorHealth(config.health)  # the alerts the vehicle would raise on this drive
     partial = out_dir / (DECISIONS + ".partial")
     with Spool.open(_fresh_spool_root(config, out_dir), config.spool) as spool:
         pipeline = FramePipeline(make_scorer(config), Policy(config.policy), spool)
@@ -87,6 +89,7 @@ def run_replay(inputs: list[str], out_dir: Path, config: AgentConfig, progress: 
                     continue
                 outcome = pipeline.process(item)
                 revoked.update(outcome.revoked)
+                health.observe(outcome.record)
                 for keep in snippets.offer(item, outcome):
                     snipped[keep.frame_id] = store_snippet(spool, pipeline.scorer, keep)
                 thumbs.offer(item, outcome.record)
@@ -103,6 +106,7 @@ def run_replay(inputs: list[str], out_dir: Path, config: AgentConfig, progress: 
     result["spool"] = dataclasses.asdict(spool_stats)
     result["kept_mcap"] = mcap_counts
     result["scorer"] = pipeline.scorer.name
+    result["alerts"] = list(health.events)
     (out_dir / SUMMARY).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     write_report(out_dir / REPORT, result, records, thumbs.groups())
     return result
