@@ -54,7 +54,7 @@ def test_replay_raises_and_clears_an_alert_over_the_fault_stretch(tmp_path: Path
     raised, cleared = alerts
     assert raised["reason"] == "occluded" and raised["sensor"] == "front"
     assert 1.0e9 <= raised["raised_ns"] < 2.0e9  # within the covered stretch (frames 10-19 at 10 Hz)
-    assert 2.0e9 <= cleared["cleared_ns"]  # after it
+    assert cleared["cleared_ns"] >= 2.0e9  # after it
     assert raised["message"].startswith("camera front: occluded ")
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["alerts"] == alerts
     logged = [r.getMessage() for r in caplog.records if "event=sensor_alert" in r.getMessage()]
