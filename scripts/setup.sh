@@ -12,6 +12,19 @@ if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
     echo "setup: mosquitto not found; install it (e.g. apt-get install mosquitto) to run the broker tests" >&2
   fi
 fi
+# The fleet tests run a real PostgreSQL (initdb in a temporary folder) and the fleet page in headless Chromium.
+missing=""
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
+command -v chromium >/dev/null || missing="$missing chromium"
+command -v chromedriver >/dev/null || missing="$missing chromium-driver"
+if [ -n "$missing" ]; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing) >/dev/null 2>&1 \
+      || echo "setup: could not install$missing; the PostgreSQL / browser tests will be skipped" >&2
+  else
+    echo "setup: missing$missing (apt-get install$missing); the PostgreSQL / browser tests will be skipped" >&2
+  fi
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
@@ -20,7 +33,7 @@ stamp=.venv/.edgesift-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   # pip's notes about this machine's index configuration are noise here; errors still show.
   .venv/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -m pip install --quiet -e ".[dev]" 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -m pip install --quiet -e ".[dev,fleet,fleet-test]" 2>&1 | grep -v '^WARNING: Location' || true
   .venv/bin/python -c "import agent, cv2, onnxruntime, paho.mqtt, mcap_ros2, velodyne_decoder" \
     || { echo "setup: installing edgesift failed" >&2; exit 1; }
   touch "$stamp"
