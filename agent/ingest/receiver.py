@@ -67,6 +67,7 @@ class Ingest:
         self._clock = clock
         self._lock = threading.RLock()  # the index, the sink, the batch: touched by paho's thread and run()
         self._counts: Counter[str] = Counter()
+        self._seconds: Counter[str] = Counter()  # where the time goes: handle (decode, index, MCAP), sync, commit
         self._state = "stopped"
         self._error: str | None = None
         self._pending: list[int] = []  # mids handled in the open batch, acked after its commit
@@ -144,7 +145,8 @@ class Ingest:
         with self._lock:
             counters = {name: self._counts[name] for name in COUNTERS}
             return {"state": self._state, "error": self._error, "partial_bytes": self._partial_bytes,
-                    "vehicles": len(self.vehicles), **counters}
+                    "vehicles": len(self.vehicles), **counters,
+                    "seconds": {k: round(v, 3) for k, v in self._seconds.items()}}
 
     # ---- paho callbacks (network thread)
 
@@ -179,7 +181,9 @@ class Ingest:
     def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         with self._lock:
             self._count("messages")
+            started = time.perf_counter()
             stored = self._guard(self._handle, message)
+            self._seconds["handle"] += time.perf_counter() - started
             if message.qos == 0 or not stored:
                 return
             if not self._pending:
@@ -328,8 +332,12 @@ class Ingest:
         if index is None or sink is None or (not self._pending and not index.in_transaction):
             return
         try:
+            started = time.perf_counter()
             sink.sync()
+            synced = time.perf_counter()
             index.commit()
+            self._seconds["mcap_sync"] += synced - started
+            self._seconds["db_commit"] += time.perf_counter() - synced
         except self._storage_errors as exc:
             self._storage_failed(exc)
             return
