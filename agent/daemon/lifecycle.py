@@ -110,10 +110,17 @@ class DaemonUplink(Uplink):
             except Exception:  # noqa: PERF203 - a failing hook must not stop the others
                 log.exception("on_connect hook failed")
 
-    def _maybe_publish_stats(self) -> None:
+    def stop(self, drain_timeout: float = 0.0) -> Any:
+        self._flush_outbox()  # alerts raised just before the stop still go out (paho sends them before offline)
+        return super().stop(drain_timeout)
+
+    def _flush_outbox(self) -> None:
         while self._outbox and self._client is not None:
             topic, payload = self._outbox.popleft()
             self._table.ignore(self._client.publish(topic, payload, qos=1, retain=True).mid)
+
+    def _maybe_publish_stats(self) -> None:
+        self._flush_outbox()
         if self.config.stats_interval_s <= 0 or self._clock() < self._next_stats or self._client is None:
             return
         self._next_stats = self._clock() + self.config.stats_interval_s

@@ -15,7 +15,7 @@ from typing import Any
 
 from agent.errors import ConfigError
 from agent.ingest.schema import SCHEMA_VERSION
-from agent.ingest.store import SQLITE_FILE, is_postgres
+from agent.ingest.store import SQLITE_FILE, is_postgres, one_line, redact
 
 HOUR_NS = 3_600_000_000_000
 MAX_ROWS = 500
@@ -30,8 +30,11 @@ class FleetReader:
             import psycopg
 
             self.errors: tuple[type[BaseException], ...] = (psycopg.Error,)
-            self.conn: Any = psycopg.connect(str(db), autocommit=True, options="-c default_transaction_read_only=on",
-                                             application_name="edgesift-fleet")
+            try:
+                self.conn: Any = psycopg.connect(str(db), autocommit=True, application_name="edgesift-fleet",
+                                                 options="-c default_transaction_read_only=on")
+            except psycopg.Error as exc:
+                raise ConfigError(f"cannot connect to the index {redact(str(db))}: {one_line(exc)}") from exc
         else:
             path = Path(db[len("sqlite:///"):] if db and db.startswith("sqlite:///") else db or
                         Path(store or ".") / SQLITE_FILE)

@@ -12,24 +12,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from typing import Any
 
 import psycopg
 from psycopg import pq
 
+from agent.errors import EdgesiftError
 from agent.ingest import schema
-from agent.ingest.store import IngestIndex
+from agent.ingest.store import IngestIndex, one_line, redact
 
 log = logging.getLogger(__name__)
 
 _MIGRATION_LOCK = 0x65646773  # "edgs": advisory lock key of schema migrations
-_PASSWORD_RE = re.compile(r"(://[^:/@]*:)[^@]*@")
 
 
-def redact(url: str) -> str:
-    """The URL without its password, for logs and errors."""
-    return _PASSWORD_RE.sub(r"\1***@", url)
+class IndexUnavailable(EdgesiftError):
+    """The database cannot be reached at start-up."""
 
 
 class PostgresIndex(IngestIndex):
@@ -40,7 +38,10 @@ class PostgresIndex(IngestIndex):
         self.url = url
         self._timeout = connect_timeout_s
         self._sql: dict[str, str] = {}
-        self.conn = self._connect()
+        try:
+            self.conn = self._connect()
+        except psycopg.Error as exc:
+            raise IndexUnavailable(f"cannot connect to the index {redact(url)}: {one_line(exc)}") from exc
         try:
             self.migrate()
         except BaseException:

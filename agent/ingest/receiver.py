@@ -9,7 +9,6 @@ Everything a sender can get wrong is counted, logged (truncated, rate-limited) a
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -25,17 +24,16 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from agent.errors import DecodeError
+from agent.ingest import fleet_state
 from agent.ingest.config import IngestConfig
 from agent.ingest.mcap_sink import McapSink, ros_message
 from agent.ingest.store import ADDED, MISMATCH, IngestIndex, open_index
-from agent.remote.topics import StateReport
 from agent.uplink import wire
 from agent.uplink.connection import connect_async, drop_link, fatal_reason, make_client
 
 log = logging.getLogger(__name__)
 
 MAX_VEHICLES = 100_000  # vehicles whose last status/stats are remembered; more are counted, not stored
-MAX_STATS_BYTES = 65_536
 _LOG_FIRST = 20  # bad messages are logged one by one up to here, then every 1000th
 COUNTERS = (
     "messages",  # MQTT messages received (frames, chunks, status, stats, garbage)
@@ -217,33 +215,13 @@ class Ingest:
         if kind == "frames":
             self._on_frame(vehicle, message.payload)
             return
-        area = message.topic[len(self.config.topic_prefix) + len(vehicle) + 2 :]
-        if area not in ("status", "stats", "config/state") and not area.startswith("status/alerts/"):
-            raise wire.WireError(f"unexpected topic {message.topic[:200]!r}")
+        area = fleet_state.area_of(message.topic, self.config.topic_prefix, vehicle)
         state = self._vehicle(vehicle)
         if state is None:
             return
-        index, now = self._require_index(), time.time_ns()
+        index = self._require_index()
         index.begin()
-        if area == "status":
-            state.status = message.payload[:32].decode("utf-8", "replace")
-            self._count("status_messages")
-            index.set_status(vehicle, state.status, now)
-        elif area == "stats":
-            self._count("stats_messages")
-            doc = _json_object(message.payload, "stats")
-            state.stats = doc
-            index.set_stats(vehicle, doc, now)
-        elif area == "config/state":
-            self._count("config_states")
-            report = StateReport.from_payload(message.payload[:MAX_STATS_BYTES])
-            if report is None:
-                raise wire.WireError("config state is not a state report")
-            index.add_config_state(vehicle, report, now)
-        else:
-            self._count("alert_messages")
-            if message.payload:  # an empty retained message clears the topic: nothing to record
-                index.upsert_alert(vehicle, _alert(_json_object(message.payload, "alert")), now)
+        self._count(fleet_state.record(index, state, vehicle, area, message.payload, time.time_ns()))
 
     def _on_frame(self, vehicle: str, payload: bytes) -> None:
         header, data = wire.decode(payload)
@@ -357,7 +335,10 @@ class Ingest:
         if self._index is not None:
             self._index.rollback()
         self._pending = []
-        self._partial_bytes = self._index.partial_bytes() if self._index is not None else 0
+        try:
+            self._partial_bytes = self._index.partial_bytes() if self._index is not None else 0
+        except self._storage_errors:  # still down: recounted after the next failure or restart
+            self._partial_bytes = 0
         if self._client is not None:
             drop_link(self._client)
 
@@ -390,26 +371,3 @@ class Ingest:
         with self._lock:
             self._counts[name] += n
 
-
-def _json_object(payload: bytes, what: str) -> dict[str, Any]:
-    if len(payload) > MAX_STATS_BYTES:
-        raise wire.WireError(f"{what} message of {len(payload)} bytes")
-    try:
-        doc = json.loads(payload)
-    except ValueError as exc:
-        raise wire.WireError(f"{what} message is not JSON: {exc}") from exc
-    return doc if isinstance(doc, dict) else {}
-
-
-def _alert(doc: dict[str, Any]) -> dict[str, Any]:
-    """A vehicle's alert message checked enough to be stored (agent/health.py writes them)."""
-    try:
-        alert = {"sensor": str(doc["sensor"])[:64], "modality": str(doc["modality"])[:16],
-                 "reason": str(doc["reason"])[:64], "message": str(doc["message"])[:300],
-                 "raised_ns": int(doc["raised_ns"]), "harmful_rate": float(doc["harmful_rate"]),
-                 "state": str(doc["state"])}
-        if alert["state"] == "cleared":
-            alert["cleared_ns"] = int(doc["cleared_ns"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise wire.WireError(f"alert message without a valid {exc}") from exc
-    return alert

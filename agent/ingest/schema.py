@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agent.errors import EdgesiftError
+
 
 @dataclass(frozen=True)
 class Types:
@@ -110,5 +112,5 @@ def check_version(found: int) -> None:
         raise SchemaError(f"ingest index schema {found} is newer than this edgesift ({SCHEMA_VERSION}); upgrade it")
 
 
-class SchemaError(Exception):
+class SchemaError(EdgesiftError):
     """The store holds a schema this edgesift cannot read."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,7 +209,7 @@ class IngestIndex:
             "INSERT INTO vehicles (vehicle, config_version, config_status, config_error, config_ns) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (vehicle) DO UPDATE SET config_version = excluded.config_version, "
             "config_status = excluded.config_status, config_error = excluded.config_error, "
-            "config_ns = excluded.config_ns",
+            "config_ns = excluded.config_ns WHERE excluded.config_ns >= vehicles.config_ns",  # redelivered: older
             (vehicle, report.version, report.status, report.error, t_ns),
         )
         self.execute(
@@ -274,6 +275,18 @@ class SqliteIndex(IngestIndex):
         with contextlib.suppress(sqlite3.Error):
             self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         self.conn.close()
+
+
+_PASSWORD_RE = re.compile(r"(://[^:/@]*:)[^@]*@")
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs and errors."""
+    return _PASSWORD_RE.sub(r"\1***@", url)
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    return " ".join(str(exc).split())[:limit]
 
 
 def is_postgres(db: str | None) -> bool:
