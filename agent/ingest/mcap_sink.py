@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import IO, Any
 
@@ -40,6 +40,7 @@ _HEADER_SCHEMA = {
     "additionalProperties": True,
 }
 _DROPPED_FIELDS = ("chunk", "chunks", "offset", "v")
+_HEADER_FIELDS = tuple(f.name for f in fields(FrameHeader) if f.name not in _DROPPED_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class _VehicleFile:
             self.channels[ros.topic] = self.writer.register_channel(ros.topic, MessageEncoding.CDR, schema_id)
         t = max(0, header.t_ns)
         self._add(self.channels[ros.topic], encode(ros.message), t)
-        doc = {k: v for k, v in header.to_dict().items() if k not in _DROPPED_FIELDS}
+        doc = {k: getattr(header, k) for k in _HEADER_FIELDS}  # not asdict(): 20x slower (deep copy)
         doc["received_ns"] = received_ns
         self._add(self.headers, json.dumps(doc, separators=(",", ":")).encode(), t)
         self.frames += 1
