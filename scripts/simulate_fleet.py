@@ -74,7 +74,8 @@ def _vehicle_config(name: str, broker: str, root: Path, stats_s: float) -> Any:
 
     return AgentConfig.model_validate({
         "vehicle_id": name, "spool": {"path": str(root / name / "spool")},
-        "uplink": {"enabled": True, "broker": broker, "stats_interval_s": stats_s, "poll_interval_s": 0.05},
+        "uplink": {"enabled": True, "broker": broker, "stats_interval_s": stats_s, "poll_interval_s": 0.05,
+                   "keepalive_s": 10},
         "remote": {"enabled": True, "state_dir": str(root / name / "remote")},
         "health": {"camera": {"window_s": 5.0, "min_frames": 10}},
     })  # fmt: skip
@@ -118,9 +119,11 @@ class Vehicle:
     def stop(self) -> dict[str, Any]:
         self.alive = False
         self.remote.stop(timeout=1.0)
-        up = self.uplink.stop(drain_timeout=2.0)
+        self.uplink.drain(2.0)
+        connected = self.uplink.state == "online"  # else no `offline` now: the broker's Last Will says it later
+        up = self.uplink.stop()
         self.spool.close()
-        return {"vehicle": self.name, "acked": up.acked, "alerts": len(self.health.events)}
+        return {"vehicle": self.name, "acked": up.acked, "alerts": len(self.health.events), "said_offline": connected}
 
 
 def run_process(args: dict[str, Any]) -> list[dict[str, Any]]:
@@ -143,7 +146,7 @@ def run_process(args: dict[str, Any]) -> list[dict[str, Any]]:
         offsets.append(at)
     span = offsets[-1] + 100_000_000
     start, duration, speed = time.monotonic(), args["duration"], args["speed"]
-    loop = 0
+    loop, went_offline = 0, {}
     while time.monotonic() - start < duration:
         for i, frame in enumerate(frames):
             elapsed = time.monotonic() - start
@@ -155,14 +158,14 @@ def run_process(args: dict[str, Any]) -> list[dict[str, Any]]:
             share = (time.monotonic() - start) / duration
             for vehicle in vehicles:
                 if vehicle.name in args["offline"] and share >= 0.75 and vehicle.alive:
-                    vehicle.stop()
+                    went_offline[vehicle.name] = vehicle.stop()
                 if not vehicle.alive:
                     continue
                 bad = vehicle.name == args["bad"] and 0.25 <= share < 0.5 and i in covered_frames
                 live = replace(covered_frames[i] if bad else frame, t_ns=time.time_ns(), seq=loop * len(frames) + i)
                 vehicle.offer(live, (frame.sensor, i), faulty if bad else clean)
         loop += 1
-    return [v.stop() if v.alive else {"vehicle": v.name, "stopped": "offline"} for v in vehicles]
+    return [v.stop() if v.alive else {**went_offline[v.name], "stopped": "offline"} for v in vehicles]
 
 
 def _push(broker: str, vehicle: str, doc: dict[str, Any]) -> str:

@@ -98,6 +98,8 @@ def fleet(tmp_path_factory, postgres):
         summary = json.loads(done.stdout)
         acked = sum(v.get("acked", 0) for v in summary["per_vehicle"])  # the offline one's are in too
         wait_for(lambda: ingest.stat("frames") >= acked, 120, f"the ingest to catch up with {acked} frames")
+        wait_for(lambda: ingest.ingest.vehicles["car-03"].status == "offline", 30,
+                 f"car-03's offline status (its own or its Last Will) at the ingest: {summary['per_vehicle']}")
         wait_for(lambda: ingest.stat("alert_messages") >= 2, 10,
                  f"the raised and cleared alert at the ingest: {summary} {ingest.ingest.stats()}")
         time.sleep(0.5)
