@@ -87,7 +87,11 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from agent.errors import ConfigError
-    from agent.fleet.web import serve
+
+    try:
+        from agent.fleet.web import serve
+    except ImportError as exc:
+        raise ConfigError(f"the fleet page needs its extra ({exc}): pip install 'edgesift[fleet]'") from exc
 
     token = None
     if args.token_file:

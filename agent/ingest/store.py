@@ -296,7 +296,12 @@ def is_postgres(db: str | None) -> bool:
 def open_index(db: str | None, out_dir: Path) -> IngestIndex:
     """The index named by `db`: a postgresql:// URL, a SQLite file path, or None for `<out_dir>/index.sqlite3`."""
     if is_postgres(db):
-        from agent.ingest.pg_store import PostgresIndex
+        try:
+            from agent.ingest.pg_store import PostgresIndex
+        except ImportError as exc:
+            from agent.errors import ConfigError
+
+            raise ConfigError(f"a PostgreSQL index needs psycopg 3 ({exc}): pip install 'edgesift[fleet]'") from exc
 
         return PostgresIndex(str(db))
     if db and db.startswith("sqlite:///"):
