@@ -5,9 +5,9 @@ Each vehicle is the on-vehicle path minus the cameras: the drive's frames (re-st
 policy into the vehicle's own spool, its DaemonUplink (one MQTT client per vehicle: frames, retained status with
 its last will, stats) streams them, its SensorHealth raises alerts, and its RemoteConfigManager answers config
 pushes. Verdicts are scored once per process and shared by its vehicles (scoring every copy of the same frame
-V times would only burn the shared CPU); the faulty vehicle's covered frames are scored for real.
+V times would only burn the shared CPU); the faulty vehicle's noisy frames are scored for real.
 
-Events: --bad-vehicle gets its camera covered (a dark blot over most of the lens) from 1/4 to 1/2 of the
+Events: --bad-vehicle gets a failing camera (heavy sensor noise) from 1/4 to 1/2 of the
 run; --offline vehicles stop (retained `offline`) at 3/4; --push-config pushes a config to the first vehicle
 at 1/3 (accepted) and a broken one at 2/3 (rejected). Prints a JSON summary.
 
@@ -40,16 +40,16 @@ def _load(drive: str, config: Any) -> list[Any]:
     return [item for item in merge(open_inputs([drive], config.inputs), None) if not isinstance(item, Skip)]
 
 
-def _covered(frame: Any) -> Any:
-    """The real frame with most of it covered (a dark blot over the lens)."""
+def _faulty(frame: Any) -> Any:
+    """The real frame from a failing camera: heavy sensor noise (sigma 40 grey levels)."""
     import cv2
     import numpy as np
 
     from agent.frame import Encoding
 
     image = cv2.imdecode(np.frombuffer(frame.payload, np.uint8), cv2.IMREAD_COLOR)
-    h, w = image.shape[:2]
-    cv2.ellipse(image, (w // 2, h // 2), (int(w * 0.42), int(h * 0.75)), 0, 0, 360, (12, 10, 8), -1)
+    noise = np.random.default_rng(frame.seq).normal(0.0, 40.0, image.shape)
+    image = np.clip(image.astype(np.int16) + noise, 0, 255).astype(np.uint8)
     jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
     return replace(frame, payload=jpeg, nbytes=len(jpeg), encoding=Encoding.JPEG, array=None)
 
@@ -136,10 +136,13 @@ def run_process(args: dict[str, Any]) -> list[dict[str, Any]]:
     frames = _load(args["drive"], config)
     scorer = make_scorer(config)
     clean = {(f.sensor, i): scorer.score(f) for i, f in enumerate(frames)}
-    covered_frames = {i: _covered(f) for i, f in enumerate(frames) if f.modality == Modality.CAMERA}
-    faulty = {(f.sensor, i): make_scorer(config).score(f) for i, f in covered_frames.items()}
+    faulty_frames = {i: _faulty(f) for i, f in enumerate(frames) if f.modality == Modality.CAMERA}
+    # the same scorer, after the clean drive: a sensor is judged against its own history
+    faulty = {(f.sensor, i): scorer.score(f) for i, f in faulty_frames.items()}
     root = Path(args["root"])
     vehicles = [Vehicle(name, args, root) for name in args["names"]]
+    args["ready"].put(len(vehicles))  # every process starts its clock together, once all vehicles are up
+    args["go"].wait(300)
     offsets, at = [], 0  # playback time of each frame: the recording's timing, with long gaps cut to MAX_GAP_NS
     for prev, frame in zip([frames[0], *frames], frames, strict=False):
         at += min(max(0, frame.t_ns - prev.t_ns), MAX_GAP_NS)
@@ -161,8 +164,8 @@ def run_process(args: dict[str, Any]) -> list[dict[str, Any]]:
                     went_offline[vehicle.name] = vehicle.stop()
                 if not vehicle.alive:
                     continue
-                bad = vehicle.name == args["bad"] and 0.25 <= share < 0.5 and i in covered_frames
-                live = replace(covered_frames[i] if bad else frame, t_ns=time.time_ns(), seq=loop * len(frames) + i)
+                bad = vehicle.name == args["bad"] and 0.25 <= share < 0.5 and i in faulty_frames
+                live = replace(faulty_frames[i] if bad else frame, t_ns=time.time_ns(), seq=loop * len(frames) + i)
                 vehicle.offer(live, (frame.sensor, i), faulty if bad else clean)
         loop += 1
     return [v.stop() if v.alive else {**went_offline[v.name], "stopped": "offline"} for v in vehicles]
@@ -184,7 +187,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=30.0, help="seconds")
     parser.add_argument("--speed", type=float, default=1.0, help="replay speed (1 = the recording's rate)")
     parser.add_argument("--drive", default=str(DEFAULT_DRIVE), help="recording to replay (default: the sample drive)")
-    parser.add_argument("--bad-vehicle", default="car-02", help="vehicle whose camera gets covered ('' = none)")
+    parser.add_argument("--bad-vehicle", default="car-02", help="vehicle whose camera fails ('' = none)")
     parser.add_argument("--offline", type=int, default=1, help="vehicles that go offline at 3/4 of the run")
     parser.add_argument("--push-config", action="store_true", help="push configs to car-01 (one good, one bad)")
     parser.add_argument("--stats-s", type=float, default=2.0, help="stats message period")
@@ -199,8 +202,13 @@ def main() -> int:
              "stats_s": args.stats_s} for share in shares]  # fmt: skip
     started = time.monotonic()
     pushes = []
-    with mp.get_context("spawn").Pool(len(jobs)) as pool:
-        pending = pool.map_async(run_process, jobs)
+    context = mp.get_context("spawn")
+    with context.Manager() as manager, context.Pool(len(jobs)) as pool:
+        ready, go = manager.Queue(), manager.Event()
+        pending = pool.map_async(run_process, [{**job, "ready": ready, "go": go} for job in jobs])
+        for _ in jobs:
+            ready.get(timeout=300)
+        go.set()
         if args.push_config:
             time.sleep(args.duration / 3)
             pushes.append(_push(args.broker, names[0], {"version": 2, "policy": {"camera": {"keep_min_score": 0.6}}}))

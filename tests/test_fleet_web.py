@@ -129,10 +129,10 @@ def test_fleet_pages_render_links_work_and_match_the_api(fleet) -> None:
             pushes = fleet["summary"]["pushes"]
             assert (car1["config_version"], car1["config_status"]) == (2, "rejected"), pushes  # v2 runs, v3 refused
 
-            chrome.find_element(By.LINK_TEXT, "car-02").click()  # the vehicle with the covered camera
+            chrome.find_element(By.LINK_TEXT, "car-02").click()  # the vehicle with the failing camera
             assert chrome.current_url == server.url("/vehicles/car-02")
             alerts = chrome.find_element(By.ID, "vehicle-alerts").text
-            assert "occluded" in alerts and "cleared" in alerts
+            assert "noisy" in alerts and "cleared" in alerts
             images = chrome.find_elements(By.CSS_SELECTOR, ".thumbs img")
             assert images and all(chrome.execute_script("return arguments[0].complete && arguments[0].naturalWidth",
                                                         img) == 240 for img in images)
