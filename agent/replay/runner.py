@@ -19,6 +19,7 @@ from agent.corpus.ahead import assess_ahead
 from agent.daemon.snippets import SnippetKeeper, store_snippet
 from agent.errors import InputError
 from agent.frame import Skip
+from agent.health import SensorHealth
 from agent.pipeline import FramePipeline
 from agent.policy import Policy, rules
 from agent.replay.mcap_out import clock_metadata, write_kept_mcap
@@ -91,6 +92,7 @@ def run_replay(
     revoked: dict[str, str] = {}
     snipped: dict[str, dict[str, Any]] = {}  # frame id -> its keep:snippet record
     snippets = SnippetKeeper(config.snippets)
+    health = SensorHealth(config.health)  # the alerts the vehicle would raise on this drive
     partial = out_dir / (DECISIONS + ".partial")
     with Spool.open(_fresh_spool_root(config, out_dir), config.spool) as spool:
         merged = merge(sources, config.inputs.max_frames, [c.offset_ns for c in clocks], stats)
@@ -105,6 +107,7 @@ def run_replay(
                     continue
                 outcome = pipeline.process(item)
                 revoked.update(outcome.revoked)
+                health.observe(outcome.record)
                 for keep in snippets.offer(item, outcome):
                     snipped[keep.frame_id] = store_snippet(spool, pipeline.scorer, keep)
                 thumbs.offer(item, outcome.record)
@@ -126,6 +129,7 @@ def run_replay(
     result["kept_mcap"] = mcap_counts
     result["scorer"] = pipeline.scorer.name
     result["clocks"] = clock_rows
+    result["alerts"] = list(health.events)
     (out_dir / SUMMARY).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     write_report(out_dir / REPORT, result, records, thumbs.groups())
     _no_frame_inputs(sources, stats, result, config.inputs.max_frames)
