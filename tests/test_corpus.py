@@ -211,3 +211,27 @@ def test_progress_bar_counts_drives_and_frames(tmp_path: Path, capsys) -> None:
     run_corpus(drives, tmp_path / "out", AgentConfig(), workers=1, progress=True)
     shown = capsys.readouterr().err.replace("\r", "\n")
     assert "2/2" in shown and "94 frames" in shown and "frames/s" in shown
+
+
+def test_corpus_tune_keeps_the_honest_tune_exits(tmp_path: Path, capsys) -> None:
+    """A corpus tune ends as plain tune does (issue 14): an unreachable target exits 1 with the best reachable
+    figure and writes no suggestion; a reachable one writes version --base-version + 1; pseudo-labels are marked."""
+    from agent.cli import main
+
+    manifest = write_manifest(tmp_path / "m.jsonl", [{"id": "a", "inputs": [str(SAMPLE_DRIVE)]}])
+    common = ["tune", "--manifest", str(manifest), "--out", str(tmp_path / "t"), "--config",
+              str(write_config(tmp_path / "agent.yaml")), "--workers", "1", "--no-baselines", "-q"]
+    assert main([*common, "--target-mb-per-hour", "0.001"]) == 1
+    out, err = capsys.readouterr()
+    assert "lowest any swept setting reaches" in err and "no suggestion written" in err
+    assert "(pseudo-labels" in out and not (tmp_path / "t" / "suggested.yaml").exists()
+    assert main([*common, "--target-keep-rate", "0.5", "--base-version", "7"]) == 0  # reuses the scores
+    assert "version: 8" in (tmp_path / "t" / "suggested.yaml").read_text()
+
+
+def test_replay_refuses_start_with_a_manifest(tmp_path: Path, capsys) -> None:
+    from agent.cli import main
+
+    manifest = write_manifest(tmp_path / "m.jsonl", [{"id": "a", "inputs": [str(SAMPLE_DRIVE)]}])
+    assert main(["replay", "--manifest", str(manifest), "--out", str(tmp_path / "o"), "--start", "0"]) == 1
+    assert "--start sets one replay's clock" in capsys.readouterr().err and not (tmp_path / "o").exists()
