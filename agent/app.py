@@ -27,6 +27,7 @@ from agent.daemon.snippets import SnippetKeeper, store_snippet
 from agent.daemon.workers import ScoringLoop, SourceFactory, SourceWorker
 from agent.errors import ConfigError
 from agent.frame import Frame
+from agent.health import SensorHealth, alert_topic
 from agent.metrics import Metrics
 from agent.pipeline import FramePipeline
 from agent.policy import Policy
@@ -95,6 +96,7 @@ class App:
                              force=True)
         cfg = self._boot = self.store.current
         self.metrics = Metrics()
+        self.health = SensorHealth(cfg.health, self.metrics.registry)
         self.hub = FrameHub(on_shed=self.metrics.shed_one)
         self.spool = Spool.open(Path(cfg.spool.path), cfg.spool)
         self.scorer = TimedScorer(make_scorer(cfg))
@@ -256,6 +258,10 @@ class App:
             self.metrics.revoked.labels(rule).inc()
         for record in extra:
             self.metrics.decided(record, latency, 0.0)
+        for alert in self.health.observe(outcome.record):
+            if self.uplink is not None:
+                cfg = self.store.current
+                self.uplink.post(alert_topic(cfg.uplink.topic_prefix, cfg.vehicle_id, alert.sensor), alert.payload())
         if self.uplink is not None and any(r["kept"] for r in records):
             self.uplink.notify()
         if self.remote is not None:
@@ -311,6 +317,7 @@ class App:
         if policy is not None or scorer is not None:
             self.pipeline = FramePipeline(scorer or current.scorer, policy or current.policy, self.spool)
             self.scorer = self.pipeline.scorer
+        self.health.configure(new.health)
         if snippets is not None:
             with self._snip_lock:
                 self.snippets = snippets

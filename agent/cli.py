@@ -11,6 +11,7 @@ from pathlib import Path
 
 from agent import __version__
 from agent.config import AgentConfig, load_config, validate_file
+from agent.corpus import cli as corpus_cli
 from agent.errors import EdgesiftError
 from agent.fleet import cli as fleet_cli
 from agent.ingest import cli as ingest_cli
@@ -26,11 +27,13 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from agent.replay.runner import REPORT, run_replay  # deferred: keeps `edgesift --help` fast
     from agent.sources.clocks import parse_start
 
+    if corpus_cli.wanted(args):
+        return corpus_cli.cmd_replay(args)
     config = load_config(args.config)
     start_ns = parse_start(args.start) if args.start else None
     uplink_cli.check_broker_first(args, config)
     summary = run_replay(args.inputs, Path(args.out), config, progress=False if args.quiet else None,
-                         start_ns=start_ns)
+                         start_ns=start_ns, assess_threads=args.workers or 1)
     kept, total = summary["frames_kept"], summary["frames_in"]
     mb_in, mb_kept, mb_stored = (summary[k] / 1e6 for k in ("bytes_in", "bytes_kept", "bytes_stored"))
     skipped = summary.get("skipped", {}).get("count", 0)
@@ -81,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     replay = sub.add_parser("replay", help="run recorded drives through the filtering policy")
-    replay.add_argument("inputs", nargs="+", metavar="INPUT",
+    replay.add_argument("inputs", nargs="*", metavar="INPUT",
                         help="KITTI drive, nuScenes sample or image/scan folder, MCAP, ROS bag or rosbag2 folder, "
                         "video file, Velodyne or Ouster pcap")
     replay.add_argument("--out", required=True, metavar="DIR", help="output folder")
@@ -90,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--start", metavar="TIME", help="wall-clock start (ISO 8601 or epoch s) for inputs without "
                         "one (video, image folders); default: the start of the other inputs")
     uplink_cli.add_broker_option(replay)
+    corpus_cli.add_options(replay)
     replay.set_defaults(func=_cmd_replay)
 
     run = sub.add_parser("run", help="run the on-vehicle daemon: live sources -> score -> spool -> uplink")

@@ -12,6 +12,19 @@ if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
     echo "setup: mosquitto not found; install it (e.g. apt-get install mosquitto) to run the broker tests" >&2
   fi
 fi
+# The fleet tests run a real PostgreSQL (initdb in a temporary folder) and the fleet page in headless Chromium.
+missing=""
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
+command -v chromium >/dev/null || missing="$missing chromium"
+command -v chromedriver >/dev/null || missing="$missing chromium-driver"
+if [ -n "$missing" ]; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing) >/dev/null 2>&1 \
+      || echo "setup: could not install$missing; the PostgreSQL / browser tests will be skipped" >&2
+  else
+    echo "setup: missing$missing (apt-get install$missing); the PostgreSQL / browser tests will be skipped" >&2
+  fi
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
@@ -28,5 +41,11 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet -e ".[ouster]" 2>&1 | grep -v '^WARNING: Location' || true
   .venv/bin/python -c "import ouster.sdk" 2>/dev/null \
     || echo "setup: ouster-sdk did not install; Ouster inputs and their tests are unavailable" >&2
+  # The [fleet] extra: Ray runs corpus replays on a cluster; psycopg, Starlette, Jinja2 and uvicorn run the ingest
+  # on PostgreSQL and the fleet page; selenium drives Chromium in its tests. Without them those tests skip and say why.
+  .venv/bin/python -m pip install --quiet -e ".[fleet]" 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -c "import ray" 2>/dev/null || echo "setup: could not install Ray; the Ray tests will be skipped" >&2
+  .venv/bin/python -c "import psycopg, starlette, uvicorn, jinja2, selenium" 2>/dev/null \
+    || echo "setup: could not install the fleet page / PostgreSQL packages; their tests will be skipped" >&2
   touch "$stamp"
 fi

@@ -130,3 +130,11 @@ def broker(tmp_path: Path):
         pytest.skip("mosquitto is not installed (scripts/setup.sh installs it)")
     with Broker(tmp_path / "broker") as b:
         yield b
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL (Debian package, initdb in a temporary folder, free port) shared by the session."""
+    from pg_server import postgres_server
+
+    yield from postgres_server()

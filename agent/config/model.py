@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 
 from agent.config.base import StrictModel
 from agent.config.daemon import DaemonConfig, SnippetConfig, Sources
+from agent.config.health import HealthConfig
 from agent.config.model_cfg import ModelConfig
 from agent.config.remote import RemoteConfig
 from agent.config.sensors import MODEL_NAMES
@@ -307,6 +308,7 @@ class AgentConfig(StrictModel):
     sources: Sources = Field(default_factory=list, max_length=64, description="Live sources of `edgesift run`.")
     daemon: DaemonConfig = DaemonConfig()
     snippets: SnippetConfig = SnippetConfig()
+    health: HealthConfig = HealthConfig()
 
     @field_validator("vehicle_id")
     @classmethod

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -14,6 +15,8 @@ import paho.mqtt.client as mqtt
 
 from agent.uplink import wire
 from agent.uplink.uplink import Uplink
+
+OUTBOX_SIZE = 1024
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,16 @@ class DaemonUplink(Uplink):
         super().__init__(*args, **kwargs)
         self.extra_stats = extra_stats
         self.connect_hooks: list[Callable[[], None]] = []
+        # retained side messages (sensor alerts), sent by the uplink thread; a full outbox drops the oldest
+        self._outbox: deque[tuple[str, bytes]] = deque(maxlen=OUTBOX_SIZE)
+        self.outbox_dropped = 0
+
+    def post(self, topic: str, payload: bytes) -> None:
+        """Publish a retained QoS 1 message from the uplink thread (paho queues it while offline)."""
+        if len(self._outbox) == self._outbox.maxlen:
+            self.outbox_dropped += 1
+        self._outbox.append((topic, payload))
+        self.notify()
 
     @property
     def client(self) -> mqtt.Client | None:
@@ -97,7 +110,17 @@ class DaemonUplink(Uplink):
             except Exception:  # noqa: PERF203 - a failing hook must not stop the others
                 log.exception("on_connect hook failed")
 
+    def stop(self, drain_timeout: float = 0.0) -> Any:
+        self._flush_outbox()  # alerts raised just before the stop still go out (paho sends them before offline)
+        return super().stop(drain_timeout)
+
+    def _flush_outbox(self) -> None:
+        while self._outbox and self._client is not None:
+            topic, payload = self._outbox.popleft()
+            self._table.ignore(self._client.publish(topic, payload, qos=1, retain=True).mid)
+
     def _maybe_publish_stats(self) -> None:
+        self._flush_outbox()
         if self.config.stats_interval_s <= 0 or self._clock() < self._next_stats or self._client is None:
             return
         self._next_stats = self._clock() + self.config.stats_interval_s

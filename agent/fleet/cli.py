@@ -86,6 +86,26 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from agent.errors import ConfigError
+
+    try:
+        from agent.fleet.web import serve
+    except ImportError as exc:
+        raise ConfigError(f"the fleet page needs its extra ({exc}): pip install 'edgesift[fleet]'") from exc
+
+    token = None
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text(encoding="utf-8").splitlines()[0].strip()
+        except (OSError, IndexError) as exc:
+            raise ConfigError(f"cannot read a token from {args.token_file}") from exc
+        if len(token) < 16:
+            raise ConfigError(f"the token in {args.token_file} is shorter than 16 characters")
+    serve(args.db, Path(args.store) if args.store else None, args.host, args.port, token)
+    return EXIT_OK
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the `fleet` command tree to the top-level parser's subcommands."""
     fleet = sub.add_parser("fleet", help="remote configuration and status of a vehicle fleet over MQTT")
@@ -115,6 +135,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     status.add_argument("--json", action="store_true", help="print JSON instead of one line per vehicle")
     _broker_args(status)
     status.set_defaults(func=_cmd_status)
+
+    web = fleet_sub.add_parser("serve", help="the fleet page: vehicles, sensors, alerts, targets (read-only web app)")
+    web.add_argument("--db", metavar="URL", help="the ingest index: postgresql://... or a SQLite file "
+                     "(default <store>/index.sqlite3)")
+    web.add_argument("--store", metavar="DIR", help="the ingest's storage root (thumbnails are read from its MCAP)")
+    web.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    web.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    web.add_argument("--token-file", metavar="FILE", help="file whose first line is the access token (required "
+                     "beyond localhost): Bearer token, or basic auth with the token as password")
+    web.set_defaults(func=_cmd_serve)
 
     keygen = fleet_sub.add_parser("keygen", help="make an Ed25519 key pair for signing configs")
     keygen.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX.key and PREFIX.pub")

@@ -17,14 +17,19 @@ _OPTIONS = {  # flag -> IngestConfig field
     "protocol": "protocol", "username": "username", "password_file": "password_file", "tls_ca": "tls_ca",
     "tls_cert": "tls_cert", "tls_key": "tls_key", "batch_ms": "batch_ms", "session_expiry": "session_expiry_s",
     "reassembly_timeout": "reassembly_timeout_s", "max_partial_mb": "max_partial_mb",
-    "reconnect_max": "reconnect_max_s",
+    "reconnect_max": "reconnect_max_s", "db": "db", "segment_mb": "segment_mb", "segment_s": "segment_s",
 }  # fmt: skip
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cmd = sub.add_parser("ingest", help="receive frames from the fleet: dedup index + per-vehicle MCAP files")
     cmd.add_argument("--broker", required=True, type=broker_url, metavar="URL", help="mqtt://host[:port] or mqtts://host[:port]")
-    cmd.add_argument("--out", required=True, metavar="DIR", help="output folder (index.sqlite3, <vehicle>/*.mcap)")
+    cmd.add_argument("--out", required=True, metavar="DIR",
+                     help="storage root every worker writes (<vehicle>/*.mcap; index.sqlite3 without --db)")
+    cmd.add_argument("--db", metavar="URL", help="index: postgresql://user@host/db (shared by workers on several "
+                     "machines; password from PGPASSWORD or ~/.pgpass) or a SQLite file (default <out>/index.sqlite3)")
+    cmd.add_argument("--segment-mb", type=float, metavar="MB", help="start a new MCAP segment at this size (512)")
+    cmd.add_argument("--segment-s", type=float, metavar="S", help="... or at this age (3600)")
     cmd.add_argument("--group", metavar="NAME", help="shared-subscription group (workers in a group split the load)")
     cmd.add_argument("--client-id", metavar="ID", help="MQTT client id, stable per worker (default edgesift-ingest)")
     cmd.add_argument("--prefix", metavar="P", help="topic prefix (default edgesift)")

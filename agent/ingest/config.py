@@ -36,6 +36,12 @@ class IngestConfig(ConnectionConfig):
         "(counted)."
     )
 
+    db: str | None = Field(None, max_length=4096, description="The index: a postgresql:// URL (workers on several "
+                           "machines share it), a SQLite file, or None for <out>/index.sqlite3.")
+    segment_mb: float = Field(512.0, gt=0.0, le=1_000_000.0, description="An MCAP segment is closed and the next "
+                              "one started once it holds this many MB.")
+    segment_s: float = Field(3600.0, gt=0.0, le=30 * 86_400.0, description="... or once it is this old.")
+
     @field_validator("group")
     @classmethod
     def _group_is_topic_safe(cls, value: str) -> str:

@@ -1,4 +1,4 @@
-"""The reference cloud receiver: frames from every vehicle -> dedup index (SQLite) + per-vehicle MCAP files.
+"""The reference cloud receiver: frames from every vehicle -> dedup index (SQLite or PostgreSQL) + MCAP segments.
 
 Delivery: the broker gets our PUBACK (manual ack) only after the frame, or the chunk, is durable: messages are
 handled as they arrive, then a group commit (every batch_max messages or batch_ms) fsyncs the MCAP files, commits
@@ -11,7 +11,6 @@ Everything a sender can get wrong is counted, logged (truncated, rate-limited) a
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -27,18 +26,17 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from agent.errors import DecodeError
+from agent.ingest import fleet_state
 from agent.ingest.config import IngestConfig
 from agent.ingest.mcap_sink import McapSink, ros_message
-from agent.ingest.store import ADDED, MISMATCH, IngestIndex
+from agent.ingest.store import ADDED, MISMATCH, IngestIndex, open_index
 from agent.uplink import wire
 from agent.uplink.connection import connect_async, connect_failure_reason, drop_link, fatal_reason, make_client
 from agent.uplink.receipts import encode_receipts, receipts_topic
 
 log = logging.getLogger(__name__)
 
-INDEX_FILE = "index.sqlite3"
 MAX_VEHICLES = 100_000  # vehicles whose last status/stats are remembered; more are counted, not stored
-MAX_STATS_BYTES = 65_536
 _LOG_FIRST = 20  # bad messages are logged one by one up to here, then every 1000th
 COUNTERS = (
     "messages",  # MQTT messages received (frames, chunks, status, stats, garbage)
@@ -48,7 +46,7 @@ COUNTERS = (
     "chunks", "duplicate_chunks", "reassembled", "abandoned_partials", "inconsistent_chunks",
     "garbage",  # messages that are not valid frames (includes bad_sha and bad_blob): logged, acked, dropped
     "bad_sha", "bad_blob",
-    "status_messages", "stats_messages", "vehicles_not_tracked",
+    "status_messages", "stats_messages", "config_states", "alert_messages", "vehicles_not_tracked",
     "acks", "commits", "storage_errors", "errors",
     "receipts",  # receipt messages published (each lists up to 1000 frame ids of one vehicle)
     "receipted_frames",  # frame ids in them
@@ -72,6 +70,7 @@ class Ingest:
         self._clock = clock
         self._lock = threading.RLock()  # the index, the sink, the batch: touched by paho's thread and run()
         self._counts: Counter[str] = Counter()
+        self._seconds: Counter[str] = Counter()  # where the time goes: handle (decode, index, MCAP), sync, commit
         self._state = "stopped"
         self._error: str | None = None
         self._pending: list[int] = []  # mids handled in the open batch, acked after its commit
@@ -85,16 +84,18 @@ class Ingest:
         self._index: IngestIndex | None = None
         self._sink: McapSink | None = None
         self._done = threading.Event()
+        self._storage_errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
 
     # ---- lifecycle
 
     def start(self) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._index = IngestIndex(self.out_dir / INDEX_FILE)
+        self._index = open_index(self.config.db, self.out_dir)
+        self._storage_errors = (*self._index.errors, OSError)
         self._partial_bytes = self._index.partial_bytes()
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         self._sink = McapSink(self.out_dir, f"{stamp}-{re.sub(r'[^A-Za-z0-9_.-]', '_', self.config.client_id)}"
-                                            f"-{os.getpid()}")
+                                            f"-{os.getpid()}", self.config.segment_mb, self.config.segment_s)
         client = make_client(self.config, self.config.client_id, manual_ack=True)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
@@ -149,7 +150,8 @@ class Ingest:
         with self._lock:
             counters = {name: self._counts[name] for name in COUNTERS}
             return {"state": self._state, "error": self._error, "partial_bytes": self._partial_bytes,
-                    "vehicles": len(self.vehicles), **counters}
+                    "vehicles": len(self.vehicles), **counters,
+                    "seconds": {k: round(v, 3) for k, v in self._seconds.items()}}
 
     # ---- paho callbacks (network thread)
 
@@ -171,7 +173,8 @@ class Ingest:
         if self.config.shared:
             frames = f"$share/{self.config.group}/{frames}"
         # Re-subscribed on every connect: harmless when the session kept them, needed when the broker lost it.
-        client.subscribe([(frames, 1), (f"{prefix}/+/status", 1), (f"{prefix}/+/stats", 1)])
+        client.subscribe([(frames, 1), (f"{prefix}/+/status", 1), (f"{prefix}/+/stats", 1),
+                          (f"{prefix}/+/config/state", 1), (f"{prefix}/+/status/alerts/+", 1)])
         log.info("ingest connected (session present: %s), subscribed to %s",
                  getattr(flags, "session_present", None), frames)
 
@@ -192,7 +195,9 @@ class Ingest:
     def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         with self._lock:
             self._count("messages")
+            started = time.perf_counter()
             stored = self._guard(self._handle, message)
+            self._seconds["handle"] += time.perf_counter() - started
             if message.qos == 0 or not stored:
                 return
             if not self._pending:
@@ -209,7 +214,7 @@ class Ingest:
             handler(*args)
         except wire.WireError as exc:
             self._bad("garbage", exc, args)
-        except (sqlite3.Error, OSError) as exc:
+        except self._storage_errors as exc:
             self._storage_failed(exc)
             return False
         except Exception as exc:  # a bug must not stop the receiver; the message is acked and counted
@@ -220,27 +225,19 @@ class Ingest:
     def _handle(self, message: mqtt.MQTTMessage) -> None:
         parsed = wire.split_topic(message.topic, self.config.topic_prefix)
         kind = parsed[1] if parsed else None
-        if parsed is None or kind not in ("frames", "status", "stats"):
+        if parsed is None or kind not in ("frames", "status", "stats", "config"):
             raise wire.WireError(f"unexpected topic {message.topic[:200]!r}")
         vehicle = parsed[0]
         if kind == "frames":
             self._on_frame(vehicle, message.payload)
             return
+        area = fleet_state.area_of(message.topic, self.config.topic_prefix, vehicle)
         state = self._vehicle(vehicle)
         if state is None:
             return
-        if kind == "status":
-            state.status = message.payload[:32].decode("utf-8", "replace")
-            self._count("status_messages")
-        else:
-            self._count("stats_messages")
-            if len(message.payload) > MAX_STATS_BYTES:
-                raise wire.WireError(f"stats message of {len(message.payload)} bytes")
-            try:
-                doc = json.loads(message.payload)
-            except ValueError as exc:
-                raise wire.WireError(f"stats message is not JSON: {exc}") from exc
-            state.stats = doc if isinstance(doc, dict) else {}
+        index = self._require_index()
+        index.begin()
+        self._count(fleet_state.record(index, state, vehicle, area, message.payload, time.time_ns()))
 
     def _on_frame(self, vehicle: str, payload: bytes) -> None:
         header, data = wire.decode(payload)
@@ -290,7 +287,7 @@ class Ingest:
             self._count("bad_blob")
             raise wire.WireError(f"{header.frame_id[:80]}: {exc}") from exc
         received = time.time_ns()
-        if not index.insert_frame(header, received, sink.relative_path(header.vehicle)):
+        if not index.insert_frame(header, received, sink.segment(header.vehicle)):
             self._count("duplicates")  # another worker stored it meanwhile
             self._receipt(header.vehicle, header.frame_id)
             return
@@ -329,12 +326,16 @@ class Ingest:
     def _commit(self) -> None:
         """The group commit: MCAP on disk, index committed, then the acks."""
         index, sink = self._index, self._sink
-        if index is None or sink is None or (not self._pending and not index.conn.in_transaction):
+        if index is None or sink is None or (not self._pending and not index.in_transaction):
             return
         try:
+            started = time.perf_counter()
             sink.sync()
+            synced = time.perf_counter()
             index.commit()
-        except (sqlite3.Error, OSError) as exc:
+            self._seconds["mcap_sync"] += synced - started
+            self._seconds["db_commit"] += time.perf_counter() - synced
+        except self._storage_errors as exc:
             self._storage_failed(exc)
             return
         acks, self._pending = self._pending, []
@@ -361,7 +362,10 @@ class Ingest:
             self._index.rollback()
         self._pending = []
         self._receipt_ids = {}
-        self._partial_bytes = self._index.partial_bytes() if self._index is not None else 0
+        try:
+            self._partial_bytes = self._index.partial_bytes() if self._index is not None else 0
+        except self._storage_errors:  # still down: recounted after the next failure or restart
+            self._partial_bytes = 0
         if self._client is not None:
             drop_link(self._client)
 
@@ -396,3 +400,4 @@ class Ingest:
     def _count(self, name: str, n: int = 1) -> None:
         with self._lock:
             self._counts[name] += n
+

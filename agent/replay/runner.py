@@ -8,16 +8,18 @@ import logging
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from agent.config.model import AgentConfig
+from agent.corpus.ahead import assess_ahead
 from agent.daemon.snippets import SnippetKeeper, store_snippet
 from agent.errors import InputError
 from agent.frame import Skip
+from agent.health import SensorHealth
 from agent.pipeline import FramePipeline
 from agent.policy import Policy, rules
 from agent.replay.mcap_out import clock_metadata, write_kept_mcap
@@ -70,11 +72,15 @@ def _finalise(
     return records
 
 
-def run_replay(inputs: list[str], out_dir: Path, config: AgentConfig, progress: bool | None = None,
-               start_ns: int | None = None) -> dict[str, Any]:
+def run_replay(
+    inputs: list[str], out_dir: Path, config: AgentConfig, progress: bool | None = None,
+    start_ns: int | None = None, assess_threads: int = 1, on_frame: Callable[[], None] | None = None,
+) -> dict[str, Any]:
     """Replay `inputs` through the policy; write decisions, summary, kept.mcap and report.html into out_dir.
 
     Inputs without wall-clock time start at `start_ns` when given, else with the others (see sources.clocks).
+    With `assess_threads` > 1 the history-free part of each verdict runs ahead in threads (agent.corpus.ahead);
+    the decisions are the same.
     """
     sources = open_inputs(inputs, config.inputs)  # raises InputError before anything is written
     make_out_dir(out_dir)
@@ -86,23 +92,29 @@ def run_replay(inputs: list[str], out_dir: Path, config: AgentConfig, progress: 
     revoked: dict[str, str] = {}
     snipped: dict[str, dict[str, Any]] = {}  # frame id -> its keep:snippet record
     snippets = SnippetKeeper(config.snippets)
+    health = SensorHealth(config.health)  # the alerts the vehicle would raise on this drive
     partial = out_dir / (DECISIONS + ".partial")
     with Spool.open(_fresh_spool_root(config, out_dir), config.spool) as spool:
-        pipeline = FramePipeline(make_scorer(config), Policy(config.policy), spool)
+        merged = merge(sources, config.inputs.max_frames, [c.offset_ns for c in clocks], stats)
+        scorer, items = assess_ahead(make_scorer(config), merged, assess_threads)
+        pipeline = FramePipeline(scorer, Policy(config.policy), spool)
         with partial.open("w", encoding="utf-8") as fh, tqdm(
             desc="replay", unit="frame", disable=None if progress is None else not progress, leave=False
         ) as bar:
-            for item in merge(sources, config.inputs.max_frames, [c.offset_ns for c in clocks], stats):
+            for item in items:
                 if isinstance(item, Skip):
                     summary.add_skip(item.as_dict())
                     continue
                 outcome = pipeline.process(item)
                 revoked.update(outcome.revoked)
+                health.observe(outcome.record)
                 for keep in snippets.offer(item, outcome):
                     snipped[keep.frame_id] = store_snippet(spool, pipeline.scorer, keep)
                 thumbs.offer(item, outcome.record)
                 fh.write(json.dumps(outcome.record, separators=(",", ":")) + "\n")
                 bar.update()
+                if on_frame is not None:
+                    on_frame()
         present = {entry.frame_id for entry in spool.entries()}
         records = _finalise(partial, out_dir / DECISIONS, revoked, present, snipped)
         elapsed = time.perf_counter() - started
@@ -117,6 +129,7 @@ def run_replay(inputs: list[str], out_dir: Path, config: AgentConfig, progress: 
     result["kept_mcap"] = mcap_counts
     result["scorer"] = pipeline.scorer.name
     result["clocks"] = clock_rows
+    result["alerts"] = list(health.events)
     (out_dir / SUMMARY).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     write_report(out_dir / REPORT, result, records, thumbs.groups())
     _no_frame_inputs(sources, stats, result, config.inputs.max_frames)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import load_config
+from agent.corpus import cli as corpus_cli
 
 
 def _positive(text: str) -> float:
@@ -30,7 +31,7 @@ def _rate(text: str) -> float:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cmd = sub.add_parser("tune", help="what-if sweep of thresholds and budgets on recorded drives; suggest a config")
-    cmd.add_argument("inputs", nargs="+", metavar="INPUT", help="recorded drives (as for replay)")
+    cmd.add_argument("inputs", nargs="*", metavar="INPUT", help="recorded drives (as for replay)")
     cmd.add_argument("--out", required=True, metavar="DIR", help="output folder (sweep.json, sweep.html, "
                      "suggested.yaml)")
     cmd.add_argument("--config", metavar="FILE", help="agent config the sweep starts from; defaults when omitted")
@@ -44,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cmd.add_argument("--base-version", type=int, metavar="N", help="config version the vehicles run now: the "
                      "suggestion gets N+1 (default: the --config file's version + 1)")
     cmd.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    corpus_cli.add_options(cmd)
     cmd.set_defaults(func=_cmd_tune)
 
 
@@ -63,12 +65,14 @@ def _line(name: str, row: dict[str, Any], pseudo: bool = False) -> str:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from agent.tune.runner import SUGGESTED, SWEEP_HTML, run_tune  # deferred: keeps `edgesift --help` fast
+    from agent.tune.runner import run_tune  # deferred: keeps `edgesift --help` fast
     from agent.tune.sweep import Target
 
     config = load_config(args.config)
     target = Target(args.target_mb_per_hour, args.target_keep_rate)
     out = Path(args.out)
+    if corpus_cli.wanted(args, workers_without_manifest=False):
+        return corpus_cli.cmd_tune(args, config, target)
     result = run_tune(args.inputs, out, config, target, Path(args.labels) if args.labels else None,
                       baselines=not args.no_baselines, progress=False if args.quiet else None,
                       rescore=args.rescore, base_version=args.base_version)
@@ -77,6 +81,14 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         f"scored them in {t['score_s']:.1f} s"
     print(f"{result['frames']} frames ({result['duration_s']:.0f} s of drive): {how}; "
           f"swept {t['settings']} settings in {t['sweep_s']:.1f} s")
+    return print_outcome(result, target, out)
+
+
+def print_outcome(result: dict[str, Any], target: Any, out: Path, suggested_more: tuple[str, ...] = ()) -> int:
+    """The bytes basis, current, baseline and suggested figures; exit status 1 when no setting meets the target
+    (the best reachable figure is stated and no suggestion is written)."""
+    from agent.tune.runner import SUGGESTED, SWEEP_HTML
+
     pseudo = result["labels"].get("path") is None
     b = result["bytes"]
     print(f"bytes: {b['input'] / 1e6:,.1f} MB as input, {b['stored'] / 1e6:,.1f} MB if all were stored; "
@@ -95,6 +107,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             status = 1
         else:
             print(_line("suggested", result["suggested"], pseudo))
+            for line in suggested_more:
+                print(line)
             print(f"config: {out / SUGGESTED} (check with `edgesift config validate`, push with "
                   "`edgesift fleet config push`)")
     print(f"report: {out / SWEEP_HTML}")

@@ -123,6 +123,22 @@ def _baselines(result: Mapping[str, Any]) -> str:
                       "useless dropped"], rows, set(range(1, 8))))
 
 
+def _groups(result: Mapping[str, Any]) -> str:
+    """A corpus tune's figures per vehicle and per condition (agent.corpus.tune), current and suggested."""
+    rows = []
+    for key, kind in (("per_vehicle", "vehicle"), ("per_condition", "condition")):
+        for name, pair in result.get(key, {}).items():
+            for which, r in pair.items():
+                rows.append([escape(kind), escape(name), escape(which), _fmt(r["frames"]), _fmt(r["kept"]),
+                             _pct(r["keep_rate"]), _fmt(r["mb_per_hour"]), _pct(r.get("helpful_kept")),
+                             _pct(r.get("harmful_caught"))])
+    if not rows:
+        return ""
+    return "<h2>Per vehicle and per condition</h2>" + _table(
+        ["by", "name", "config", "frames", "kept", "keep rate", "MB/h", "helpful kept", "harmful caught"], rows,
+        set(range(3, 9)))
+
+
 def _settings(result: Mapping[str, Any]) -> str:
     rows = []
     for r in result["settings"]:
@@ -142,7 +158,7 @@ def render(result: Mapping[str, Any]) -> str:
     head = (f"<h1>edgesift tune</h1><p>{escape(', '.join(result['inputs']))} · scorer {escape(result['scorer'])}"
             f" · {result['frames']} frames over {result['duration_s']:.0f} s · scored in {t['score_s']:.1f} s, "
             f"{t['settings']} settings swept in {t['sweep_s']:.1f} s</p>")
-    body = [head, _cards(result), _curves(result), _baselines(result), _settings(result)]
+    body = [head, _cards(result), _curves(result), _groups(result), _baselines(result), _settings(result)]
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>edgesift tune</title>'
             f"<style>{PAGE_CSS}\n{charts.css()}\n{EXTRA_CSS}</style></head>\n<body><main>\n"
             + "\n".join(body) + "\n<footer>edgesift tune · self-contained, no external resources</footer>"

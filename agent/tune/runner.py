@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -172,11 +173,28 @@ def run_tune(
 ) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     cache, reused = _scores(inputs, out_dir, config, baselines, progress, rescore)
-    if not cache.frames:  # nothing to sweep: say why instead of an empty sweep and exit 0
+    require_frames(cache)
+    truth, faults, label_info = truth_of(cache, labels or find_labels(inputs))
+    return tune_scored(inputs, out_dir, config, target, cache, reused, (truth, faults, label_info), baselines,
+                       base_version=base_version)
+
+
+def require_frames(cache: ScoreCache) -> None:
+    """Nothing to sweep: say why instead of an empty sweep and exit 0."""
+    if not cache.frames:
         reasons = Counter(str(s.get("reason")) for s in cache.skipped)
         why = ", ".join(f"{n} {r}" for r, n in reasons.most_common(3)) or "nothing readable"
         raise InputError(f"the inputs yielded no frame ({why})")
-    truth, faults, label_info = truth_of(cache, labels or find_labels(inputs))
+
+
+def tune_scored(
+    inputs: list[str], out_dir: Path, config: AgentConfig, target: Target, cache: ScoreCache, reused: bool,
+    labelled: tuple[np.ndarray, list[str | None], dict[str, Any]], baselines: bool = True,
+    extra: Callable[[Combined | None, Combined, np.ndarray], dict[str, Any]] | None = None,
+    base_version: int | None = None,
+) -> dict[str, Any]:
+    """Sweep scored frames, compare, suggest and write the outputs (`extra` adds figures to sweep.json)."""
+    truth, faults, label_info = labelled
     started = time.perf_counter()
     if label_info["path"] is None:
         pseudo_truth(cache, truth, config)
@@ -197,6 +215,8 @@ def run_tune(
         "best_reachable": best_reachable(rows) if target.given and choice is None else None,
         "settings": [_row_json(r) for modality in Modality for r in rows[modality]],
     }
+    if extra is not None:
+        result.update(extra(choice, now, truth))
     if baselines:
         ours, name = (choice, "suggested") if choice else (now, "current config")
         result["baselines"] = _baseline_table(cache, truth, faults, ours, name)

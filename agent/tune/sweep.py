@@ -76,9 +76,8 @@ def budget_candidates(cache: ScoreCache, modality: Modality, target: Target) -> 
     idx = cache.of(modality)
     if not idx:
         return []
-    sensors = {cache.frames[i].frame.sensor for i in idx}
     share = sum(cache.frames[i].frame.nbytes for i in idx) / max(1, sum(c.frame.nbytes for c in cache.frames))
-    per_sensor = target.mb_per_hour * share / 60.0 / len(sensors)
+    per_sensor = target.mb_per_hour * share / 60.0 / cache.sensors_at_once(modality)
     return [round(max(0.001, per_sensor * s), 4) for s in BUDGET_SHARES]
 
 

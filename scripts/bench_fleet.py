@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Corpus replay throughput: 1 and 2 local workers and a local 2-node Ray cluster (1 CPU per node), in one run.
+
+Prints one JSON object. The corpus is real drives (the sample drive and, when ../shared/data is beside the
+checkout, the shared KITTI drive, a dusk image sequence and a highway video), each listed twice under two ids,
+each capped at --max-frames frames. Every run is the same code as `edgesift replay --manifest` (outputs, summary,
+report) into a temporary folder, timed from start to the last drive written (pool or Ray workers start inside it).
+
+From the one-worker run it fits the seconds a camera frame and a LiDAR scan cost (least squares over the drives:
+seconds = a * camera frames + b * scans + c per drive; CPU time of the process, and wall time) and extrapolates
+to a vehicle of 8 cameras at 30 fps and 2 LiDARs at 10 Hz: drive-hours replayed per core-hour, and the cores
+needed to replay 1,000 such drive-hours in 8 hours. The machine is shared: the load average before and after
+is part of the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.config import AgentConfig
+from agent.config.model import InputsConfig
+from agent.corpus.manifest import Drive
+from agent.corpus.runner import run_corpus
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "data"
+VEHICLE = {"cameras": 8, "camera_fps": 30.0, "lidars": 2, "lidar_hz": 10.0}
+
+
+def corpus() -> list[Drive]:
+    found = {"sample": REPO / "data" / "sample_drive.mcap",
+             "kitti": SHARED / "kitti" / "2011_09_26" / "udacity_sfnd_sync",
+             "dusk": SHARED / "camera" / "dusk_uk_camvid_0001TP",
+             "highway": SHARED / "video" / "udacity_lanelines_solidWhiteRight.mp4"}
+    return [Drive(id=f"{name}-{k}", vehicle=name, inputs=(str(path),))
+            for name, path in found.items() if path.exists() for k in (1, 2)]
+
+
+def timed(drives: list[Drive], config: AgentConfig, **how: Any) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
+        started = time.perf_counter()
+        run = run_corpus(drives, Path(tmp), config, progress=False, **how)
+        wall = time.perf_counter() - started
+    ok = [r for r in run.results if r["ok"]]
+    frames = sum(int(r["frames_in"]) for r in ok)
+    busy = sum(float(r["wall_s"]) for r in ok)  # seconds inside the drive tasks
+    return {"executor": run.executor, "slots": run.slots, "drives": len(ok), "failed": len(run.results) - len(ok),
+            "frames": frames, "wall_s": round(wall, 2), "frames_per_s": round(frames / wall, 2),
+            "overhead_core_s_per_drive": round((run.slots * wall - busy) / max(1, len(ok)), 3),
+            "digests": {r["id"]: r["decisions_sha256"] for r in ok}, "results": ok}
+
+
+def frame_costs(results: list[dict[str, Any]], clock: str) -> dict[str, float]:
+    """Seconds (`clock`: wall_s or cpu_s) per camera frame, per LiDAR scan and per drive, fitted over the drives."""
+    rows, secs = [], []
+    for r in results:
+        cams = sum(s["frames_in"] for s in r["by_sensor"].values() if s["modality"] == "camera")
+        scans = sum(s["frames_in"] for s in r["by_sensor"].values() if s["modality"] == "lidar")
+        rows.append([cams, scans, 1.0])
+        secs.append(float(r[clock]))
+    coef, *_ = np.linalg.lstsq(np.asarray(rows, dtype=float), np.asarray(secs), rcond=None)
+    camera, lidar, per_drive = (max(0.0, float(c)) for c in coef)
+    if lidar == 0.0:  # too few LiDAR drives to separate the costs: a scan costs what a frame costs on average
+        lidar = sum(secs) / max(1.0, float(np.asarray(rows)[:, :2].sum()))
+    return {"camera_frame_s": round(camera, 5), "lidar_scan_s": round(lidar, 5), "per_drive_s": round(per_drive, 3)}
+
+
+def extrapolate(costs: dict[str, float]) -> dict[str, Any]:
+    per_drive_second = (VEHICLE["cameras"] * VEHICLE["camera_fps"] * costs["camera_frame_s"]
+                        + VEHICLE["lidars"] * VEHICLE["lidar_hz"] * costs["lidar_scan_s"])
+    per_core_hour = 1.0 / per_drive_second
+    return {"vehicle": VEHICLE, "frames_per_drive_s": 260, "core_s_per_drive_s": round(per_drive_second, 2),
+            "drive_hours_per_core_hour": round(per_core_hour, 4),
+            "cores_for_1000_drive_hours_in_8h": int(np.ceil(1000.0 / (per_core_hour * 8.0)))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-frames", type=int, default=40, help="frames per drive (keeps the run short)")
+    parser.add_argument("--no-ray", action="store_true", help="skip the Ray cluster")
+    args = parser.parse_args()
+    config = AgentConfig(inputs=InputsConfig(max_frames=args.max_frames))
+    drives = corpus()
+    load_before = os.getloadavg()
+    one = timed(drives, config, workers=1)
+    two = timed(drives, config, workers=2)
+    out: dict[str, Any] = {"drives": len(drives), "max_frames_per_drive": args.max_frames, "cpus": os.cpu_count(),
+                           "load_avg_before": [round(x, 2) for x in load_before]}
+    runs = {"1_worker": one, "2_workers": two}
+    if not args.no_ray:
+        runs["ray_2_nodes"] = ray_run(drives, config)
+    out["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
+    wall_costs, cpu_costs = frame_costs(one["results"], "wall_s"), frame_costs(one["results"], "cpu_s")
+    reference = one["digests"]
+    for name, run in runs.items():
+        run["identical_to_1_worker"] = run.pop("digests") == reference
+        run.pop("results")
+        out[name] = run
+    out["speedup_2_workers"] = round(two["frames_per_s"] / one["frames_per_s"], 3)
+    if "ray_2_nodes" in runs:
+        ray = runs["ray_2_nodes"]
+        out["ray_vs_local_2"] = round(ray["frames_per_s"] / two["frames_per_s"], 3)
+        out["ray_overhead_s_per_drive"] = round((ray["wall_s"] - two["wall_s"]) / len(drives) * 2, 3)
+    out["one_drive_assess_ahead"] = assess_ahead(drives[-1], config)
+    out["frame_costs_1_worker_wall"] = wall_costs
+    out["frame_costs_1_worker_cpu"] = cpu_costs
+    # CPU time is what a frame costs on a core of its own; the wall figure includes waiting for the shared cores.
+    out["fleet_extrapolation"] = extrapolate(cpu_costs)
+    out["fleet_extrapolation_from_wall_time"] = extrapolate(wall_costs)
+    out["note"] = ("measured on a shared machine (other jobs were running, see load_avg); a pool or Ray worker's "
+                   "start-up is inside the wall time")
+    print(json.dumps(out, indent=1))
+
+
+def assess_ahead(drive: Drive, config: AgentConfig) -> dict[str, Any]:
+    """One drive alone: frames/s with its frames assessed inline and ahead in 2 threads (same decisions)."""
+    from agent.replay.runner import run_replay
+
+    out: dict[str, Any] = {"drive": drive.id}
+    digests = set()
+    for threads in (1, 2):
+        with tempfile.TemporaryDirectory(prefix="bench-ahead-") as tmp:
+            summary = run_replay(list(drive.inputs), Path(tmp), config, progress=False, assess_threads=threads)
+            digests.add((Path(tmp) / "decisions.jsonl").read_bytes())
+        out[f"frames_per_s_{threads}_thread{'s' if threads > 1 else ''}"] = summary["frames_per_s"]
+    out["identical"] = len(digests) == 1
+    return out
+
+
+def ray_run(drives: list[Drive], config: AgentConfig) -> dict[str, Any]:
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from ray.cluster_utils import Cluster
+
+    started = time.perf_counter()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                                             "object_store_memory": 200 * 1024 * 1024})
+    cluster.add_node(num_cpus=1, object_store_memory=200 * 1024 * 1024)
+    cluster.wait_for_nodes()
+    start_s = time.perf_counter() - started
+    try:
+        run = timed(drives, config, ray=cluster.address)
+    finally:
+        cluster.shutdown()
+    run["cluster_start_s"] = round(start_s, 2)
+    return run
+
+
+if __name__ == "__main__":
+    main()
