@@ -34,7 +34,7 @@ def test_folder_with_images_and_scans_scores_both(tmp_path: Path) -> None:
                 return []
             return [r for r in map(json.loads, decisions.read_text().splitlines()) if "verdict" in r]
 
-        wait_for(lambda: len(scored()) == 6, 20, "six decisions")
+        wait_for(lambda: len(scored()) == 6, 60, "six decisions")  # a loaded CI machine is slow to settle
     rows = scored()
     by_sensor = {(r["sensor"], r["modality"]) for r in rows}
     assert by_sensor == {("rec", "camera"), ("rec_lidar", "lidar")}

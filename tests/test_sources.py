@@ -216,7 +216,8 @@ def test_image_folder_flags_truncated_jpeg_and_png(tmp_path: Path) -> None:
         (0, 0, "frame"), (1, 250 * MS, "decode_error"), (2, 500 * MS, "frame"), (3, 750 * MS, "decode_error"),
     ]
     assert items[0].sensor == "front_cam"
-    assert isinstance(items[2], Frame) and items[2].meta == {"width": "1242", "height": "375"}
+    # a, b, c, d: not the numbered frames of one recording, so each is a still (judged on its own)
+    assert isinstance(items[2], Frame) and items[2].meta == {"width": "1242", "height": "375", "still": "1"}
 
 
 # --- video ---------------------------------------------------------------------------------------------------
