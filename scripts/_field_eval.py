@@ -193,8 +193,12 @@ def evaluate(kinds: tuple[str, ...] = KINDS, seed: int = 7, with_faults: bool = 
                 per_source[s.name] = row
             gen = {g.name: genuine(kind, g, g.load()) for g in genuine_sources}
             if modality == "lidar":
-                gen["kitti_scan77_after_its_drive"] = genuine(kind, genuine_sources[0], genuine_sources[0].load(),
-                                                              loaded["kitti_hdl64"])
+                after = {"kitti_scan77_lost_rings": "kitti_hdl64", "capture_edge_velodyne_hdl32e_monterey":
+                         "hdl32_monterey_stopped", "capture_edge_velodyne_hdl32e_driving_": "hdl32_driving",
+                         "capture_edge_velodyne_vlp16_test_50fr": "vlp16_indoor"}
+                for g in genuine_sources:
+                    if g.name in after:
+                        gen[f"{g.name}_after_its_recording"] = genuine(kind, g, g.load(), loaded[after[g.name]])
             result.setdefault(modality, {})[kind] = {
                 "per_source": per_source, "per_condition": summary(per_source, sources, kind), "genuine_faults": gen,
                 **({"rare_ranking": rare_ranking(scores, {s.name: adverse(s) for s in sources}),

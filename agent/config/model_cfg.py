@@ -36,6 +36,11 @@ class ProxyModelSpec(StrictModel):
         0.3, ge=0.0, le=2.0, description="Embedding distance to a target at or below which the frame matches it."
     )
     target_boost: float = Field(0.3, ge=0.0, le=1.0, description="Added to the score of a frame matching a target.")
+    trusted_sensor_models: list[str] = Field(
+        default_factory=list, max_length=32, description="Sensor models (scoring.sensors.<name>.model, or the "
+        "model a source reports) whose frames the fault head is trusted on; [] = any. A LiDAR model trained on one "
+        "sensor's scans has no say on another's."
+    )
 
 
 class ByoModelConfig(StrictModel):
@@ -93,5 +98,6 @@ class ModelConfig(StrictModel):
     lidar: ProxyModelSpec = ProxyModelSpec(
         path="models/lidar_proxy_int8.onnx", version="lidar-proxy-1", input_size=(64, 64),
         redundant_max_distance=0.45,  # consecutive KITTI scans at ~2.5 m/s lie 0.2-0.65 apart, other places > 1.2
+        trusted_sensor_models=["velodyne-hdl64"],  # lidar-proxy-1/2 learnt 20 KITTI HDL-64E scans
     )
     byo: ByoModelConfig = ByoModelConfig()

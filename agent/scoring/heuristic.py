@@ -98,7 +98,7 @@ class HeuristicScorer:
     def _score_lidar(self, frame: Frame) -> Verdict | Pending:
         own = self._cfg.for_sensor(frame.sensor)
         cfg = own.lidar or self._cfg.lidar
-        model = sensor_model(own.model)
+        model = sensor_model(own.model or frame.meta.get("sensor_model"))
         points = points_of(frame)
         # A strided sample is enough to tell a bit-identical repeat: real scans differ in every coordinate.
         repeated = self._repeated(frame, points[::FROZEN_SAMPLE_STRIDE].tobytes() + str(points.shape).encode()

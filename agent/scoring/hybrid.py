@@ -19,7 +19,7 @@ from agent.frame import Frame, Modality
 from agent.model.preprocess import camera_image
 from agent.model.proxy_model import CameraModel, LidarModel
 from agent.scoring.base import Label, Verdict
-from agent.scoring.committee import Committee
+from agent.scoring.committee import Committee, head_trusted
 from agent.scoring.heuristic import HeuristicScorer
 from agent.scoring.usefulness import Pending
 from agent.sources.decode import points_of
@@ -32,6 +32,7 @@ class HybridScorer(HeuristicScorer):
         super().__init__(scoring)
         self._min_prob = scoring.model_fault_min_prob
         self._ood_trust = model.ood_trust_ratio
+        self._model_cfg = model
         self._rare_boost = scoring.rare_boost
         self.camera = CameraModel(model.camera, model)
         self.lidar = LidarModel(model.lidar, model, scoring.lidar.sector_count)
@@ -54,7 +55,9 @@ class HybridScorer(HeuristicScorer):
         except DecodeError:
             return Verdict(Label.HARMFUL, 0.0, ("undecodable",), first.descriptor, first.signals)
         signals = {**first.signals, "p_harmful": round(out.harmful, 4), "ood": round(out.ood, 4)}
-        unfamiliar = self._ood_trust > 0 and out.ood >= self._ood_trust
+        spec = self._model_cfg.camera if frame.modality is Modality.CAMERA else self._model_cfg.lidar
+        unfamiliar = (self._ood_trust > 0 and out.ood >= self._ood_trust) or not head_trusted(
+            spec, self._cfg.for_sensor(frame.sensor).model or frame.meta.get("sensor_model"))
         if out.harmful >= self._min_prob and not unfamiliar:
             return Verdict(Label.HARMFUL, 0.0, (f"fault_{out.fault}",), first.descriptor, signals)
         boosts = first.boosts

@@ -27,7 +27,7 @@ from agent.model.preprocess import decode_width
 from agent.model.proxy_model import ByoModel, CameraModel, LidarModel, ProxyModel, ProxyOutput
 from agent.model.signals import EmbeddingBank, load_embeddings, unit_rows
 from agent.scoring.base import Label, Verdict
-from agent.scoring.committee import Committee
+from agent.scoring.committee import Committee, head_trusted
 from agent.scoring.heuristic import HeuristicScorer
 from agent.scoring.memory import DescriptorMemory
 from agent.scoring.usefulness import Pending, finite, resolve
@@ -175,7 +175,8 @@ class ProxyScorer:
         spec, model = (cfg.camera, self.camera) if camera else (cfg.lidar, self.lidar)
         emb = out.embedding
         signals.update({"p_harmful": round(out.harmful, 4), "ood": round(out.ood, 4)})
-        unfamiliar = cfg.ood_trust_ratio > 0 and out.ood >= cfg.ood_trust_ratio
+        unfamiliar = (cfg.ood_trust_ratio > 0 and out.ood >= cfg.ood_trust_ratio) or not head_trusted(
+            spec, self._scoring.for_sensor(frame.sensor).model or frame.meta.get("sensor_model"))
         if out.harmful >= spec.harmful_min_prob and not unfamiliar:
             return Verdict(Label.HARMFUL, 0.0, (f"fault_{out.fault}",), emb, signals)
         calibrate = model.calibration

@@ -128,7 +128,7 @@ def lidar_file_item(path: Path, sensor: str, seq: int, t_ns: int, limits: InputL
         encoding=Encoding.XYZI_F32,
         payload=data,
         array=points,
-        meta={"points": str(len(points))},
+        meta={"points": str(len(points)), "sensor_model": "velodyne-hdl64"},  # every KITTI drive: one HDL-64E
     )
 
 
