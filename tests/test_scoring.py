@@ -180,8 +180,12 @@ def test_hybrid_keeps_the_checks_and_adds_the_fault_head_only_when_sure(kind: st
     frames = sample_frames(kind)
     faults = CAMERA_FAULTS if kind == "camera" else LIDAR_FAULTS
 
+    # The sample drive's scans are KITTI's HDL-64E, the one LiDAR the shipped LiDAR models learnt (and trust).
+    sensors = {"*": {"model": "velodyne-hdl64"}} if kind == "lidar" else {}
+
     def run(min_prob: float) -> list:
-        return score_in_order(HybridScorer(ScoringConfig(model_fault_min_prob=min_prob), ModelConfig()), frames)
+        config = ScoringConfig.model_validate({"model_fault_min_prob": min_prob, "sensors": sensors})
+        return score_in_order(HybridScorer(config, ModelConfig()), frames)
 
     default, never, always = run(ScoringConfig().model_fault_min_prob), run(1.0), run(0.0)
     heuristic = _run(frames)
