@@ -18,13 +18,14 @@ ShedHook = Callable[[str], None]
 
 
 class _Lane:
-    __slots__ = ("frames", "maxsize", "overflow", "shed")
+    __slots__ = ("frames", "maxsize", "overflow", "shard_key", "shed")
 
     def __init__(self, maxsize: int, overflow: str) -> None:
         self.frames: deque[Frame] = deque()
         self.maxsize = maxsize
         self.overflow = overflow
         self.shed = 0
+        self.shard_key = -1  # set by the lane's first frame: the number of lanes that had a frame before it
 
 
 class FrameHub:
@@ -34,6 +35,7 @@ class FrameHub:
         self._lanes: dict[str, _Lane] = {}
         self._order: list[str] = []
         self._next: dict[int, int] = {}  # shard -> lane position to look at first
+        self._active = 0  # lanes that have had a frame
         self._cond = threading.Condition()
         self._on_shed = on_shed
 
@@ -48,6 +50,11 @@ class FrameHub:
         shed = accepted = False
         with self._cond:
             lane = self._lanes[frame.sensor]
+            if lane.shard_key < 0:
+                # Lanes are spread over the scoring threads in the order they start to carry frames, so a lane
+                # that never does (an image folder's scan lane) does not leave a thread idle.
+                lane.shard_key = self._active
+                self._active += 1
             if len(lane.frames) >= lane.maxsize:
                 lane.shed += 1
                 shed = True
@@ -64,8 +71,9 @@ class FrameHub:
     def take(self, timeout: float, shard: int = 0, shards: int = 1) -> Frame | None:
         """The next frame, round-robin over sensors; None after `timeout` seconds without one.
 
-        With several scoring threads, thread `shard` of `shards` serves the lanes whose position modulo `shards`
-        is `shard`: a sensor's frames stay on one thread, in order (scorers keep per-sensor history).
+        With several scoring threads, thread `shard` of `shards` serves the lanes whose shard key (their rank by
+        first frame) modulo `shards` is `shard`: a sensor's frames stay on one thread, in order (scorers keep
+        per-sensor history).
         """
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -84,7 +92,7 @@ class FrameHub:
         for i in range(n):
             position = (start + i) % n
             lane = self._lanes[self._order[position]]
-            if position % shards == shard and lane.frames:
+            if lane.frames and lane.shard_key % shards == shard:
                 self._next[shard] = position + 1
                 return lane.frames.popleft()
         return None

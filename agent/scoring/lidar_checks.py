@@ -18,7 +18,8 @@ HISTORY = 20  # healthy scans remembered per sensor to know what "normal" looks 
 STATS_POINTS = 30_000
 ROUGHNESS_POINTS = 4096  # a contiguous run of points, in the driver's scan order
 ROUGHNESS_LAGS = (1, 16, 32, 40, 64, 128, 256)  # 1: ring-ordered clouds; else the lasers of one firing
-SCATTER_POINTS = 8192
+ROUGHNESS_PROBE = 1024 + 256
+SCATTER_POINTS = 4096
 SCATTER_RANGE_M = 30.0
 SCATTER_VOXEL_M = 0.3
 SCATTER_RATIO = 1.5  # alone-in-voxel share above this multiple of the sensor's usual (and SCATTER_MIN_RISE above it)
@@ -85,11 +86,13 @@ def _roughness(xyz: np.ndarray, returned: np.ndarray) -> float:
     index = np.flatnonzero(returned)
     mid = index.size // 2
     run = xyz[index[max(0, mid - ROUGHNESS_POINTS // 2): mid + ROUGHNESS_POINTS // 2]]
-    best = np.inf
-    for lag in ROUGHNESS_LAGS:
-        if run.shape[0] > 4 * lag:
-            best = min(best, float(np.median(np.linalg.norm(run[lag:] - run[:-lag], axis=1))))
-    return 0.0 if np.isinf(best) else best
+    # The lag is picked on the first 1024 points of the run, the step measured on all of it at that lag.
+    probe = run[:ROUGHNESS_PROBE]
+    lags = [lag for lag in ROUGHNESS_LAGS if probe.shape[0] > 4 * lag]
+    if not lags:
+        return 0.0
+    lag = min(lags, key=lambda k: float(np.median(np.linalg.norm(probe[k:] - probe[:-k], axis=1))))
+    return float(np.median(np.linalg.norm(run[lag:] - run[:-lag], axis=1)))
 
 
 def _scatter(stats: np.ndarray) -> float:
@@ -107,6 +110,12 @@ def _scatter(stats: np.ndarray) -> float:
     return float(alone.mean())
 
 
+def _low(z: np.ndarray) -> float:
+    """The 10th percentile of `z` (a partition, not a sort)."""
+    k = int(0.1 * (z.size - 1))
+    return float(np.partition(z, k)[k])
+
+
 def _tilt(stats: np.ndarray) -> tuple[float, float]:
     """Pitch and roll of the ground as this sensor sees it (degrees): the low returns 8-25 m ahead against behind,
     left against right. A level mount sees the same balance scan after scan; a loose mount or a wrong
@@ -119,7 +128,7 @@ def _tilt(stats: np.ndarray) -> tuple[float, float]:
         if pos.size < 50 or neg.size < 50:
             out.append(0.0)
             continue
-        out.append(float(np.degrees(np.arctan2(np.percentile(pos, 10.0) - np.percentile(neg, 10.0), 2 * 16.0))))
+        out.append(float(np.degrees(np.arctan2(_low(pos) - _low(neg), 2 * 16.0))))
     return out[0], out[1]
 
 
