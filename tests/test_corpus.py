@@ -4,6 +4,8 @@ an interruption, and a bad drive that does not stop the others."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -85,7 +87,13 @@ def _cli(*args: str) -> list[str]:
 
 @pytest.mark.slow
 def test_rerun_after_an_interruption_replays_only_what_was_missing(tmp_path: Path) -> None:
-    drives, manifest, config = corpus_files(tmp_path)
+    drives, _, config = corpus_files(tmp_path)
+    # The last drive's input is a FIFO: reading it blocks, so the interruption always comes before the last drive
+    # is done, however fast the machine replays the others.
+    gate = tmp_path / "gate.mcap"
+    os.mkfifo(gate)
+    drives.append({"id": "gated", "vehicle": "kitti-car", "inputs": [str(gate)]})
+    manifest = write_manifest(tmp_path / "gated.jsonl", drives)
     out = tmp_path / "out"
     args = _cli("--manifest", str(manifest), "--out", str(out), "--config", str(config), "--workers", "1")
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -96,6 +104,8 @@ def test_rerun_after_an_interruption_replays_only_what_was_missing(tmp_path: Pat
     proc.communicate(timeout=60)
     done_before = {p.parent.name for p in out.glob("drives/*/drive.json")}
     assert 1 <= len(done_before) < len(drives), "the interruption came after the first drive and before the last"
+    gate.unlink()
+    shutil.copyfile(SAMPLE_DRIVE, gate)
     result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
