@@ -1,0 +1,222 @@
+"""What a camera frame shows, measured cheaply at analysis width: brightness, texture per tile, sharpness, noise,
+seams, colour, block-grid periodicity, flat areas. No judgement here (see camera_checks)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from agent.scoring.memory import unit
+
+TILE_GRID = 8  # 8x8 tiles for occlusion / soiling
+DESCRIPTOR_SIZE = (32, 16)  # width, height of the grey thumbnail descriptor
+SOIL_GRID = 16  # drops and splashes are smaller than the 8x8 tiles: sharpness is compared on a finer grid
+# Immerkaer's noise-estimation kernel: the difference of two Laplacians, blind to flat areas and linear ramps.
+# White noise of sigma s gives a response of std 6 s; the median over the image ignores the few real edges.
+NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
+NOISE_SCALE = 1.0 / (0.6745 * 6.0)
+# Tearing: a straight seam across the width (or down the height: the part below a tear shifted sideways), one or
+# two pixels wide, that the rows (columns) just beside it do not have.
+SEAM_MIN_STEP = 12.0  # grey levels: smaller row-to-row steps are texture
+SEAM_ISOLATION = 2.5  # the step must exceed this many times the column's steps just above and below it (+2)
+SEAM_RATIO_SPREAD = 0.25  # |log brightness ratio - the seam's median| beyond this is not one shadow's darkening
+SEAM_EDGE = 0.08  # rows (columns) this close to the image's edge are left out (a car's hood makes a seam there)
+SEAM_FLAT_MIN_HEIGHT = 0.15  # a one-colour band below a seam at least this tall is decoder fill
+
+
+@dataclass(frozen=True, slots=True)
+class CameraSignals:
+    sharpness: float
+    mean: float
+    std: float
+    clipped_dark: float
+    clipped_bright: float
+    flat_tiles: float
+    noise: float  # estimated pixel noise sigma, grey levels at analysis width
+    seam: float  # share of columns with an isolated step at the strongest horizontal seam
+    seam_mixed: float  # share of columns whose step there is not the seam's common brightness ratio
+    flat_below: bool  # the rows below that seam are one flat colour (neither black nor white)
+    vseam: float  # the same two for the strongest vertical seam (share of rows)
+    vseam_mixed: float
+    tile_std: np.ndarray  # TILE_GRID x TILE_GRID texture per tile, for occlusion against the baseline
+    grey: np.ndarray  # analysis-size grey image, for frozen-frame comparison
+    descriptor: np.ndarray  # unit vector, for redundancy
+    structure: float = 0.0  # luma std over 4x4 blocks: what is left when sensor noise is averaged away
+    saturation: float = 0.0  # mean (max - min) / max over the colour channels
+    channels: tuple[float, float, float] = (0.0, 0.0, 0.0)  # mean B, G, R
+    corner_dark: bool = False  # all four corner tiles black while the centre is not (fisheye, vignetting optics)
+    tile_mean: np.ndarray | None = None  # TILE_GRID x TILE_GRID brightness, to tell a new scene from a damaged one
+    tile_sharp: np.ndarray | None = None  # TILE_GRID x TILE_GRID Laplacian variance, for partial blur (soiling)
+    blockiness: float = 1.0  # strongest block-grid periodicity of the gradients (1 = none; compression damage)
+    flat_rows: float = 0.0  # share of rows of one flat mid-grey value (decoder fill after lost packets)
+    flat_area: float = 0.0  # share of pixels without local texture (5x5 std < 2): sky, fog, or something on a lens
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "sharpness": round(self.sharpness, 3),
+            "mean": round(self.mean, 3),
+            "std": round(self.std, 3),
+            "clipped_dark": round(self.clipped_dark, 4),
+            "clipped_bright": round(self.clipped_bright, 4),
+            "flat_tiles": round(self.flat_tiles, 4),
+            "noise": round(self.noise, 3),
+            "seam": round(self.seam, 4),
+            "seam_mixed": round(self.seam_mixed, 4),
+            "vseam": round(self.vseam, 4),
+            "vseam_mixed": round(self.vseam_mixed, 4),
+            "structure": round(self.structure, 3),
+            "saturation": round(self.saturation, 4),
+            "blockiness": round(self.blockiness, 3),
+            "flat_rows": round(self.flat_rows, 4),
+        }
+
+
+def analysis_greys(image: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The grey image at about `width`: area-averaged (for the checks) and nearest-row (for the seam check: an
+    area resize spreads a one-row seam over rows that a sharp real edge also spans)."""
+    grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    h, w = grey.shape
+    if min(h, w) < 2 * TILE_GRID:  # a thumbnail-sized frame (even 1x1): enlarged so every check has its tiles
+        grey = cv2.resize(grey, (max(w, 2 * TILE_GRID), max(h, 2 * TILE_GRID)), interpolation=cv2.INTER_NEAREST)
+        return grey, grey
+    if w <= width:
+        return grey, grey
+    size = (width, max(1, round(h * width / w)))
+    return (cv2.resize(grey, size, interpolation=cv2.INTER_AREA),
+            cv2.resize(grey, size, interpolation=cv2.INTER_NEAREST))
+
+
+def _tile_stats(values: np.ndarray, grid: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-tile std and mean on a grid x grid tiling (area sums in OpenCV: a tenth of NumPy's reshape cost)."""
+    h, w = values.shape
+    th, tw = max(1, h // grid), max(1, w // grid)
+    v = values[: th * grid, : tw * grid].astype(np.float32, copy=False)
+    mean = cv2.resize(v, (grid, grid), interpolation=cv2.INTER_AREA)
+    square = cv2.resize(v * v, (grid, grid), interpolation=cv2.INTER_AREA)
+    return np.sqrt(np.maximum(square - mean * mean, 0.0)), mean
+
+
+def seam(grey: np.ndarray) -> tuple[float, float, bool]:
+    """The strongest horizontal seam of a uint8 grey image: (share of columns with an isolated step there,
+    share whose step is off the seam's median brightness ratio, whether the rows below are one flat colour).
+
+    Steps are taken across two rows (row r+1 minus row r-1): a reduced JPEG decode spreads a one-row seam of the
+    full image over two rows. A shadow edge or the horizon also steps across much of the width, but a shadow
+    darkens every column by about one ratio and few real edges are that sharp everywhere; a torn frame steps
+    every column to unrelated content (or to decoder fill)."""
+    h = grey.shape[0]
+    if h < 16:
+        return 0.0, 0.0, False
+    size = cv2.absdiff(grey[2:], grey[:-2]).astype(np.int16)  # size[k]: the step from row k to row k + 2
+    mid = size[2:-2]
+    # mid > ISOLATION * near + 2, in integers
+    strong = (mid > SEAM_MIN_STEP) & (2 * mid > int(2 * SEAM_ISOLATION) * np.maximum(size[:-4], size[4:]) + 4)
+    share = strong.mean(axis=1)
+    margin = max(1, int(h * SEAM_EDGE))
+    share[:margin] = 0.0
+    share[len(share) - margin:] = 0.0
+    i = int(share.argmax())
+    top, cols = i + 2, strong[i]  # the seam steps from row `top` to row `top + 2`
+    if cols.sum() < 3:
+        return float(share[i]), 0.0, False
+    ratio = np.log((grey[top + 2] + 4.0) / (grey[top] + 4.0))
+    mixed = float((cols & (np.abs(ratio - np.median(ratio[cols])) > SEAM_RATIO_SPREAD)).mean())
+    below = grey[top + 4:]
+    flat = (len(below) >= SEAM_FLAT_MIN_HEIGHT * h and float(np.median(below.std(axis=1))) < 1.5
+            and 8.0 < float(below.mean()) < 247.0)
+    return float(share[i]), mixed, bool(flat)
+
+
+def _blockiness(g: np.ndarray) -> float:
+    """How strongly the gradients follow a 2/4/8-pixel grid (the block grid of a JPEG or H.264 frame at the
+    reduced decode's scale, or pixelation): the gradient at the grid's columns over the mean gradient."""
+    best = 1.0
+    for axis in (1, 0):
+        d = np.abs(np.diff(g, axis=axis)).mean(axis=1 - axis)
+        for period in (2, 4, 8):
+            n = len(d) // period * period
+            if n >= 4 * period:
+                phases = d[:n].reshape(-1, period).mean(axis=0)
+                best = max(best, float(phases.max() / max(float(phases.mean()), 1e-3)))
+    return best
+
+
+def _flat_area(g: np.ndarray) -> float:
+    mean = cv2.boxFilter(g, -1, (5, 5))
+    var = cv2.boxFilter(g * g, -1, (5, 5)) - mean * mean
+    return float(np.mean(var < 4.0))
+
+
+def flat_rows(grey: np.ndarray) -> np.ndarray:
+    """Rows of one flat mid-grey value (not black, not white)."""
+    rows = grey.astype(np.float32)
+    mean = rows.mean(axis=1)
+    return (rows.std(axis=1) < 0.75) & (mean > 8.0) & (mean < 247.0)
+
+
+
+
+def _structure(grey: np.ndarray) -> float:
+    """Luma std of the picture averaged over 4x4 blocks: sensor noise averages away, a scene's structure stays."""
+    h, w = grey.shape
+    return float(cv2.resize(grey, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA).std())
+
+
+def _colour(image: np.ndarray | None) -> tuple[float, tuple[float, float, float]]:
+    if image is None or image.ndim != 3:
+        return 0.0, (0.0, 0.0, 0.0)
+    sample = image[::8, ::8].reshape(-1, 3).astype(np.float32)
+    top = sample.max(axis=1)
+    saturation = float(np.mean((top - sample.min(axis=1)) / np.maximum(top, 16.0)))
+    b, g, r = (float(v) for v in sample.mean(axis=0))
+    return saturation, (b, g, r)
+
+
+def measure(grey: np.ndarray, seam_grey: np.ndarray | None = None, image: np.ndarray | None = None) -> CameraSignals:
+    """Signals of an analysis-size grey image; `seam_grey`: the same picture nearest-row resized (see
+    analysis_greys), `grey` itself when not given; `image`: the colour picture it came from, for colour checks."""
+    g = grey.astype(np.float32)
+    lap = cv2.Laplacian(grey, cv2.CV_32F)
+    thumb = cv2.resize(grey, DESCRIPTOR_SIZE, interpolation=cv2.INTER_AREA).astype(np.float32)
+    centred = thumb - thumb.mean()
+    tile_std, tile_mean = _tile_stats(g, TILE_GRID)
+    tile_sharp = _tile_stats(lap, SOIL_GRID)[0] ** 2
+    # Flat (no texture) and dark or washed-out tiles: what a covered or soiled lens looks like.
+    flat = (tile_std < 4.0) & ((tile_mean < 50.0) | (tile_mean > 230.0))
+    response = cv2.filter2D(g, -1, NOISE_KERNEL)[1:-1, 1:-1]
+    sg = grey if seam_grey is None else seam_grey
+    # Every other column is enough for the shares along a horizontal seam, at half the cost (a vertical seam has
+    # too few rows to spare: subsampled, clean frames came within 0.005 of the threshold).
+    seam_share, seam_mixed, flat_below = seam(np.ascontiguousarray(sg[:, ::2]))
+    vseam_share, vseam_mixed, _ = seam(np.ascontiguousarray(sg.T))
+    saturation, channels = _colour(image)
+    corners = tile_mean[[0, 0, -1, -1], [0, -1, 0, -1]]
+    return CameraSignals(
+        sharpness=float(lap.var()),
+        mean=float(g.mean()),
+        std=float(g.std()),
+        clipped_dark=float(np.mean(grey <= 5)),
+        clipped_bright=float(np.mean(grey >= 250)),
+        flat_tiles=float(flat.mean()),
+        # every other pixel each way: the median of a quarter of them is as robust, at a quarter of the cost
+        noise=float(np.median(np.abs(response[::2, ::2]))) * NOISE_SCALE if response.size else 0.0,
+        seam=seam_share,
+        seam_mixed=seam_mixed,
+        flat_below=flat_below,
+        vseam=vseam_share,
+        vseam_mixed=vseam_mixed,
+        tile_std=tile_std,
+        grey=grey,
+        descriptor=unit(centred),
+        structure=_structure(grey),
+        saturation=saturation,
+        channels=channels,
+        corner_dark=bool(corners.max() < 20.0 and tile_mean[2:-2, 2:-2].mean() > 50.0),
+        tile_mean=tile_mean,
+        tile_sharp=tile_sharp,
+        blockiness=_blockiness(g),
+        flat_rows=float(flat_rows(grey).mean()),
+        flat_area=_flat_area(g),
+    )
