@@ -11,14 +11,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from agent.config.model_cfg import ModelConfig, ProxyModelSpec
+from agent.config.model_cfg import ModelConfig
 from agent.errors import ConfigError
 from agent.model.proxy_model import CameraModel, ProxyOutput
-
-
-def head_trusted(spec: ProxyModelSpec, sensor_model: str | None) -> bool:
-    """Whether a model's fault head has a say on a frame of this sensor model (its trusted_sensor_models)."""
-    return not spec.trusted_sensor_models or sensor_model in spec.trusted_sensor_models
 
 
 class Committee:

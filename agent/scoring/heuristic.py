@@ -14,6 +14,7 @@ from agent.scoring import camera_checks, lidar_checks
 from agent.scoring.base import Label, Verdict
 from agent.scoring.context import SceneContext
 from agent.scoring.memory import DescriptorMemory
+from agent.scoring.trust import frame_sensor_model
 from agent.scoring.usefulness import Pending, resolve
 from agent.sources.decode import image_of, points_of
 
@@ -30,7 +31,6 @@ class HeuristicScorer:
     def __init__(self, config: ScoringConfig) -> None:
         self._cfg = config
         self._memory = DescriptorMemory(config.memory_size)
-        self._previous_grey: dict[str, np.ndarray] = {}
         self._previous_digest: dict[str, bytes] = {}
         self._previous_signals: dict[str, camera_checks.CameraSignals] = {}
         self._lidar_baseline = lidar_checks.LidarBaseline()
@@ -74,17 +74,17 @@ class HeuristicScorer:
         signals = camera_checks.measure(grey, seam_grey, image)
         # A still from a folder of unrelated pictures is judged on its own, like the first frame of a stream.
         still = frame.meta.get("still") == "1"
-        cut = still or camera_checks.scene_cut(signals, self._previous_signals.get(frame.sensor), cfg)
+        previous = self._previous_signals.get(frame.sensor)
+        cut = still or camera_checks.scene_cut(signals, previous, cfg)
         typical = None if cut else self._camera_baseline.typical(frame.sensor)
         found = camera_checks.faults(signals, cfg, typical)
-        if not still and (repeated or camera_checks.frozen(self._previous_grey.get(frame.sensor), grey, cfg)):
+        if not still and (repeated or camera_checks.frozen(previous.grey if previous else None, grey, cfg)):
             found.insert(0, "frozen")
         if not found and signals.structure <= cfg.blind_max_std and (
                 (typical is not None and typical.structure > 3 * cfg.blind_max_std)
                 or (self._cfg.cross_sensor and self.context.other_modality_sees(frame.sensor, Modality.CAMERA,
                                                                                  frame.t_ns))):
             found.append("blind")  # nothing in view while it saw a scene a moment ago, or while the LiDAR does
-        self._previous_grey[frame.sensor] = grey
         self._previous_signals[frame.sensor] = signals
         if cut:
             self._camera_baseline.reset(frame.sensor)
@@ -98,7 +98,7 @@ class HeuristicScorer:
     def _score_lidar(self, frame: Frame) -> Verdict | Pending:
         own = self._cfg.for_sensor(frame.sensor)
         cfg = own.lidar or self._cfg.lidar
-        model = sensor_model(own.model or frame.meta.get("sensor_model"))
+        model = sensor_model(frame_sensor_model(self._cfg, frame))
         points = points_of(frame)
         # A strided sample is enough to tell a bit-identical repeat: real scans differ in every coordinate.
         repeated = self._repeated(frame, points[::FROZEN_SAMPLE_STRIDE].tobytes() + str(points.shape).encode()

@@ -19,8 +19,9 @@ from agent.frame import Frame, Modality
 from agent.model.preprocess import camera_image
 from agent.model.proxy_model import CameraModel, LidarModel
 from agent.scoring.base import Label, Verdict
-from agent.scoring.committee import Committee, head_trusted
+from agent.scoring.committee import Committee
 from agent.scoring.heuristic import HeuristicScorer
+from agent.scoring.trust import unfamiliar, with_out_of_domain
 from agent.scoring.usefulness import Pending
 from agent.sources.decode import points_of
 
@@ -31,9 +32,7 @@ class HybridScorer(HeuristicScorer):
     def __init__(self, scoring: ScoringConfig, model: ModelConfig) -> None:
         super().__init__(scoring)
         self._min_prob = scoring.model_fault_min_prob
-        self._ood_trust = model.ood_trust_ratio
         self._model_cfg = model
-        self._rare_boost = scoring.rare_boost
         self.camera = CameraModel(model.camera, model)
         self.lidar = LidarModel(model.lidar, model, scoring.lidar.sector_count)
         self.committee = Committee(model)
@@ -55,15 +54,13 @@ class HybridScorer(HeuristicScorer):
         except DecodeError:
             return Verdict(Label.HARMFUL, 0.0, ("undecodable",), first.descriptor, first.signals)
         signals = {**first.signals, "p_harmful": round(out.harmful, 4), "ood": round(out.ood, 4)}
-        spec = self._model_cfg.camera if frame.modality is Modality.CAMERA else self._model_cfg.lidar
-        unfamiliar = (self._ood_trust > 0 and out.ood >= self._ood_trust) or not head_trusted(
-            spec, self._cfg.for_sensor(frame.sensor).model or frame.meta.get("sensor_model"))
-        if out.harmful >= self._min_prob and not unfamiliar:
+        strange = unfamiliar(out, frame, self._cfg, self._model_cfg)
+        if out.harmful >= self._min_prob and not strange:
             return Verdict(Label.HARMFUL, 0.0, (f"fault_{out.fault}",), first.descriptor, signals)
         boosts = first.boosts
         if spread is not None:
             signals["committee_spread"] = spread
             boosts = (*boosts, *self.committee.boosts(spread))
-        if unfamiliar and self._rare_boost and not any(name == "rare" for name, _ in boosts):
-            boosts = (*boosts, ("out_of_domain", self._rare_boost))
+        if strange:
+            boosts = with_out_of_domain(boosts, self._cfg)
         return Pending(first.descriptor, signals, first.threshold, boosts=boosts)

@@ -27,9 +27,10 @@ from agent.model.preprocess import decode_width
 from agent.model.proxy_model import ByoModel, CameraModel, LidarModel, ProxyModel, ProxyOutput
 from agent.model.signals import EmbeddingBank, load_embeddings, unit_rows
 from agent.scoring.base import Label, Verdict
-from agent.scoring.committee import Committee, head_trusted
+from agent.scoring.committee import Committee
 from agent.scoring.heuristic import HeuristicScorer
 from agent.scoring.memory import DescriptorMemory
+from agent.scoring.trust import unfamiliar, with_out_of_domain
 from agent.scoring.usefulness import Pending, finite, resolve
 from agent.sources.decode import decode_image_bytes, image_of, points_of
 
@@ -175,16 +176,13 @@ class ProxyScorer:
         spec, model = (cfg.camera, self.camera) if camera else (cfg.lidar, self.lidar)
         emb = out.embedding
         signals.update({"p_harmful": round(out.harmful, 4), "ood": round(out.ood, 4)})
-        unfamiliar = (cfg.ood_trust_ratio > 0 and out.ood >= cfg.ood_trust_ratio) or not head_trusted(
-            spec, self._scoring.for_sensor(frame.sensor).model or frame.meta.get("sensor_model"))
-        if out.harmful >= spec.harmful_min_prob and not unfamiliar:
+        strange = unfamiliar(out, frame, self._scoring, cfg)
+        if out.harmful >= spec.harmful_min_prob and not strange:
             return Verdict(Label.HARMFUL, 0.0, (f"fault_{out.fault}",), emb, signals)
         calibrate = model.calibration
         fleet = calibrate(self._fleet[frame.modality].nearest(emb))
         uncertainty = self._uncertainty(out, signals)
-        boosts = list(rare)
-        if unfamiliar and self._scoring.rare_boost and not any(name == "rare" for name, _ in boosts):
-            boosts.append(("out_of_domain", self._scoring.rare_boost))
+        boosts = list(with_out_of_domain(rare, self._scoring) if strange else rare)
         if uncertainty is not None and uncertainty >= cfg.uncertain_min_entropy and out.ood < 1.0:
             boosts.append(("uncertain", cfg.uncertainty_boost))  # unsure while in-domain: informative, not junk
         target = calibrate(self._targets[frame.modality].nearest(emb))
