@@ -18,8 +18,10 @@ def test_folder_with_images_and_scans_scores_both(tmp_path: Path) -> None:
     drop = tmp_path / "drop"
     drop.mkdir()
     decisions = tmp_path / "decisions.jsonl"
-    config = daemon_config(tmp_path, [{"type": "folder", "name": "rec", "path": str(drop), "settle_s": 0.2}],
-                           daemon={"decisions_path": str(decisions)})
+    # existing=True: the folder starts empty, and a source worker that lists it only after the first file was
+    # written (a loaded machine) would otherwise take that file for one already there at start-up and skip it.
+    config = daemon_config(tmp_path, [{"type": "folder", "name": "rec", "path": str(drop), "settle_s": 0.2,
+                                       "existing": True}], daemon={"decisions_path": str(decisions)})
     app = App(config)
     cameras, scans = sample_frames("camera")[:3], sample_frames("lidar")[:3]
     with running(app):
