@@ -100,20 +100,24 @@ class CameraBaseline:
 
     @staticmethod
     def _compute(rows: deque[CameraSignals]) -> CameraTypical:
-        channels = np.median(np.array([r.channels for r in rows]), axis=0)
+        # One median over a table of the scalars: ten np.median calls cost ten times as much for 20 rows.
+        (sharpness, mean, noise, structure, saturation, blockiness, flat_row_share, flat_area, *channels) = np.median(
+            np.array([(r.sharpness, r.mean, r.noise, r.structure, r.saturation, r.blockiness, r.flat_rows,
+                       r.flat_area, *r.channels) for r in rows]), axis=0).tolist()
+        shares = np.array(channels)
         return CameraTypical(
-            sharpness=float(np.median([r.sharpness for r in rows])),
+            sharpness=sharpness,
             tiles=np.median(np.stack([r.tile_std for r in rows]), axis=0),
-            mean=float(np.median([r.mean for r in rows])),
-            noise=float(np.median([r.noise for r in rows])),
-            structure=float(np.median([r.structure for r in rows])),
-            saturation=float(np.median([r.saturation for r in rows])),
-            channel_share=channels / max(float(channels.mean()), 1e-6),
-            blue_red=_blue_red(tuple(channels)),
+            mean=mean,
+            noise=noise,
+            structure=structure,
+            saturation=saturation,
+            channel_share=shares / max(float(shares.mean()), 1e-6),
+            blue_red=_blue_red((channels[0], channels[1], channels[2])),
             tile_sharp=np.median(np.stack([r.tile_sharp for r in rows if r.tile_sharp is not None]), axis=0),
-            blockiness=float(np.median([r.blockiness for r in rows])),
-            flat_rows=float(np.median([r.flat_rows for r in rows])),
-            flat_area=float(np.median([r.flat_area for r in rows])),
+            blockiness=blockiness,
+            flat_rows=flat_row_share,
+            flat_area=flat_area,
         )
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
 from agent.config.model import ScoringConfig
@@ -31,7 +29,7 @@ class HeuristicScorer:
     def __init__(self, config: ScoringConfig) -> None:
         self._cfg = config
         self._memory = DescriptorMemory(config.memory_size)
-        self._previous_digest: dict[str, bytes] = {}
+        self._previous_data: dict[str, bytes] = {}
         self._previous_signals: dict[str, camera_checks.CameraSignals] = {}
         self._lidar_baseline = lidar_checks.LidarBaseline()
         self._camera_baseline = camera_checks.CameraBaseline()
@@ -59,10 +57,11 @@ class HeuristicScorer:
             self._memory.add(frame.sensor, verdict.descriptor)
 
     def _repeated(self, frame: Frame, data: bytes | None) -> bool:
-        """A bit-identical repeat of this sensor's previous frame: real sensor noise never repeats itself."""
-        digest = hashlib.blake2b(data, digest_size=16).digest() if data else b""
-        repeated = bool(digest) and self._previous_digest.get(frame.sensor) == digest
-        self._previous_digest[frame.sensor] = digest
+        """A bit-identical repeat of this sensor's previous frame: real sensor noise never repeats itself. The
+        previous bytes are kept (a reference to the frame's payload, not a copy) and compared: exact, and a
+        comparison stops at the first differing byte, where a hash reads every byte of every frame."""
+        repeated = bool(data) and self._previous_data.get(frame.sensor) == data
+        self._previous_data[frame.sensor] = data or b""
         return repeated
 
     def _score_camera(self, frame: Frame) -> Verdict | Pending:
