@@ -120,6 +120,21 @@ def test_camera_field_faults_on_real_frames_after_clean_ones(fault: str) -> None
     assert _judge(scorer, _jpeg(bad, seq=5)).label is Label.HARMFUL
 
 
+def test_red_and_blue_swapped_in_a_near_neutral_view_is_a_colour_fault_and_warmer_light_is_not() -> None:
+    # The sample drive's street is near grey overall (|log B/R| < 0.15): only where it is bluer or redder tells.
+    images = _images(6)
+    scorer = HeuristicScorer(ScoringConfig())
+    for i, image in enumerate(images[:5]):
+        assert _judge(scorer, _jpeg(image, seq=i)).label is not Label.HARMFUL
+    swapped = _judge(scorer, _jpeg(np.ascontiguousarray(images[5][..., ::-1]), seq=5))
+    assert swapped.label is Label.HARMFUL and swapped.reasons == ("colour_fault",)
+    warm = HeuristicScorer(ScoringConfig())  # the same frames in warmer light (dusk, sodium lamps): valid
+    gains = np.array([0.75, 1.0, 1.3])
+    for i, image in enumerate(images):
+        shifted = np.clip(image * (gains if i == 5 else 1.0), 0, 255).astype(np.uint8)
+        assert _judge(warm, _jpeg(shifted, seq=i)).label is not Label.HARMFUL
+
+
 def _lidar_fault_after_healthy_scans(scans: list[np.ndarray], fault: str, seed: int) -> Verdict:
     """All scans but the last, healthy; then the last with `fault` (frozen: the one before it again)."""
     from _field_faults import lidar_field_fault

@@ -30,6 +30,8 @@ SOIL_MAX_GAINED = 0.05  # share of such tiles beyond which a loss of detail else
 SOIL_TEXTURED = 50.0  # tiles with less Laplacian variance than this (sky, road) say nothing about soiling
 BLOCKINESS_MIN = 1.35  # gradients this concentrated on a block grid are compression damage, if new for the camera
 BLOCKINESS_RATIO = 1.25
+SWAP_MIN_SPREAD = 0.04  # a view needs this much spread of blue against red over its tiles to show a swap
+SWAP_MIN_CORR = 0.6  # the frame's pattern mirrors the usual one at least this strongly
 FLAT_ROWS_MIN = 0.04  # this share of rows newly flat mid-grey is decoder fill
 
 
@@ -57,6 +59,7 @@ class CameraTypical:
     blockiness: float
     flat_rows: float
     flat_area: float
+    tile_blue_red: np.ndarray | None = None  # per tile median of log(B / R)
 
 
 def _blue_red(channels: tuple[float, float, float]) -> float:
@@ -118,6 +121,8 @@ class CameraBaseline:
             blockiness=blockiness,
             flat_rows=flat_row_share,
             flat_area=flat_area,
+            tile_blue_red=(np.median(np.stack([r.tile_blue_red for r in rows]), axis=0)
+                           if all(r.tile_blue_red is not None for r in rows) else None),
         )
 
 
@@ -185,7 +190,26 @@ def _colour_fault(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical |
     if bool(np.any((share < cfg.colour_min_ratio) & (typical.channel_share > 2.5 * cfg.colour_min_ratio))):
         return True
     base, now = typical.blue_red, _blue_red(s.channels)
-    return abs(base) > 0.15 and now * base < 0 and abs(now + base) < 0.5 * abs(base)  # red and blue swapped
+    if abs(base) > 0.15 and now * base < 0 and abs(now + base) < 0.5 * abs(base):
+        return True  # red and blue swapped
+    return _swapped_pattern(s.tile_blue_red, typical.tile_blue_red)
+
+
+def _swapped_pattern(now: np.ndarray | None, usual: np.ndarray | None) -> bool:
+    """Red and blue swapped in a view whose overall colour is near neutral: where the picture is usually bluer
+    than elsewhere (sky, shade) it is now redder, and the other way round. A change of light (dusk, sodium
+    lamps, a tunnel) moves every tile the same way and keeps the pattern; only a swap mirrors it."""
+    if now is None or usual is None:
+        return False
+    u, n = usual - usual.mean(), now - now.mean()
+    if float(np.sqrt(np.mean(u * u))) < SWAP_MIN_SPREAD:
+        return False
+    # Mirrored both as a pattern (centred) and as a whole (not centred: the overall tint flips too).
+    return _cosine(u, n) <= -SWAP_MIN_CORR and _cosine(usual, now) <= -0.5 * SWAP_MIN_CORR
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sum(a * b)) / max(float(np.linalg.norm(a)) * float(np.linalg.norm(b)), 1e-9)
 
 
 def faults(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | None = None) -> list[str]:

@@ -53,6 +53,7 @@ class CameraSignals:
     blockiness: float = 1.0  # strongest block-grid periodicity of the gradients (1 = none; compression damage)
     flat_rows: float = 0.0  # share of rows of one flat mid-grey value (decoder fill after lost packets)
     flat_area: float = 0.0  # share of pixels without local texture (5x5 std < 2): sky, fog, or something on a lens
+    tile_blue_red: np.ndarray | None = None  # TILE_GRID x TILE_GRID log(blue / red): where the view is blue or red
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -168,14 +169,15 @@ def _structure(grey: np.ndarray) -> float:
     return float(cv2.resize(grey, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA).std())
 
 
-def _colour(image: np.ndarray | None) -> tuple[float, tuple[float, float, float]]:
-    if image is None or image.ndim != 3:
-        return 0.0, (0.0, 0.0, 0.0)
+def _colour(image: np.ndarray | None) -> tuple[float, tuple[float, float, float], np.ndarray | None]:
+    if image is None or image.ndim != 3 or image.shape[2] != 3:
+        return 0.0, (0.0, 0.0, 0.0), None
     sample = image[::8, ::8].reshape(-1, 3).astype(np.float32)
     top = sample.max(axis=1)
     saturation = float(np.mean((top - sample.min(axis=1)) / np.maximum(top, 16.0)))
     b, g, r = (float(v) for v in sample.mean(axis=0))
-    return saturation, (b, g, r)
+    tiles = cv2.resize(image, (TILE_GRID, TILE_GRID), interpolation=cv2.INTER_AREA).astype(np.float32)
+    return saturation, (b, g, r), np.log((tiles[..., 0] + 4.0) / (tiles[..., 2] + 4.0))
 
 
 def measure(grey: np.ndarray, seam_grey: np.ndarray | None = None, image: np.ndarray | None = None) -> CameraSignals:
@@ -198,7 +200,7 @@ def measure(grey: np.ndarray, seam_grey: np.ndarray | None = None, image: np.nda
     # too few rows to spare: subsampled, clean frames came within 0.005 of the threshold).
     seam_share, seam_mixed, flat_below = seam(np.ascontiguousarray(sg[:, ::2]))
     vseam_share, vseam_mixed, _ = seam(np.ascontiguousarray(sg.T))
-    saturation, channels = _colour(image)
+    saturation, channels, tile_blue_red = _colour(image)
     corners = tile_mean[[0, 0, -1, -1], [0, -1, 0, -1]]
     # Mean, std and clipped shares from one 256-bin histogram (exact for uint8; numpy's passes cost 5x more).
     hist = cv2.calcHist([grey], [0], None, [256], [0, 256]).ravel().astype(np.float64)
@@ -230,4 +232,5 @@ def measure(grey: np.ndarray, seam_grey: np.ndarray | None = None, image: np.nda
         blockiness=_blockiness(grey),
         flat_rows=float(flat_rows(grey).mean()),
         flat_area=_flat_area(grey),
+        tile_blue_red=tile_blue_red,
     )
