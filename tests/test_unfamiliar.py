@@ -107,7 +107,7 @@ def test_rare_conditions_outrank_an_equally_novel_ordinary_frame() -> None:
 
 
 @pytest.mark.parametrize("fault", ["black", "channel_dead", "raw_bayer", "packet_loss", "overexposed",
-                                   "underexposed", "frozen", "tearing"])
+                                   "underexposed", "frozen", "tearing", "mud", "channel_swap"])
 def test_camera_field_faults_on_real_frames_after_clean_ones(fault: str) -> None:
     from _field_faults import camera_field_fault
 
@@ -223,6 +223,22 @@ def test_an_8_beam_ouster_stays_valid(shared_data: Path, model: str | None) -> N
     for i, path in enumerate(sorted((shared_data / "lidar/ouster_os0_8beam_10scans").glob("*.bin"))):
         points = np.fromfile(path, np.float32).reshape(-1, 4)
         assert _judge(scorer, _scan(points, "os0", i)).label is not Label.HARMFUL, path.name
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_mud_over_a_bright_flat_highway_view_is_caught(shared_data: Path, seed: int) -> None:
+    # Road and sky have little texture to lose: the splashes show as tiles far darker than this camera sees them.
+    from _field_faults import camera_field_fault
+
+    capture = cv2.VideoCapture(str(shared_data / "video" / "udacity_lanelines_solidWhiteRight.mp4"))
+    frames = [capture.read()[1] for _ in range(54)][::6]
+    capture.release()
+    scorer = HeuristicScorer(ScoringConfig())
+    for i, frame in enumerate(frames[:8]):
+        assert _judge(scorer, _jpeg(frame, seq=i)).label is not Label.HARMFUL
+    muddy = camera_field_fault(frames[8], "mud", np.random.default_rng(seed), frames[0])
+    assert _judge(scorer, _jpeg(muddy, seq=8)).label is Label.HARMFUL
 
 
 @pytest.mark.shared
