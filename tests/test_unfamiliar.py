@@ -107,7 +107,7 @@ def test_rare_conditions_outrank_an_equally_novel_ordinary_frame() -> None:
 
 
 @pytest.mark.parametrize("fault", ["black", "channel_dead", "raw_bayer", "packet_loss", "overexposed",
-                                   "underexposed", "frozen", "tearing", "mud", "channel_swap"])
+                                   "underexposed", "frozen", "tearing", "mud", "channel_swap", "water_drops"])
 def test_camera_field_faults_on_real_frames_after_clean_ones(fault: str) -> None:
     from _field_faults import camera_field_fault
 

@@ -25,6 +25,9 @@ COVERED_MIN_AREA = 0.08  # share of the picture newly without texture: something
 CUT_MAX_NEW_FLAT = 0.3  # a view this much more textureless than before is covered, not a new scene
 SOIL_LOST = 0.2  # a tile whose sharpness fell below this share of its usual is behind a drop or smear
 SOIL_MIN_FRACTION = 0.2  # share of the view that must be soiled
+SOIL_TEXTURED_MIN = 0.15  # a view with fewer textured tiles than this says nothing about soiling
+SOIL_LOST_OF_TEXTURED = 0.3  # share of the textured tiles gone soft
+SOIL_LOST_PER_GAINED = 4.0  # dirt takes at least this many times more detail away than the view gains
 SOIL_GAIN = 2.5  # a tile this much sharper than usual shows new detail: the view moved
 SOIL_MAX_GAINED = 0.05  # share of such tiles beyond which a loss of detail elsewhere is a moved view, not dirt
 SOIL_TEXTURED = 50.0  # tiles with less Laplacian variance than this (sky, road) say nothing about soiling
@@ -170,10 +173,18 @@ def _soiled(s: CameraSignals, typical: CameraTypical | None) -> bool:
     textured = base > SOIL_TEXTURED
     lost = textured & (s.tile_sharp < SOIL_LOST * base)
     kept = textured & (s.tile_sharp >= KEPT_TEXTURE * base)
-    # Dirt only takes detail away; a view that moved (a pan, a turn) also brings detail where there was none.
+    # Dirt only takes detail away; a view that moved (a pan, a turn) also brings detail where there was none, about
+    # as much as it takes away. A frame far from the last healthy one (a low frame rate) may gain a little.
+    lost_share = float(lost.mean())
     gained = float(np.mean(s.tile_sharp > SOIL_GAIN * np.maximum(base, SOIL_TEXTURED)))
-    return (float(lost.mean()) >= SOIL_MIN_FRACTION and float(kept.mean()) >= OCCLUSION_KEPT_MIN
-            and gained < SOIL_MAX_GAINED)
+    if gained >= max(SOIL_MAX_GAINED, lost_share / SOIL_LOST_PER_GAINED):
+        return False
+    if lost_share >= SOIL_MIN_FRACTION and float(kept.mean()) >= OCCLUSION_KEPT_MIN:
+        return True
+    # A view with little texture (road and sky): judged on the share of its textured tiles that went soft.
+    share = float(textured.mean())
+    return (share >= SOIL_TEXTURED_MIN and lost_share >= SOIL_LOST_OF_TEXTURED * share
+            and float(kept.mean()) >= OCCLUSION_KEPT_MIN * share)
 
 
 def scene_cut(s: CameraSignals, previous: CameraSignals | None, cfg: CameraScoring) -> bool:
