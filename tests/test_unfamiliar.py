@@ -226,22 +226,6 @@ def test_an_8_beam_ouster_stays_valid(shared_data: Path, model: str | None) -> N
 
 
 @pytest.mark.shared
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_mud_over_a_bright_flat_highway_view_is_caught(shared_data: Path, seed: int) -> None:
-    # Road and sky have little texture to lose: the splashes show as tiles far darker than this camera sees them.
-    from _field_faults import camera_field_fault
-
-    capture = cv2.VideoCapture(str(shared_data / "video" / "udacity_lanelines_solidWhiteRight.mp4"))
-    frames = [capture.read()[1] for _ in range(54)][::6]
-    capture.release()
-    scorer = HeuristicScorer(ScoringConfig())
-    for i, frame in enumerate(frames[:8]):
-        assert _judge(scorer, _jpeg(frame, seq=i)).label is not Label.HARMFUL
-    muddy = camera_field_fault(frames[8], "mud", np.random.default_rng(seed), frames[0])
-    assert _judge(scorer, _jpeg(muddy, seq=8)).label is Label.HARMFUL
-
-
-@pytest.mark.shared
 def test_genuine_lidar_faults_in_the_data_are_caught(shared_data: Path) -> None:
     def cold(path: str, model: str) -> Verdict:
         config = AgentConfig.model_validate({"scoring": {"sensors": {"*": {"model": model}}}})

@@ -35,10 +35,6 @@ BLOCKINESS_MIN = 1.35  # gradients this concentrated on a block grid are compres
 BLOCKINESS_RATIO = 1.25
 SWAP_MIN_SPREAD = 0.04  # a view needs this much spread of blue against red over its tiles to show a swap
 SWAP_MIN_CORR = 0.6  # the frame's pattern mirrors the usual one at least this strongly
-PATCH_MIN_DROP = 30.0  # grey levels a tile must fall below its usual brightness to count as covered
-PATCH_DROP_RATIO = 0.4  # ... and this share of it
-PATCH_MIN_FRACTION = 0.12  # covered tiles (8 of 64)
-PATCH_STEADY_MIN = 0.5  # share of tiles within 10% of their usual brightness
 FLAT_ROWS_MIN = 0.04  # this share of rows newly flat mid-grey is decoder fill
 
 
@@ -67,7 +63,6 @@ class CameraTypical:
     flat_rows: float
     flat_area: float
     tile_blue_red: np.ndarray | None = None  # per tile median of log(B / R)
-    tile_mean: np.ndarray | None = None  # per tile median brightness
 
 
 def _blue_red(channels: tuple[float, float, float]) -> float:
@@ -131,8 +126,6 @@ class CameraBaseline:
             flat_area=flat_area,
             tile_blue_red=(np.median(np.stack([r.tile_blue_red for r in rows]), axis=0)
                            if all(r.tile_blue_red is not None for r in rows) else None),
-            tile_mean=(np.median(np.stack([r.tile_mean for r in rows]), axis=0)
-                       if all(r.tile_mean is not None for r in rows) else None),
         )
 
 
@@ -152,17 +145,6 @@ def _occluded(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | Non
     # Blobs smaller than a tile (mud, a leaf): a new textureless area where the camera usually sees texture.
     new_flat = s.flat_area - typical.flat_area
     return new_flat >= COVERED_MIN_AREA and (float(kept.mean()) >= OCCLUSION_KEPT_MIN or new_flat >= CUT_MAX_NEW_FLAT)
-
-
-def _dark_patches(s: CameraSignals, typical: CameraTypical | None) -> bool:
-    """Opaque dirt (mud, a leaf) over part of a bright view: tiles far darker than this camera usually sees them,
-    while most of the view keeps its brightness (a change of light or exposure moves every tile)."""
-    if typical is None or typical.tile_mean is None or s.tile_mean is None:
-        return False
-    usual = typical.tile_mean
-    dropped = (usual - s.tile_mean) > np.maximum(PATCH_MIN_DROP, PATCH_DROP_RATIO * usual)
-    steady = np.abs(s.tile_mean - usual) < 0.1 * usual + 5.0
-    return float(dropped.mean()) >= PATCH_MIN_FRACTION and float(steady.mean()) >= PATCH_STEADY_MIN
 
 
 def _soiled(s: CameraSignals, typical: CameraTypical | None) -> bool:
@@ -275,7 +257,7 @@ def faults(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | None =
         or (typical is not None and s.sharpness < cfg.blur_min_ratio * typical.sharpness)
     ):
         found.append("blur")
-    if not found and (_soiled(s, typical) or _dark_patches(s, typical)):
+    if not found and _soiled(s, typical):
         found.append("soiled")
     return found
 
