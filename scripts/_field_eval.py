@@ -90,8 +90,8 @@ def valid(kind: str, source: Source, items: list) -> tuple[dict, list[tuple[floa
             "reasons": dict(reasons.most_common(4))}, scores
 
 
-def faults(kind: str, source: Source, items: list, seed: int) -> dict[str, float]:
-    names = CAMERA_FIELD_FAULTS if source.modality == "camera" else LIDAR_FIELD_FAULTS
+def faults(kind: str, source: Source, items: list, seed: int, names: tuple[str, ...] = ()) -> dict[str, float]:
+    names = names or (CAMERA_FIELD_FAULTS if source.modality == "camera" else LIDAR_FIELD_FAULTS)
     apply: Callable = camera_field_fault if source.modality == "camera" else lidar_field_fault
     out = {}
     for fault in names:

@@ -1,0 +1,126 @@
+"""Leave-one-source-out check of the camera checks' settings chosen in issue 11 (JSON).
+
+The field evaluation (scripts/evaluate_field.py) scores every source with the shipped settings, which were chosen
+while looking at those same sources. Here each setting is instead chosen without the source it is judged on: for
+every setting on a small grid, every camera source of ../shared/data is scored once (false harmful on its valid
+frames and on its frames under a hard shadow, recall on the fault kinds the setting is for); then, for each source
+held out, the grid point that does best on all the other sources (mean recall minus PENALTY x mean false-harmful
+rate, valid and shadowed; a tie keeps the shipped value) is applied to it. The report gives, per source, the
+held-out figures of that choice beside the shipped setting's, and how often the choice differs from the shipped
+one. The shadowed frames stand for what the recordings lack: a hard shadow (a bridge, a building) falling over part
+of a sunlit view between two frames halves its brightness there, and is no fault.
+
+    python scripts/evaluate_loso.py > models/evaluate_loso.json      # about 10 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+
+import numpy as np
+from _field_data import Source, camera_sources
+from _field_eval import faults, frame_of, judge, make, valid
+
+from agent.scoring import camera_checks
+
+PENALTY = 10.0  # one valid frame called harmful costs as much as ten faults missed
+SEED = 7
+# setting group -> (module constants, their grid values, the fault kinds they are for); the shipped values join the grid
+GROUPS: dict[str, tuple[tuple[str, ...], list[tuple[float, ...]], tuple[str, ...]]] = {
+    "soiling": (("SOIL_LOST_OF_TEXTURED", "SOIL_LOST_PER_GAINED"),
+                list(itertools.product((0.1, 0.15, 0.2, 0.3, 9.0), (2.0, 4.0, 1e9))),
+                ("water_drops", "smear", "mud")),
+    "channel_swap": (("SWAP_MIN_CORR",), [(0.4,), (0.5,), (0.6,), (0.7,), (0.8,), (9.0,)], ("channel_swap",)),
+}
+
+
+def shadowed(source: Source, items: list) -> float:
+    """Share of frames called harmful when a hard shadow (half the light) covers the lower 30-50% of the view or
+    one side of it, each right after its own clean frame."""
+    rng = np.random.default_rng(SEED)
+    scorer = make("heuristic", source)
+    harmful = []
+    for i, (_, image) in enumerate(items):
+        sensor = f"{source.name}#shadow" + ("" if source.sequence else f"/{i}")
+        judge(scorer, frame_of(source, image, sensor, 2 * i))
+        dark = image.copy()
+        h, w = image.shape[:2]
+        part = float(rng.uniform(0.3, 0.5))
+        region = (slice(int(h * (1 - part)), h), slice(0, w)) if i % 2 == 0 else (slice(0, h), slice(0, int(w * part)))
+        dark[region] = (dark[region] * 0.5).astype(np.uint8)
+        harmful.append(judge(scorer, frame_of(source, dark, sensor, 2 * i + 1)).label.value == "harmful")
+    return float(np.mean(harmful)) if harmful else 0.0
+
+
+def _grid_results(names: tuple[str, ...], grid: list[tuple[float, ...]], kinds: tuple[str, ...],
+                  max_items: int) -> dict[tuple[float, ...], dict[str, dict[str, float]]]:
+    sources = camera_sources()
+    loaded = {s.name: s.load() for s in sources}
+    shipped = tuple(getattr(camera_checks, n) for n in names)
+    out: dict[tuple[float, ...], dict[str, dict[str, float]]] = {}
+    try:
+        for point in grid:
+            for name, value in zip(names, point, strict=True):
+                setattr(camera_checks, name, value)
+            rows = {}
+            for s in sources:
+                items = loaded[s.name]
+                step = max(1, len(items) // max_items)
+                recall = faults("heuristic", s, items[::step], SEED, kinds)
+                rows[s.name] = {"false_harmful": valid("heuristic", s, items)[0]["false_harmful"],
+                                "shadowed_harmful": round(shadowed(s, items[::step]), 4),
+                                "recall": float(np.mean(list(recall.values())))}
+            out[point] = rows
+    finally:
+        for name, value in zip(names, shipped, strict=True):
+            setattr(camera_checks, name, value)
+    return out
+
+
+def _objective(rows: dict[str, dict[str, float]], names: list[str]) -> float:
+    false = np.mean([rows[n]["false_harmful"] + rows[n]["shadowed_harmful"] for n in names])
+    return float(np.mean([rows[n]["recall"] for n in names]) - PENALTY * false)
+
+
+def loso(group: str, max_items: int) -> dict:
+    names, grid, kinds = GROUPS[group]
+    shipped = tuple(float(getattr(camera_checks, n)) for n in names)
+    grid = list(dict.fromkeys([*grid, shipped]))
+    results = _grid_results(names, grid, kinds, max_items)
+    sources = list(next(iter(results.values())))
+    per_source = {}
+    for held in sources:
+        others = [n for n in sources if n != held]
+        chosen = max(grid, key=lambda p: (round(_objective(results[p], others), 9), p == shipped))
+        per_source[held] = {"chosen": dict(zip(names, chosen, strict=True)),
+                            "held_out": results[chosen][held], "shipped": results[shipped][held]}
+
+    def pooled(which: str, key: str) -> float:
+        return round(float(np.mean([r[which][key] for r in per_source.values()])), 4)
+
+    return {"settings": list(names), "fault_kinds": list(kinds), "shipped": dict(zip(names, shipped, strict=True)),
+            "grid": [list(p) for p in grid], "per_source": per_source,
+            "mean_over_sources": {w: {k: pooled(w, k) for k in ("recall", "false_harmful", "shadowed_harmful")}
+                                  for w in ("held_out", "shipped")},
+            "chosen_differs_from_shipped": sum(tuple(r["chosen"].values()) != shipped
+                                               for r in per_source.values()),
+            "chosen_on_all_sources": dict(zip(names, max(grid, key=lambda p: (
+                round(_objective(results[p], sources), 9), p == shipped)), strict=True))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--groups", nargs="+", default=list(GROUPS), choices=list(GROUPS))
+    parser.add_argument("--max-items", type=int, default=10, help="frames per source that get each fault")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    out = {g: loso(g, args.max_items) for g in args.groups}
+    out["elapsed_s"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
