@@ -252,3 +252,26 @@ def test_replay_refuses_start_with_a_manifest(tmp_path: Path, capsys) -> None:
     manifest = write_manifest(tmp_path / "m.jsonl", [{"id": "a", "inputs": [str(SAMPLE_DRIVE)]}])
     assert main(["replay", "--manifest", str(manifest), "--out", str(tmp_path / "o"), "--start", "0"]) == 1
     assert "--start sets one replay's clock" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_returned_files_are_written_back_byte_for_byte(tmp_path: Path) -> None:
+    """A Ray task's outputs travel as uint8 arrays (stored out of band); the driver writes exactly what was there."""
+    import numpy as np
+
+    from agent.corpus.job import _pack
+    from agent.corpus.runner import _install
+
+    src = tmp_path / "src"
+    (src / "spool" / "blobs").mkdir(parents=True)
+    contents = {"decisions.jsonl": b'{"a": 1}\n', "empty.txt": b"", "spool/blobs/x.bin": bytes(range(256)) * 999}
+    for rel, data in contents.items():
+        (src / rel).write_bytes(data)
+    files = _pack(src)
+    assert all(isinstance(v, np.ndarray) and v.dtype == np.uint8 for v in files.values())
+    for array in files.values():  # what ray.get hands back: read-only views of the object store
+        array.flags.writeable = False
+    drives = tmp_path / "drives"
+    drives.mkdir()
+    _install(drives, {"id": "d1", "ok": True, "files": files}, "key")
+    assert {str(p.relative_to(drives / "d1")): p.read_bytes() for p in (drives / "d1").rglob("*")
+            if p.is_file() and p.name != "drive.json"} == contents

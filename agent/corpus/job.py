@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from agent.config.model import AgentConfig
 from agent.corpus.manifest import Drive
 from agent.errors import EdgesiftError
@@ -112,8 +114,11 @@ def _score(job: DriveJob, config: AgentConfig, out: Path) -> dict[str, Any]:
             "frames_per_s": round(len(cache.frames) / cache.score_s, 2) if cache.score_s > 0 else 0.0}
 
 
-def _pack(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+def _pack(root: Path) -> dict[str, np.ndarray]:
+    # uint8 arrays, not bytes: Ray stores numpy buffers out of band, so a drive's tens of MB are copied once into
+    # the object store and the driver writes them from shared memory (bytes are pickled in band and copied on both
+    # sides; measured ~0.1 s more per 20 MB drive, see issue 12b)
+    return {str(p.relative_to(root)): np.fromfile(p, dtype=np.uint8) for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def run_drive(job: DriveJob) -> dict[str, Any]:
