@@ -3,9 +3,12 @@
 Per vehicle per ingest run, a series of segments `<out>/<vehicle>/<run id>-<n>.mcap`: a segment is finished
 and the next one started once it reaches segment_mb or segment_s, so no file grows without end (and a finished
 segment is a complete MCAP file that can be moved or archived while the ingest runs). Every message is its own
-MCAP chunk, so that flush() puts it on disk at once: the receiver fsyncs the files before it commits the index and
-acks the broker. A clean stop (close()) writes the summary and footer; after a crash a file ends without them and
-is read with a streaming reader (`mcap` CLI `recover`, or mcap.stream_reader).
+MCAP chunk, so that flush() puts it on disk at once: the receiver fsyncs the files (and the folder entry of a new
+segment) before it commits the index and acks the broker; the files of one batch are fsynced in parallel (the
+disk serves several at once). Chunks of JPEG images are stored uncompressed (zstd gains nothing on a JPEG and
+costs the ingest most of its CPU); point clouds and headers are zstd-compressed. A clean stop (close()) writes the
+summary and footer; after a crash a file ends without them and is read with a streaming reader (`mcap` CLI
+`recover`, or mcap.stream_reader).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import IO, Any
@@ -41,6 +45,9 @@ _HEADER_SCHEMA = {
 }
 _DROPPED_FIELDS = ("chunk", "chunks", "offset", "v")
 _HEADER_FIELDS = tuple(f.name for f in fields(FrameHeader) if f.name not in _DROPPED_FIELDS)
+_SYNC_THREADS = 8  # fsyncs of one batch in flight at once
+# mcap's Writer takes one compression for the whole file; the chunk being closed uses this attribute of it
+_COMPRESSION_ATTR = "_Writer__compression"
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,9 @@ class _VehicleFile:
         self.dirty = True
         self.frames = 0
         self.opened = time.monotonic()
+        self.per_message_compression = hasattr(self.writer, _COMPRESSION_ATTR)
+        if not self.per_message_compression:
+            log.warning("ingest: this mcap version hides its chunk compression; JPEG chunks are zstd-compressed too")
 
     def add(self, ros: RosMessage, header: FrameHeader, received_ns: int) -> None:
         if ros.type_name not in self.schemas:
@@ -86,14 +96,16 @@ class _VehicleFile:
         if ros.topic not in self.channels:
             self.channels[ros.topic] = self.writer.register_channel(ros.topic, MessageEncoding.CDR, schema_id)
         t = max(0, header.t_ns)
-        self._add(self.channels[ros.topic], encode(ros.message), t)
+        self._add(self.channels[ros.topic], encode(ros.message), t, ros.type_name != IMAGE_TYPE)
         doc = {k: getattr(header, k) for k in _HEADER_FIELDS}  # not asdict(): 20x slower (deep copy)
         doc["received_ns"] = received_ns
-        self._add(self.headers, json.dumps(doc, separators=(",", ":")).encode(), t)
+        self._add(self.headers, json.dumps(doc, separators=(",", ":")).encode(), t, True)
         self.frames += 1
         self.dirty = True
 
-    def _add(self, channel: int, data: bytes, t: int) -> None:
+    def _add(self, channel: int, data: bytes, t: int, compress: bool) -> None:
+        if self.per_message_compression:  # chunk_size=0: this message is the chunk add_message closes
+            setattr(self.writer, _COMPRESSION_ATTR, CompressionType.ZSTD if compress else CompressionType.NONE)
         sequence = self.sequence.get(channel, 0)
         self.sequence[channel] = sequence + 1
         self.writer.add_message(channel, log_time=t, data=data, publish_time=t, sequence=sequence)
@@ -122,6 +134,8 @@ class McapSink:
         self._files: dict[str, _VehicleFile] = {}
         self._segments: dict[str, int] = {}  # vehicle -> number of its open (or next) segment
         self._frames: dict[str, int] = {}  # vehicle -> frames in its finished segments
+        self._new_dirs: set[Path] = set()  # folders with a new entry (segment or vehicle folder) since the last sync
+        self._pool: ThreadPoolExecutor | None = None
         self.rolled = 0
 
     def segment(self, vehicle: str) -> str:
@@ -137,7 +151,11 @@ class McapSink:
     def write(self, vehicle: str, header: FrameHeader, ros: RosMessage, received_ns: int) -> None:
         file = self._files.get(vehicle)
         if file is None:
-            file = self._files[vehicle] = _VehicleFile(self.out_dir / self.segment(vehicle))
+            path = self.out_dir / self.segment(vehicle)
+            if not path.parent.is_dir():
+                self._new_dirs.add(path.parent.parent)
+            file = self._files[vehicle] = _VehicleFile(path)
+            self._new_dirs.add(path.parent)
         file.add(ros, header, received_ns)
 
     def _finish(self, vehicle: str, file: _VehicleFile) -> None:
@@ -149,12 +167,37 @@ class McapSink:
             log.error("ingest: cannot finish %s: %s", file.path, exc)
 
     def sync(self) -> None:
-        for file in self._files.values():
-            file.sync()
+        """Everything written so far on disk: the open files' bytes, then the folder entries of new segments
+        (without which a crash could lose a new segment whose bytes were fsynced)."""
+        dirty = [file for file in self._files.values() if file.dirty]
+        if len(dirty) > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="mcap-fsync")
+            for _ in self._pool.map(_VehicleFile.sync, dirty):  # re-raises the first OSError
+                pass
+        elif dirty:
+            dirty[0].sync()
+        while self._new_dirs:
+            folder = min(self._new_dirs, key=lambda p: len(p.parts))  # a vehicle folder after its parent
+            _fsync_dir(folder)
+            self._new_dirs.discard(folder)
 
     def close(self) -> dict[str, int]:
         """Finish every file (summary + footer); returns frames written per vehicle."""
         for vehicle, file in list(self._files.items()):
             self._finish(vehicle, file)
+        if self._new_dirs:
+            self.sync()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
         counts, self._frames = self._frames, {}
         return counts
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

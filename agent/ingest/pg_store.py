@@ -19,11 +19,25 @@ from psycopg import pq
 
 from agent.errors import EdgesiftError
 from agent.ingest import schema
-from agent.ingest.store import IngestIndex, one_line, redact
+from agent.ingest.store import FRAME_COLUMNS, IngestIndex, frame_row, one_line, redact
+from agent.uplink.wire import FrameHeader
 
 log = logging.getLogger(__name__)
 
 _MIGRATION_LOCK = 0x65646773  # "edgs": advisory lock key of schema migrations
+_BIGINT = frozenset({"t_ns", "seq", "bytes", "received_ns"})
+# a batch of frames in one statement (one round trip): its columns as arrays, unnested into rows
+_ARRAY_TYPES = ", ".join(
+    "%s::" + ("bigint[]" if c in _BIGINT else "double precision[]" if c == "score" else "text[]") for c in FRAME_COLUMNS
+)
+_INSERT_FRAMES = (
+    f"INSERT INTO frames ({', '.join(FRAME_COLUMNS)}) SELECT * FROM unnest({_ARRAY_TYPES}) "  # noqa: S608
+    "ON CONFLICT DO NOTHING RETURNING vehicle, frame_id"
+)
+_EXISTING_FRAMES = (
+    "SELECT f.vehicle, f.frame_id FROM frames f JOIN unnest(%s::text[], %s::text[]) AS k (vehicle, frame_id) "
+    "ON f.vehicle = k.vehicle AND f.frame_id = k.frame_id"
+)
 
 
 class IndexUnavailable(EdgesiftError):
@@ -92,6 +106,20 @@ class PostgresIndex(IngestIndex):
         with contextlib.suppress(psycopg.Error):
             self.rollback()
             self.conn.close()
+
+    def existing_frames(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        if not keys:
+            return set()
+        rows = self.conn.execute(_EXISTING_FRAMES, ([k[0] for k in keys], [k[1] for k in keys])).fetchall()
+        return {(vehicle, frame_id) for vehicle, frame_id in rows}
+
+    def insert_frames(self, rows: list[tuple[FrameHeader, int, str]]) -> set[tuple[str, str]]:
+        if not rows:
+            return set()
+        rows = sorted(rows, key=lambda row: (row[0].vehicle, row[0].frame_id))  # one lock order for all workers
+        columns = [list(column) for column in zip(*(frame_row(*row) for row in rows), strict=True)]
+        inserted = self.conn.execute(_INSERT_FRAMES, columns).fetchall()  # type: ignore[arg-type]
+        return {(vehicle, frame_id) for vehicle, frame_id in inserted}
 
     def lock_frame(self, vehicle: str, frame_id: str) -> None:
         self.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (f"{vehicle}/{frame_id}",))

@@ -1,8 +1,9 @@
 """The reference cloud receiver: frames from every vehicle -> dedup index (SQLite or PostgreSQL) + MCAP segments.
 
 Delivery: the broker gets our PUBACK (manual ack) only after the frame, or the chunk, is durable: messages are
-handled as they arrive, then a group commit (every batch_max messages or batch_ms) fsyncs the MCAP files, commits
-the index and only then acks the whole batch. A crash before the commit leaves the messages unacknowledged, and
+decoded and checked as they arrive, then a group commit (every batch_max messages or batch_ms) looks up the
+batch's frames in the index at once, writes the new ones to the MCAP files, fsyncs them, inserts their rows,
+commits the index and only then acks the whole batch. A crash before the commit leaves the messages unacknowledged, and
 the broker redelivers them to the resumed session; the index, keyed by (vehicle, frame id), drops the copies.
 After the commit it also publishes receipts (agent/uplink/receipts.py): per vehicle, the frame ids of the batch,
 stored or already there; a vehicle with `uplink.delete_on: receipt` deletes a frame only then.
@@ -28,7 +29,7 @@ import paho.mqtt.client as mqtt
 from agent.errors import DecodeError
 from agent.ingest import fleet_state
 from agent.ingest.config import IngestConfig
-from agent.ingest.mcap_sink import McapSink, ros_message
+from agent.ingest.mcap_sink import McapSink, RosMessage, ros_message
 from agent.ingest.store import ADDED, MISMATCH, IngestIndex, open_index
 from agent.uplink import wire
 from agent.uplink.connection import connect_async, connect_failure_reason, drop_link, fatal_reason, make_client
@@ -75,6 +76,8 @@ class Ingest:
         self._error: str | None = None
         self._pending: list[int] = []  # mids handled in the open batch, acked after its commit
         self._receipt_ids: dict[str, list[str]] = {}  # vehicle -> frame ids of the open batch, receipted after it
+        # complete frames of the open batch (bounded by batch_max messages), stored by the group commit
+        self._batch: dict[tuple[str, str], tuple[wire.FrameHeader, RosMessage]] = {}
         self._batch_started = 0.0
         self._next_sweep = 0.0
         self._partial_bytes = 0
@@ -243,19 +246,29 @@ class Ingest:
         header, data = wire.decode(payload)
         if header.vehicle != vehicle:  # the topic is what the broker's ACL checked; the header must agree
             raise wire.WireError(f"header vehicle {header.vehicle[:64]!r} on a topic of vehicle {vehicle!r}")
-        index = self._require_index()
-        index.begin()
-        if index.has_frame(vehicle, header.frame_id):
-            self._count("duplicates")
-            self._receipt(vehicle, header.frame_id)  # durable already: the vehicle may have lost our receipt
+        if (vehicle, header.frame_id) in self._batch:
+            self._duplicate(vehicle, header.frame_id)
             return
-        blob = bytes(data) if header.chunks == 1 else self._reassemble(header, data)
+        if header.chunks == 1:
+            blob: bytes | None = bytes(data)
+        else:
+            index = self._require_index()
+            index.begin()
+            if index.has_frame(vehicle, header.frame_id):  # no chunks kept of a frame stored already
+                self._duplicate(vehicle, header.frame_id)
+                return
+            blob = self._reassemble(header, data)
         if blob is None:
             return
         if wire.sha256_hex(blob) != header.sha256:
             self._count("bad_sha")
             raise wire.WireError(f"{vehicle}/{header.frame_id[:80]}: sha256 does not match the blob")
-        self._store(header, blob)
+        try:
+            ros = ros_message(header, blob)
+        except DecodeError as exc:
+            self._count("bad_blob")
+            raise wire.WireError(f"{header.frame_id[:80]}: {exc}") from exc
+        self._batch[(vehicle, header.frame_id)] = (header, ros)
 
     def _reassemble(self, header: wire.FrameHeader, data: memoryview) -> bytes | None:
         index = self._require_index()
@@ -278,26 +291,35 @@ class Ingest:
         self._count("reassembled")
         return blob
 
-    def _store(self, header: wire.FrameHeader, blob: bytes) -> None:
+    def _store_batch(self) -> None:
+        """The batch's new frames into MCAP (not yet synced) and into the open transaction: one look-up and one
+        insert for the whole batch. The caller fsyncs and commits; a failure rolls all of it back."""
         index, sink = self._require_index(), self._sink
         assert sink is not None
-        try:
-            ros = ros_message(header, blob)
-        except DecodeError as exc:
-            self._count("bad_blob")
-            raise wire.WireError(f"{header.frame_id[:80]}: {exc}") from exc
+        frames, self._batch = self._batch, {}
+        index.begin()
+        known = index.existing_frames(list(frames))
         received = time.time_ns()
-        if not index.insert_frame(header, received, sink.segment(header.vehicle)):
-            self._count("duplicates")  # another worker stored it meanwhile
-            self._receipt(header.vehicle, header.frame_id)
-            return
-        sink.write(header.vehicle, header, ros, received)
-        self._receipt(header.vehicle, header.frame_id)
-        self._count("frames")
-        self._count("bytes", header.size)
-        state = self._vehicle(header.vehicle)
-        if state is not None:
-            state.frames += 1
+        rows = []
+        for key, (header, ros) in frames.items():
+            if key in known:
+                self._duplicate(*key)
+                continue
+            path = sink.segment(header.vehicle)  # rolls the segment over between frames, as they are written
+            sink.write(header.vehicle, header, ros, received)
+            rows.append((header, received, path))
+        inserted = index.insert_frames(rows)
+        for header, _, _ in rows:
+            key = (header.vehicle, header.frame_id)
+            if key not in inserted:  # another worker stored it meanwhile: our MCAP copy is an unindexed spare
+                self._duplicate(*key)
+                continue
+            self._receipt(*key)
+            self._count("frames")
+            self._count("bytes", header.size)
+            state = self._vehicle(header.vehicle)
+            if state is not None:
+                state.frames += 1
 
     def _bound_partials(self) -> None:
         limit = int(self.config.max_partial_mb * 1_000_000)
@@ -326,14 +348,18 @@ class Ingest:
     def _commit(self) -> None:
         """The group commit: MCAP on disk, index committed, then the acks."""
         index, sink = self._index, self._sink
-        if index is None or sink is None or (not self._pending and not index.in_transaction):
+        if index is None or sink is None or (not self._pending and not self._batch and not index.in_transaction):
             return
         try:
             started = time.perf_counter()
-            sink.sync()
+            if self._batch:
+                self._store_batch()
+            stored = time.perf_counter()
+            sink.sync()  # the bytes on disk before the rows that point at them are committed
             synced = time.perf_counter()
             index.commit()
-            self._seconds["mcap_sync"] += synced - started
+            self._seconds["store"] += stored - started
+            self._seconds["mcap_sync"] += synced - stored
             self._seconds["db_commit"] += time.perf_counter() - synced
         except self._storage_errors as exc:
             self._storage_failed(exc)
@@ -362,6 +388,7 @@ class Ingest:
             self._index.rollback()
         self._pending = []
         self._receipt_ids = {}
+        self._batch = {}
         try:
             self._partial_bytes = self._index.partial_bytes() if self._index is not None else 0
         except self._storage_errors:  # still down: recounted after the next failure or restart
@@ -370,6 +397,10 @@ class Ingest:
             drop_link(self._client)
 
     # ---- helpers
+
+    def _duplicate(self, vehicle: str, frame_id: str) -> None:
+        self._count("duplicates")
+        self._receipt(vehicle, frame_id)  # durable already: the vehicle may have lost our receipt
 
     def _receipt(self, vehicle: str, frame_id: str) -> None:
         self._receipt_ids.setdefault(vehicle, []).append(frame_id)
