@@ -1,10 +1,11 @@
 """The reference cloud receiver: frames from every vehicle -> dedup index (SQLite or PostgreSQL) + MCAP segments.
 
 Delivery: the broker gets our PUBACK (manual ack) only after the frame, or the chunk, is durable: messages are
-decoded and checked as they arrive, then a group commit (every batch_max messages or batch_ms) looks up the
-batch's frames in the index at once, writes the new ones to the MCAP files, fsyncs them, inserts their rows,
-commits the index and only then acks the whole batch. A crash before the commit leaves the messages unacknowledged, and
-the broker redelivers them to the resumed session; the index, keyed by (vehicle, frame id), drops the copies.
+decoded and checked as they arrive, then a group commit (every batch_max messages or batch_ms) looks the batch's
+frames up in the index at once, writes the new ones to the MCAP files, fsyncs them, then inserts their rows and
+commits the index, and only then acks the whole batch. A crash before the commit leaves the messages
+unacknowledged, and the broker redelivers them to the resumed session; the index, keyed by (vehicle, frame id),
+drops the copies (a copy written to MCAP but never indexed is an unreferenced spare).
 After the commit it also publishes receipts (agent/uplink/receipts.py): per vehicle, the frame ids of the batch,
 stored or already there; a vehicle with `uplink.delete_on: receipt` deletes a frame only then.
 Everything a sender can get wrong is counted, logged (truncated, rate-limited) and acknowledged, never raised.
@@ -291,13 +292,12 @@ class Ingest:
         self._count("reassembled")
         return blob
 
-    def _store_batch(self) -> None:
-        """The batch's new frames into MCAP (not yet synced) and into the open transaction: one look-up and one
-        insert for the whole batch. The caller fsyncs and commits; a failure rolls all of it back."""
+    def _write_batch(self) -> list[tuple[wire.FrameHeader, int, str]]:
+        """The batch's frames that the index lacks (one look-up for the batch) into MCAP, not synced yet; their
+        index rows. Outside the index's write transaction: SQLite's write lock is not held across the writes."""
         index, sink = self._require_index(), self._sink
         assert sink is not None
         frames, self._batch = self._batch, {}
-        index.begin()
         known = index.existing_frames(list(frames))
         received = time.time_ns()
         rows = []
@@ -308,6 +308,12 @@ class Ingest:
             path = sink.segment(header.vehicle)  # rolls the segment over between frames, as they are written
             sink.write(header.vehicle, header, ros, received)
             rows.append((header, received, path))
+        return rows
+
+    def _index_batch(self, rows: list[tuple[wire.FrameHeader, int, str]]) -> None:
+        """The rows of the batch's frames (synced to disk by now) in one insert, in the transaction to commit."""
+        index = self._require_index()
+        index.begin()
         inserted = index.insert_frames(rows)
         for header, _, _ in rows:
             key = (header.vehicle, header.frame_id)
@@ -352,11 +358,12 @@ class Ingest:
             return
         try:
             started = time.perf_counter()
-            if self._batch:
-                self._store_batch()
+            rows = self._write_batch() if self._batch else []
             stored = time.perf_counter()
-            sink.sync()  # the bytes on disk before the rows that point at them are committed
+            sink.sync()  # the bytes on disk before the rows that point at them are inserted and committed
             synced = time.perf_counter()
+            if rows:
+                self._index_batch(rows)
             index.commit()
             self._seconds["store"] += stored - started
             self._seconds["mcap_sync"] += synced - stored
