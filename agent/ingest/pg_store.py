@@ -116,7 +116,8 @@ class PostgresIndex(IngestIndex):
     def insert_frames(self, rows: list[tuple[FrameHeader, int, str]]) -> set[tuple[str, str]]:
         if not rows:
             return set()
-        rows = sorted(rows, key=lambda row: (row[0].vehicle, row[0].frame_id))  # one lock order for all workers
+        # one lock order for all workers: two inserting overlapping batches wait for each other, never deadlock
+        rows = sorted(rows, key=lambda row: (row[0].vehicle, row[0].frame_id))
         columns = [list(column) for column in zip(*(frame_row(*row) for row in rows), strict=True)]
         inserted = self.conn.execute(_INSERT_FRAMES, columns).fetchall()  # type: ignore[arg-type]
         return {(vehicle, frame_id) for vehicle, frame_id in inserted}

@@ -78,7 +78,7 @@ class Ingest:
         self._pending: list[int] = []  # mids handled in the open batch, acked after its commit
         self._receipt_ids: dict[str, list[str]] = {}  # vehicle -> frame ids of the open batch, receipted after it
         # complete frames of the open batch (bounded by batch_max messages), stored by the group commit
-        self._batch: dict[tuple[str, str], tuple[wire.FrameHeader, RosMessage]] = {}
+        self._batch: dict[tuple[str, str], tuple[wire.FrameHeader, RosMessage, int]] = {}
         self._batch_started = 0.0
         self._next_sweep = 0.0
         self._partial_bytes = 0
@@ -269,7 +269,7 @@ class Ingest:
         except DecodeError as exc:
             self._count("bad_blob")
             raise wire.WireError(f"{header.frame_id[:80]}: {exc}") from exc
-        self._batch[(vehicle, header.frame_id)] = (header, ros)
+        self._batch[(vehicle, header.frame_id)] = (header, ros, time.time_ns())  # received now
 
     def _reassemble(self, header: wire.FrameHeader, data: memoryview) -> bytes | None:
         index = self._require_index()
@@ -299,9 +299,8 @@ class Ingest:
         assert sink is not None
         frames, self._batch = self._batch, {}
         known = index.existing_frames(list(frames))
-        received = time.time_ns()
         rows = []
-        for key, (header, ros) in frames.items():
+        for key, (header, ros, received) in frames.items():
             if key in known:
                 self._duplicate(*key)
                 continue

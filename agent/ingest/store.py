@@ -124,9 +124,7 @@ class IngestIndex:
         return {key for key in keys if self.has_frame(*key)}
 
     def insert_frames(self, rows: list[tuple[FrameHeader, int, str]]) -> set[tuple[str, str]]:
-        """Index (header, received_ns, mcap) rows; returns the keys inserted (the others were there already).
-        Rows go in key order, so that two workers inserting overlapping batches cannot deadlock."""
-        rows = sorted(rows, key=lambda row: (row[0].vehicle, row[0].frame_id))
+        """Index (header, received_ns, mcap) rows; returns the keys inserted (the others were there already)."""
         return {(h.vehicle, h.frame_id) for h, received, mcap in rows if self.insert_frame(h, received, mcap)}
 
     def frame_count(self) -> int:
