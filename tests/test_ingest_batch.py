@@ -94,29 +94,33 @@ def test_duplicates_in_a_batch_and_in_the_index_are_stored_once_and_receipted(br
     assert received_headers(out) == {"twice": 1}  # written to MCAP once: the look-up comes before the write
 
 
-def test_jpeg_chunks_are_stored_uncompressed_and_point_clouds_compressed(tmp_path: Path) -> None:
+def test_a_batch_is_one_chunk_uncompressed_for_jpegs_and_zstd_with_a_point_cloud(tmp_path: Path) -> None:
     jpeg = _jpeg()
     points = sample_frames("lidar")[0].array
     assert points is not None
     raw = np.ascontiguousarray(points, dtype="<f4").tobytes()
     cloud = zstandard.ZstdCompressor().compress(raw)
     sink = McapSink(tmp_path, "run")
-    for header, blob in ((_header("car-1", "img", jpeg), jpeg),
-                         (_header("car-1", "pts", cloud, "lidar", XYZI_F32_ZSTD, "velo"), cloud)):  # fmt: skip
-        sink.segment("car-1")
-        sink.write("car-1", header, ros_message(header, blob), 1)
-    sink.sync()
-    assert sink.close() == {"car-1": 2}
+    batches = [[_header("car-1", "img1", jpeg), _header("car-1", "img2", jpeg)],
+               [_header("car-1", "pts", cloud, "lidar", XYZI_F32_ZSTD, "velo"), _header("car-1", "img3", jpeg)]]
+    for batch in batches:  # two group commits
+        for header in batch:
+            blob = jpeg if header.encoding == JPEG else cloud
+            sink.segment("car-1")
+            sink.write("car-1", header, ros_message(header, blob), 1)
+        sink.sync()
+    assert sink.close() == {"car-1": 4}
     (path,) = (tmp_path / "car-1").glob("*.mcap")
     with path.open("rb") as fh:
         summary = make_reader(fh).get_summary()
     assert summary is not None
     topics = {cid: channel.topic for cid, channel in summary.channels.items()}
-    compression = {topics[cid]: chunk.compression for chunk in summary.chunk_indexes
-                   for cid in chunk.message_index_offsets}  # fmt: skip
-    assert compression == {image_topic("cam"): "", points_topic("velo"): "zstd", HEADERS_TOPIC: "zstd"}
+    chunks = [({topics[cid] for cid in chunk.message_index_offsets}, chunk.compression)
+              for chunk in summary.chunk_indexes]  # fmt: skip
+    assert chunks == [({image_topic("cam"), HEADERS_TOPIC}, ""),
+                      ({image_topic("cam"), points_topic("velo"), HEADERS_TOPIC}, "zstd")]  # fmt: skip
     frames = read_frames(path)
-    assert frames["img"][1] == jpeg and frames["pts"][1] == raw
+    assert [frames[f"img{n}"][1] for n in (1, 2, 3)] == [jpeg] * 3 and frames["pts"][1] == raw
 
 
 @pytest.mark.slow

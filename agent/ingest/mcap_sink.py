@@ -2,13 +2,13 @@
 
 Per vehicle per ingest run, a series of segments `<out>/<vehicle>/<run id>-<n>.mcap`: a segment is finished
 and the next one started once it reaches segment_mb or segment_s, so no file grows without end (and a finished
-segment is a complete MCAP file that can be moved or archived while the ingest runs). Every message is its own
-MCAP chunk, so that flush() puts it on disk at once: the receiver fsyncs the files (and the folder entry of a new
-segment) before it commits the index and acks the broker; the files of one batch are fsynced in parallel (the
-disk serves several at once). Chunks of JPEG images are stored uncompressed (zstd gains nothing on a JPEG and
-costs the ingest most of its CPU); point clouds and headers are zstd-compressed. A clean stop (close()) writes the
-summary and footer; after a crash a file ends without them and is read with a streaming reader (`mcap` CLI
-`recover`, or mcap.stream_reader).
+segment is a complete MCAP file that can be moved or archived while the ingest runs). A vehicle's frames of one
+group commit make one MCAP chunk, closed by sync(), which then fsyncs the files (and the folder entry of a new
+segment) before the receiver commits the index and acks the broker; the files of one batch are fsynced in
+parallel (the disk serves several at once). A chunk of JPEG images is stored uncompressed (zstd gains nothing on
+a JPEG and cost the ingest a third of its CPU); one with a point cloud is zstd-compressed. A clean stop (close())
+writes the summary and footer; after a crash a file ends without them and is read with a streaming reader (`mcap`
+CLI `recover`, or mcap.stream_reader).
 """
 
 from __future__ import annotations
@@ -46,8 +46,12 @@ _HEADER_SCHEMA = {
 _DROPPED_FIELDS = ("chunk", "chunks", "offset", "v")
 _HEADER_FIELDS = tuple(f.name for f in fields(FrameHeader) if f.name not in _DROPPED_FIELDS)
 _SYNC_THREADS = 8  # fsyncs of one batch in flight at once
-# mcap's Writer takes one compression for the whole file; the chunk being closed uses this attribute of it
+_CHUNK_BYTES = 64 * 1024 * 1024  # a chunk closes by itself past this; sync() closes it at every group commit
+# mcap's Writer takes one compression for the whole file and has no public way to close a chunk: the chunk being
+# closed uses the first attribute, the second closes it. Without them (another mcap version) every message is
+# its own chunk, zstd-compressed, as before.
 _COMPRESSION_ATTR = "_Writer__compression"
+_FINALIZE_ATTR = "_Writer__finalize_chunk"
 
 
 @dataclass(frozen=True)
@@ -72,8 +76,17 @@ class _VehicleFile:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.stream: IO[bytes] = path.open("xb")
-        # chunk_size=0: each message closes its chunk, so nothing waits in memory for the next fsync
-        self.writer = Writer(self.stream, chunk_size=0, compression=CompressionType.ZSTD)
+        self.batched = hasattr(Writer, _FINALIZE_ATTR)
+        # else chunk_size=0: each message closes its chunk, so nothing waits in memory for the next fsync
+        self.writer = Writer(self.stream, chunk_size=_CHUNK_BYTES if self.batched else 0,
+                             compression=CompressionType.ZSTD)
+        self.batched = self.batched and hasattr(self.writer, _COMPRESSION_ATTR)
+        if not self.batched:
+            log.warning("ingest: this mcap version cannot close a chunk on demand: one zstd chunk per message")
+        self.compress = False  # the open chunk holds a point cloud: zstd
+        if self.batched:
+            self._compression(False)
+        self.chunk_bytes = 0  # message bytes in the open chunk, not in the file yet
         self.writer.start(profile=Profile.ROS2, library="edgesift-ingest")
         self.schemas: dict[str, tuple[int, Callable[[Any], bytes]]] = {}
         self.channels: dict[str, int] = {}
@@ -84,9 +97,6 @@ class _VehicleFile:
         self.dirty = True
         self.frames = 0
         self.opened = time.monotonic()
-        self.per_message_compression = hasattr(self.writer, _COMPRESSION_ATTR)
-        if not self.per_message_compression:
-            log.warning("ingest: this mcap version hides its chunk compression; JPEG chunks are zstd-compressed too")
 
     def add(self, ros: RosMessage, header: FrameHeader, received_ns: int) -> None:
         if ros.type_name not in self.schemas:
@@ -95,29 +105,48 @@ class _VehicleFile:
         schema_id, encode = self.schemas[ros.type_name]
         if ros.topic not in self.channels:
             self.channels[ros.topic] = self.writer.register_channel(ros.topic, MessageEncoding.CDR, schema_id)
+        if self.batched and ros.type_name != IMAGE_TYPE and not self.compress:
+            self._compression(True)  # before adding: a chunk may close by itself inside add_message
         t = max(0, header.t_ns)
-        self._add(self.channels[ros.topic], encode(ros.message), t, ros.type_name != IMAGE_TYPE)
+        self._add(self.channels[ros.topic], encode(ros.message), t)
         doc = {k: getattr(header, k) for k in _HEADER_FIELDS}  # not asdict(): 20x slower (deep copy)
         doc["received_ns"] = received_ns
-        self._add(self.headers, json.dumps(doc, separators=(",", ":")).encode(), t, True)
+        self._add(self.headers, json.dumps(doc, separators=(",", ":")).encode(), t)
         self.frames += 1
         self.dirty = True
 
-    def _add(self, channel: int, data: bytes, t: int, compress: bool) -> None:
-        if self.per_message_compression:  # chunk_size=0: this message is the chunk add_message closes
-            setattr(self.writer, _COMPRESSION_ATTR, CompressionType.ZSTD if compress else CompressionType.NONE)
+    def _add(self, channel: int, data: bytes, t: int) -> None:
         sequence = self.sequence.get(channel, 0)
         self.sequence[channel] = sequence + 1
         self.writer.add_message(channel, log_time=t, data=data, publish_time=t, sequence=sequence)
+        self.chunk_bytes += len(data)
+
+    @property
+    def size(self) -> int:
+        """Bytes of the segment, with the open chunk's messages."""
+        return self.stream.tell() + self.chunk_bytes
+
+    def end_chunk(self) -> None:
+        """Close the open chunk (the batch's messages) into the file's buffer."""
+        if self.batched and self.chunk_bytes:
+            getattr(self.writer, _FINALIZE_ATTR)()
+            self._compression(False)
+        self.chunk_bytes = 0
+
+    def _compression(self, compress: bool) -> None:
+        self.compress = compress
+        setattr(self.writer, _COMPRESSION_ATTR, CompressionType.ZSTD if compress else CompressionType.NONE)
 
     def sync(self) -> None:
         if self.dirty:
+            self.end_chunk()
             self.stream.flush()
             os.fsync(self.stream.fileno())
             self.dirty = False
 
     def close(self) -> None:
         self.writer.finish()
+        self.chunk_bytes = 0
         self.dirty = True
         self.sync()
         self.stream.close()
@@ -141,7 +170,7 @@ class McapSink:
     def segment(self, vehicle: str) -> str:
         """The relative path the vehicle's next frame goes to; finishes the open segment when it is full or old."""
         file = self._files.get(vehicle)
-        if file is not None and (file.stream.tell() >= self.segment_bytes
+        if file is not None and (file.size >= self.segment_bytes
                                  or time.monotonic() - file.opened >= self.segment_s):
             self._finish(vehicle, file)
             self._segments[vehicle] = self._segments.get(vehicle, 0) + 1
@@ -170,6 +199,8 @@ class McapSink:
         """Everything written so far on disk: the open files' bytes, then the folder entries of new segments
         (without which a crash could lose a new segment whose bytes were fsynced)."""
         dirty = [file for file in self._files.values() if file.dirty]
+        for file in dirty:
+            file.end_chunk()  # in this thread: Python work (CRC, copies), no gain from the pool
         if len(dirty) > 1:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="mcap-fsync")
