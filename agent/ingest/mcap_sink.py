@@ -55,6 +55,14 @@ _FINALIZE_ATTR = "_Writer__finalize_chunk"
 
 
 @dataclass(frozen=True)
+class Flushed:
+    """What McapSink.flush() handed to the OS and McapSink.fsync() makes durable."""
+
+    fds: list[int]
+    folders: list[Path]
+
+
+@dataclass(frozen=True)
 class RosMessage:
     topic: str
     type_name: str
@@ -196,22 +204,36 @@ class McapSink:
             log.error("ingest: cannot finish %s: %s", file.path, exc)
 
     def sync(self) -> None:
-        """Everything written so far on disk: the open files' bytes, then the folder entries of new segments
-        (without which a crash could lose a new segment whose bytes were fsynced)."""
+        """Everything written so far on disk."""
+        self.fsync(self.flush())
+
+    def flush(self) -> Flushed:
+        """Everything written so far handed to the OS (open chunks closed, buffers flushed), for fsync(), which
+        may run in another thread as long as nothing is written to the sink meanwhile."""
         dirty = [file for file in self._files.values() if file.dirty]
         for file in dirty:
-            file.end_chunk()  # in this thread: Python work (CRC, copies), no gain from the pool
-        if len(dirty) > 1:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="mcap-fsync")
-            for _ in self._pool.map(_VehicleFile.sync, dirty):  # re-raises the first OSError
-                pass
-        elif dirty:
-            dirty[0].sync()
-        while self._new_dirs:
-            folder = min(self._new_dirs, key=lambda p: len(p.parts))  # a vehicle folder after its parent
-            _fsync_dir(folder)
-            self._new_dirs.discard(folder)
+            file.end_chunk()
+            file.stream.flush()
+            file.dirty = False
+        folders, self._new_dirs = self._new_dirs, set()
+        return Flushed([file.stream.fileno() for file in dirty], sorted(folders, key=lambda p: len(p.parts)))
+
+    def fsync(self, flushed: Flushed) -> None:
+        """The flushed files' bytes on disk, then the folder entries of new segments (without which a crash
+        could lose a new segment whose bytes were fsynced). Raises OSError."""
+        try:
+            if len(flushed.fds) > 1:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="mcap-fsync")
+                for _ in self._pool.map(os.fsync, flushed.fds):  # re-raises the first OSError
+                    pass
+            elif flushed.fds:
+                os.fsync(flushed.fds[0])
+            for folder in flushed.folders:  # a vehicle folder after its parent
+                _fsync_dir(folder)
+        except OSError:
+            self._new_dirs.update(flushed.folders)  # synced again with the next batch
+            raise
 
     def close(self) -> dict[str, int]:
         """Finish every file (summary + footer); returns frames written per vehicle."""

@@ -30,7 +30,7 @@ import paho.mqtt.client as mqtt
 from agent.errors import DecodeError
 from agent.ingest import fleet_state
 from agent.ingest.config import IngestConfig
-from agent.ingest.mcap_sink import McapSink, RosMessage, ros_message
+from agent.ingest.mcap_sink import Flushed, McapSink, RosMessage, ros_message
 from agent.ingest.store import ADDED, MISMATCH, IngestIndex, open_index
 from agent.uplink import wire
 from agent.uplink.connection import connect_async, connect_failure_reason, drop_link, fatal_reason, make_client
@@ -57,6 +57,18 @@ COUNTERS = (
 
 
 @dataclass
+class _Commit:
+    """A group commit in flight: its rows (MCAP written, flushed to the OS), and what it acks and receipts once
+    they are fsynced and committed."""
+
+    acks: list[int]
+    receipts: dict[str, list[str]]
+    rows: list[tuple[wire.FrameHeader, int, str]]
+    flushed: Flushed
+    link: int  # the connection its messages came on: acks on a later one would name other messages
+
+
+@dataclass
 class VehicleState:
     status: str = ""
     stats: dict[str, Any] = field(default_factory=dict)
@@ -79,6 +91,11 @@ class Ingest:
         self._receipt_ids: dict[str, list[str]] = {}  # vehicle -> frame ids of the open batch, receipted after it
         # complete frames of the open batch (bounded by batch_max messages), stored by the group commit
         self._batch: dict[tuple[str, str], tuple[wire.FrameHeader, RosMessage, int]] = {}
+        self._committing = False  # a commit is fsyncing without the lock (tick): no other one starts meanwhile
+        self._idle = threading.Condition(self._lock)  # notified when that commit ends
+        self._runner = False  # run() is serving: the network thread asks it to commit instead of committing
+        self._commit_due = threading.Event()
+        self._link = 0  # connection generation (see _Commit.link)
         self._batch_started = 0.0
         self._next_sweep = 0.0
         self._partial_bytes = 0
@@ -115,20 +132,33 @@ class Ingest:
         """Serve until `count` new frames are stored, `timeout` s pass or `stop` is set; True when count reached."""
         deadline = None if timeout is None else self._clock() + timeout
         stop = stop or threading.Event()
-        while not stop.is_set() and self._state != "auth_failed":
-            if count is not None and self._counts["frames"] >= count:
-                return True
-            if deadline is not None and self._clock() >= deadline:
-                return False
-            stop.wait(max(0.005, self.config.batch_ms / 2000))
-            self.tick()
-        return count is not None and self._counts["frames"] >= count
+        self._runner = True
+        try:
+            while not stop.is_set() and self._state != "auth_failed":
+                if count is not None and self._counts["frames"] >= count:
+                    return True
+                if deadline is not None and self._clock() >= deadline:
+                    return False
+                self._commit_due.wait(max(0.005, self.config.batch_ms / 2000))
+                self._commit_due.clear()
+                self.tick()
+            return count is not None and self._counts["frames"] >= count
+        finally:
+            self._runner = False
 
     def tick(self) -> None:
-        """Close a batch that waited batch_ms; abandon partial frames past their timeout."""
+        """Close a batch that is full or waited batch_ms; abandon partial frames past their timeout.
+        The batch's fsyncs run without the lock, so that the network thread handles the next batch meanwhile."""
         with self._lock:
-            if self._pending and self._clock() - self._batch_started >= self.config.batch_ms / 1000:
-                self._commit()
+            job = None
+            if (self._pending or self._batch) and (len(self._pending) >= self.config.batch_max or
+                                                   self._clock() - self._batch_started >= self.config.batch_ms / 1000):
+                job = self._commit_begin()
+        if job is not None:
+            failure = self._commit_fsync(job)
+            with self._lock:
+                self._commit_end(job, failure)
+        with self._lock:
             if self._clock() >= self._next_sweep and self._index is not None:
                 self._next_sweep = self._clock() + 1.0
                 self._guard(self._sweep_partials)
@@ -136,6 +166,8 @@ class Ingest:
 
     def stop(self) -> dict[str, Any]:
         with self._lock:
+            while self._committing:  # run() in another thread, between the fsync and the commit
+                self._idle.wait(1.0)
             self._commit()
             if self._state == "online":
                 self._state = "stopping"
@@ -143,6 +175,8 @@ class Ingest:
             self._client.disconnect()
             self._client.loop_stop()
         with self._lock:
+            while self._committing:
+                self._idle.wait(1.0)
             self._commit()  # messages handled while disconnecting: durable, acked on the next session
             files = self._sink.close() if self._sink is not None else {}
             if self._index is not None:
@@ -171,6 +205,8 @@ class Ingest:
                 client.disconnect()
             return
         self._count("connects")
+        with self._lock:
+            self._link += 1
         self._state = "online"
         prefix = self.config.topic_prefix
         frames = f"{prefix}/+/frames/#"
@@ -208,7 +244,12 @@ class Ingest:
                 self._batch_started = self._clock()
             self._pending.append(message.mid)
             if len(self._pending) >= self.config.batch_max:
-                self._commit()
+                if not self._runner:
+                    self._commit()
+                    return
+                self._commit_due.set()
+                while self._committing and self._runner and len(self._pending) >= 2 * self.config.batch_max:
+                    self._idle.wait(1.0)  # the batch stays bounded: the broker waits meanwhile
 
     # ---- handling (under the lock)
 
@@ -239,7 +280,7 @@ class Ingest:
         state = self._vehicle(vehicle)
         if state is None:
             return
-        index = self._require_index()
+        index = self._index_between_commits()
         index.begin()
         self._count(fleet_state.record(index, state, vehicle, area, message.payload, time.time_ns()))
 
@@ -253,7 +294,7 @@ class Ingest:
         if header.chunks == 1:
             blob: bytes | None = bytes(data)
         else:
-            index = self._require_index()
+            index = self._index_between_commits()
             index.begin()
             if index.has_frame(vehicle, header.frame_id):  # no chunks kept of a frame stored already
                 self._duplicate(vehicle, header.frame_id)
@@ -292,24 +333,24 @@ class Ingest:
         self._count("reassembled")
         return blob
 
-    def _write_batch(self) -> list[tuple[wire.FrameHeader, int, str]]:
+    def _write_batch(self, receipts: dict[str, list[str]]) -> list[tuple[wire.FrameHeader, int, str]]:
         """The batch's frames that the index lacks (one look-up for the batch) into MCAP, not synced yet; their
         index rows. Outside the index's write transaction: SQLite's write lock is not held across the writes."""
         index, sink = self._require_index(), self._sink
         assert sink is not None
         frames, self._batch = self._batch, {}
-        known = index.existing_frames(list(frames))
+        known = index.existing_frames(list(frames)) if frames else set()
         rows = []
         for key, (header, ros, received) in frames.items():
             if key in known:
-                self._duplicate(*key)
+                self._duplicate(*key, receipts)
                 continue
             path = sink.segment(header.vehicle)  # rolls the segment over between frames, as they are written
             sink.write(header.vehicle, header, ros, received)
             rows.append((header, received, path))
         return rows
 
-    def _index_batch(self, rows: list[tuple[wire.FrameHeader, int, str]]) -> None:
+    def _index_batch(self, rows: list[tuple[wire.FrameHeader, int, str]], receipts: dict[str, list[str]]) -> None:
         """The rows of the batch's frames (synced to disk by now) in one insert, in the transaction to commit."""
         index = self._require_index()
         index.begin()
@@ -317,9 +358,9 @@ class Ingest:
         for header, _, _ in rows:
             key = (header.vehicle, header.frame_id)
             if key not in inserted:  # another worker stored it meanwhile: our MCAP copy is an unindexed spare
-                self._duplicate(*key)
+                self._duplicate(*key, receipts)
                 continue
-            self._receipt(*key)
+            receipts.setdefault(header.vehicle, []).append(header.frame_id)
             self._count("frames")
             self._count("bytes", header.size)
             state = self._vehicle(header.vehicle)
@@ -351,39 +392,73 @@ class Ingest:
         log.warning("ingest: partial frame %s/%s abandoned (%s)", victim.vehicle, victim.frame_id[:80], why)
 
     def _commit(self) -> None:
-        """The group commit: MCAP on disk, index committed, then the acks."""
+        """The group commit in one go, under the caller's lock: MCAP on disk, index committed, then the acks."""
+        job = self._commit_begin()
+        if job is not None:
+            self._commit_end(job, self._commit_fsync(job))
+
+    def _commit_begin(self) -> _Commit | None:
+        """Under the lock: take the batch (messages handled from now on make the next one), write its new frames
+        to MCAP and hand them to the OS."""
         index, sink = self._index, self._sink
-        if index is None or sink is None or (not self._pending and not self._batch and not index.in_transaction):
-            return
+        if self._committing or index is None or sink is None or \
+                (not self._pending and not self._batch and not index.in_transaction):
+            return None
+        started = time.perf_counter()
+        acks, self._pending = self._pending, []
+        receipts, self._receipt_ids = self._receipt_ids, {}
         try:
-            started = time.perf_counter()
-            rows = self._write_batch() if self._batch else []
-            stored = time.perf_counter()
-            sink.sync()  # the bytes on disk before the rows that point at them are inserted and committed
-            synced = time.perf_counter()
-            if rows:
-                self._index_batch(rows)
-            index.commit()
-            self._seconds["store"] += stored - started
-            self._seconds["mcap_sync"] += synced - stored
-            self._seconds["db_commit"] += time.perf_counter() - synced
+            rows = self._write_batch(receipts)
+            flushed = sink.flush()
+        except self._storage_errors as exc:
+            self._storage_failed(exc)  # nothing acked: the broker sends the batch again
+            return None
+        self._committing = True
+        self._seconds["store"] += time.perf_counter() - started
+        return _Commit(acks, receipts, rows, flushed, self._link)
+
+    def _commit_fsync(self, job: _Commit) -> OSError | None:
+        """The batch's bytes on disk before the rows that point at them are inserted (with or without the lock)."""
+        started = time.perf_counter()
+        try:
+            assert self._sink is not None
+            self._sink.fsync(job.flushed)
+        except OSError as exc:
+            return exc
+        finally:
+            self._seconds["mcap_sync"] += time.perf_counter() - started
+        return None
+
+    def _commit_end(self, job: _Commit, failure: OSError | None) -> None:
+        """Under the lock: the rows inserted, the index committed, then the acks and the receipts."""
+        started = time.perf_counter()
+        try:
+            if failure is not None:
+                raise failure
+            if job.rows:
+                self._index_batch(job.rows, job.receipts)
+            self._require_index().commit()
         except self._storage_errors as exc:
             self._storage_failed(exc)
             return
-        acks, self._pending = self._pending, []
-        receipts, self._receipt_ids = self._receipt_ids, {}
+        finally:
+            self._committing = False
+            self._idle.notify_all()
+        self._seconds["db_commit"] += time.perf_counter() - started
         client = self._client
-        for mid in acks:
-            if client is not None:
-                client.ack(mid, 1)
-        self._count("acks", len(acks))
         self._count("commits")
+        # Receipts before acks (paho sends in order): killed in between, the unacked messages come again and are
+        # receipted as duplicates; the other way round, a vehicle could wait for a receipt that never comes.
         if client is not None and self.config.receipts:
-            for vehicle, frame_ids in receipts.items():
+            for vehicle, frame_ids in job.receipts.items():
                 for payload in encode_receipts(frame_ids):
                     client.publish(receipts_topic(self.config.topic_prefix, vehicle), payload, qos=1)
                     self._count("receipts")
                 self._count("receipted_frames", len(frame_ids))
+        if job.link == self._link and client is not None:  # else they come again on the new connection: deduped
+            for mid in job.acks:
+                client.ack(mid, 1)
+            self._count("acks", len(job.acks))
 
     def _storage_failed(self, exc: BaseException) -> None:
         """Nothing of the open batch is acked: roll it back and reconnect so the broker redelivers it."""
@@ -395,6 +470,7 @@ class Ingest:
         self._pending = []
         self._receipt_ids = {}
         self._batch = {}
+        self._link += 1  # acks of a commit in flight would name messages of the dropped connection
         try:
             self._partial_bytes = self._index.partial_bytes() if self._index is not None else 0
         except self._storage_errors:  # still down: recounted after the next failure or restart
@@ -404,12 +480,10 @@ class Ingest:
 
     # ---- helpers
 
-    def _duplicate(self, vehicle: str, frame_id: str) -> None:
+    def _duplicate(self, vehicle: str, frame_id: str, receipts: dict[str, list[str]] | None = None) -> None:
         self._count("duplicates")
-        self._receipt(vehicle, frame_id)  # durable already: the vehicle may have lost our receipt
-
-    def _receipt(self, vehicle: str, frame_id: str) -> None:
-        self._receipt_ids.setdefault(vehicle, []).append(frame_id)
+        # durable already (or in the batch, receipted with it): the vehicle may have lost our receipt
+        (self._receipt_ids if receipts is None else receipts).setdefault(vehicle, []).append(frame_id)
 
     def _bad(self, counter: str, exc: BaseException, args: tuple[Any, ...]) -> None:
         self._count(counter)
@@ -428,6 +502,13 @@ class Ingest:
                 return None
             state = self.vehicles[vehicle] = VehicleState()
         return state
+
+    def _index_between_commits(self) -> IngestIndex:
+        """The index for handling a message, once no commit is in flight: what the handling writes (chunks,
+        status) must commit with its own batch, not with the one being fsynced."""
+        while self._committing:
+            self._idle.wait(1.0)
+        return self._require_index()
 
     def _require_index(self) -> IngestIndex:
         if self._index is None:
