@@ -2,14 +2,20 @@
 """Fleet ingest: simulated vehicles -> mosquitto -> 2 ingest workers (one shared subscription) -> index, for
 PostgreSQL and for SQLite, one after the other in one run. Prints one JSON object.
 
-Each vehicle is the agent's own Uplink (one MQTT client each) streaming its own spool, spread over --processes
-processes; a feeder puts real ~95 KB camera JPEGs of the sample drive into every spool at --rate frames/s per
-vehicle for --duration s (frames stamped with the put time). The two workers run `edgesift ingest` as their own
+The vehicles (--generator prebuilt, the default; scripts/_fleet_load.py) are load generators that speak the
+uplink's protocol: one MQTT 5 client each, set up by the agent's own code (session, Last Will, retained status,
+receipts subscription), publishing the uplink's frame messages (wire.encode, real ~95 KB camera JPEGs of the sample
+drive, each hashed once) at --rate frames/s per vehicle for --duration s, stamped with the publish time, spread
+over --processes processes with one event loop each. --generator uplink runs the agent's whole Uplink per vehicle
+instead (spool put + fsync, re-read, re-hash per frame: the vehicles' own CPU then dominates this machine).
+The two workers run `edgesift ingest` as their own
 processes. Reported per backend: offered and committed frames/s and MB/s over the stream, lost (put, never
 indexed) and duplicated (stored twice; deliveries dropped by the dedup are counted apart), put-to-commit latency
 (p50/p99: a frame's put time to the poll that first sees it committed, polled every --poll-s, so an upper bound),
-and where the time goes: CPU seconds per process group (vehicles, mosquitto, ingest workers, PostgreSQL) and the
-workers' own split (handling, MCAP fsync, DB commit).
+and where the time goes: CPU seconds per process group (vehicles, mosquitto, ingest workers, PostgreSQL), the
+ingest's CPU per frame (and so frames/s per core of ingest alone), and the workers' own split (handle: decode and
+check; store: MCAP write and the batch's index look-up and insert; MCAP fsync; DB commit). The load average at
+start and end says how much else the machine was doing.
 
     .venv/bin/python scripts/bench_fleet_ingest.py --vehicles 20 --rate 5 --duration 25
 """
@@ -95,12 +101,12 @@ class Postgres:
         return [main, *main.children(recursive=True)]
 
 
-def _cpu(processes: list[psutil.Process]) -> float:
+def _cpu(processes: list[psutil.Process], system_only: bool = False) -> float:
     total = 0.0
     for proc in processes:
         with contextlib.suppress(psutil.Error):
             times = proc.cpu_times()
-            total += times.user + times.system
+            total += times.system + (0.0 if system_only else times.user)
     return total
 
 
@@ -120,6 +126,12 @@ def _pct(values: list[float], q: float) -> float | None:
         return None
     values = sorted(values)
     return round(values[min(len(values) - 1, int(q * len(values)))], 3)
+
+
+def run_prebuilt(job: dict[str, Any]) -> dict[str, Any]:
+    from _fleet_load import run_fleet
+
+    return run_fleet(job)
 
 
 def run_backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -153,6 +165,8 @@ def run_backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[str, 
         if pg:
             watched["postgresql"] = pg.processes()
         cpu0 = {k: _cpu(v) for k, v in watched.items()}
+        sys0 = {k: _cpu(v, system_only=True) for k, v in watched.items()}
+        load_start = os.getloadavg()[0]
         latencies: list[float] = []
         seen: set[tuple[str, str]] = set()
         last_ns, stop = [0], threading.Event()
@@ -173,7 +187,7 @@ def run_backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[str, 
 
         poller = threading.Thread(target=poll, daemon=True)
         with mp.get_context("spawn").Pool(len(jobs)) as pool:
-            pending = pool.map_async(run_vehicles, jobs)
+            pending = pool.map_async(run_prebuilt if args.generator == "prebuilt" else run_vehicles, jobs)
             time.sleep(max(0.0, start_at - time.time()))
             poller.start()
             t0 = time.monotonic()
@@ -187,6 +201,7 @@ def run_backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[str, 
         stop.set()
         poller.join(5)
         cpu = {k: round(_cpu(v) - cpu0[k], 1) for k, v in watched.items()}
+        kernel = {k: round(_cpu(v, system_only=True) - sys0[k], 1) for k, v in watched.items()}
         indexed = len(_index_rows(db, 0))
     finally:
         for worker in workers:
@@ -198,6 +213,10 @@ def run_backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[str, 
             shutil.rmtree(pg.server.root, ignore_errors=True)
     stored = sum(f.get("frames", 0) for f in finals)
     wall = done_at - t0
+    extra = {k: sum(r.get(k, 0) for r in results) for k in ("acked", "refused", "receipted", "skipped")}
+    extra["max_behind_s"] = max(r.get("max_behind_s", 0.0) for r in results)
+    per_frame = {k: round(v / max(1, indexed) * 1e3, 3) for k, v in {**cpu, "vehicles": sum(
+        r["cpu_s"] for r in results)}.items()}
     return {
         "backend": backend, "vehicles": args.vehicles, "rate_per_vehicle": args.rate, "duration_s": args.duration,
         "frames_put": put, "frames_indexed": indexed, "lost": put - indexed, "duplicated": stored - indexed,
@@ -209,6 +228,10 @@ def run_backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[str, 
         "latency_s": {"p50": _pct(latencies, 0.5), "p99": _pct(latencies, 0.99), "max": _pct(latencies, 1.0),
                       "poll_s": args.poll_s},
         "cpu_s": {**cpu, "vehicles": round(sum(r["cpu_s"] for r in results), 1)},
+        "cpu_ms_per_frame": per_frame, "cpu_s_in_kernel": kernel,
+        "ingest_frames_per_s_per_core": round(indexed / max(0.1, cpu["ingest_workers"]), 1),
+        "generator": {"kind": args.generator, **extra},
+        "load_average_1m": [round(load_start, 2), round(os.getloadavg()[0], 2)],
         "worker_seconds": [f.get("seconds", {}) for f in finals], "worker_frames": [f.get("frames") for f in finals],
         "all_drained": all(r["drained"] for r in results), "late_start_s": max(r["late_s"] for r in results),
     }  # fmt: skip
@@ -222,6 +245,8 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=2, help="processes the vehicles are spread over")
     parser.add_argument("--poll-s", type=float, default=0.1)
     parser.add_argument("--backends", default="postgresql,sqlite")
+    parser.add_argument("--generator", choices=("prebuilt", "uplink"), default="prebuilt",
+                        help="vehicles: pre-built uplink messages (default) or the agent's whole Uplink + spool")
     args = parser.parse_args()
     out: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                        "note": "CPU shared with other work; vehicles, broker, workers, DB on one host"}}

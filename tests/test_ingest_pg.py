@@ -112,6 +112,8 @@ def test_two_workers_on_postgres_one_killed_mid_stream_store_every_frame_once(br
         killed_at = len(_indexed(db))
         time.sleep(1.0)
         workers["worker-a"] = _worker(broker.url, out, db, "worker-a", logs / "worker-a.log")  # restarted
+        # started (its signal handlers set) before the stream can end: a SIGTERM during its imports leaves no stats
+        wait_for(lambda: _ingest_sessions(db) >= 2, 30, "the restarted worker's index connection")
         for uplink in uplinks:
             assert uplink.drain(90)
             uplink.stop()
@@ -141,6 +143,14 @@ def test_two_workers_on_postgres_one_killed_mid_stream_store_every_frame_once(br
             assert hashlib.sha256(blob).hexdigest() == sha
         else:
             assert len(blob) >= 16 * 1000
+
+
+def _ingest_sessions(db: str) -> int:
+    import psycopg
+
+    with psycopg.connect(db) as conn:
+        sql = "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = 'edgesift-ingest'"
+        return int(conn.execute(sql).fetchone()[0])
 
 
 def _index_ready(db: str) -> bool:

@@ -48,7 +48,7 @@ def uplink_config(url: str, **overrides: Any) -> UplinkConfig:
 
 
 def ingest_config(url: str, **overrides: Any) -> IngestConfig:
-    return IngestConfig(broker=url, batch_ms=10.0, **{**FAST, **overrides})
+    return IngestConfig(broker=url, **{"batch_ms": 10.0, **FAST, **overrides})
 
 
 def numbered(frame: Frame, n: int) -> Frame:

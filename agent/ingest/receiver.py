@@ -1,9 +1,11 @@
 """The reference cloud receiver: frames from every vehicle -> dedup index (SQLite or PostgreSQL) + MCAP segments.
 
 Delivery: the broker gets our PUBACK (manual ack) only after the frame, or the chunk, is durable: messages are
-handled as they arrive, then a group commit (every batch_max messages or batch_ms) fsyncs the MCAP files, commits
-the index and only then acks the whole batch. A crash before the commit leaves the messages unacknowledged, and
-the broker redelivers them to the resumed session; the index, keyed by (vehicle, frame id), drops the copies.
+decoded and checked as they arrive, then a group commit (every batch_max messages or batch_ms) looks the batch's
+frames up in the index at once, writes the new ones to the MCAP files, fsyncs them, then inserts their rows and
+commits the index, and only then acks the whole batch. A crash before the commit leaves the messages
+unacknowledged, and the broker redelivers them to the resumed session; the index, keyed by (vehicle, frame id),
+drops the copies (a copy written to MCAP but never indexed is an unreferenced spare).
 After the commit it also publishes receipts (agent/uplink/receipts.py): per vehicle, the frame ids of the batch,
 stored or already there; a vehicle with `uplink.delete_on: receipt` deletes a frame only then.
 Everything a sender can get wrong is counted, logged (truncated, rate-limited) and acknowledged, never raised.
@@ -28,11 +30,11 @@ import paho.mqtt.client as mqtt
 from agent.errors import DecodeError
 from agent.ingest import fleet_state
 from agent.ingest.config import IngestConfig
-from agent.ingest.mcap_sink import McapSink, ros_message
+from agent.ingest.group_commit import GroupCommit
+from agent.ingest.mcap_sink import McapSink, RosMessage, ros_message
 from agent.ingest.store import ADDED, MISMATCH, IngestIndex, open_index
 from agent.uplink import wire
-from agent.uplink.connection import connect_async, connect_failure_reason, drop_link, fatal_reason, make_client
-from agent.uplink.receipts import encode_receipts, receipts_topic
+from agent.uplink.connection import connect_async, connect_failure_reason, fatal_reason, make_client
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,7 @@ class VehicleState:
     frames: int = 0
 
 
-class Ingest:
+class Ingest(GroupCommit):
     """start() -> run(count, timeout) or wait; stop() flushes, acks, finishes the MCAP files."""
 
     def __init__(self, config: IngestConfig, out_dir: Path | str, clock: Callable[[], float] = time.monotonic) -> None:
@@ -75,6 +77,13 @@ class Ingest:
         self._error: str | None = None
         self._pending: list[int] = []  # mids handled in the open batch, acked after its commit
         self._receipt_ids: dict[str, list[str]] = {}  # vehicle -> frame ids of the open batch, receipted after it
+        # complete frames of the open batch (bounded by batch_max messages), stored by the group commit
+        self._batch: dict[tuple[str, str], tuple[wire.FrameHeader, RosMessage, int]] = {}
+        self._committing = False  # a commit is fsyncing without the lock (tick): no other one starts meanwhile
+        self._idle = threading.Condition(self._lock)  # notified when that commit ends
+        self._runner = False  # run() is serving: the network thread asks it to commit instead of committing
+        self._commit_due = threading.Event()
+        self._link = 0  # connection generation (see _Commit.link)
         self._batch_started = 0.0
         self._next_sweep = 0.0
         self._partial_bytes = 0
@@ -111,20 +120,33 @@ class Ingest:
         """Serve until `count` new frames are stored, `timeout` s pass or `stop` is set; True when count reached."""
         deadline = None if timeout is None else self._clock() + timeout
         stop = stop or threading.Event()
-        while not stop.is_set() and self._state != "auth_failed":
-            if count is not None and self._counts["frames"] >= count:
-                return True
-            if deadline is not None and self._clock() >= deadline:
-                return False
-            stop.wait(max(0.005, self.config.batch_ms / 2000))
-            self.tick()
-        return count is not None and self._counts["frames"] >= count
+        self._runner = True
+        try:
+            while not stop.is_set() and self._state != "auth_failed":
+                if count is not None and self._counts["frames"] >= count:
+                    return True
+                if deadline is not None and self._clock() >= deadline:
+                    return False
+                self._commit_due.wait(max(0.005, self.config.batch_ms / 2000))
+                self._commit_due.clear()
+                self.tick()
+            return count is not None and self._counts["frames"] >= count
+        finally:
+            self._runner = False
 
     def tick(self) -> None:
-        """Close a batch that waited batch_ms; abandon partial frames past their timeout."""
+        """Close a batch that is full or waited batch_ms; abandon partial frames past their timeout.
+        The batch's fsyncs run without the lock, so that the network thread handles the next batch meanwhile."""
         with self._lock:
-            if self._pending and self._clock() - self._batch_started >= self.config.batch_ms / 1000:
-                self._commit()
+            job = None
+            if (self._pending or self._batch) and (len(self._pending) >= self.config.batch_max or
+                                                   self._clock() - self._batch_started >= self.config.batch_ms / 1000):
+                job = self._commit_begin()
+        if job is not None:
+            failure = self._commit_fsync(job)
+            with self._lock:
+                self._commit_end(job, failure)
+        with self._lock:
             if self._clock() >= self._next_sweep and self._index is not None:
                 self._next_sweep = self._clock() + 1.0
                 self._guard(self._sweep_partials)
@@ -132,6 +154,8 @@ class Ingest:
 
     def stop(self) -> dict[str, Any]:
         with self._lock:
+            while self._committing:  # run() in another thread, between the fsync and the commit
+                self._idle.wait(1.0)
             self._commit()
             if self._state == "online":
                 self._state = "stopping"
@@ -139,6 +163,8 @@ class Ingest:
             self._client.disconnect()
             self._client.loop_stop()
         with self._lock:
+            while self._committing:
+                self._idle.wait(1.0)
             self._commit()  # messages handled while disconnecting: durable, acked on the next session
             files = self._sink.close() if self._sink is not None else {}
             if self._index is not None:
@@ -167,6 +193,8 @@ class Ingest:
                 client.disconnect()
             return
         self._count("connects")
+        with self._lock:
+            self._link += 1
         self._state = "online"
         prefix = self.config.topic_prefix
         frames = f"{prefix}/+/frames/#"
@@ -204,7 +232,12 @@ class Ingest:
                 self._batch_started = self._clock()
             self._pending.append(message.mid)
             if len(self._pending) >= self.config.batch_max:
-                self._commit()
+                if not self._runner:
+                    self._commit()
+                    return
+                self._commit_due.set()
+                while self._committing and self._runner and len(self._pending) >= 2 * self.config.batch_max:
+                    self._idle.wait(1.0)  # the batch stays bounded: the broker waits meanwhile
 
     # ---- handling (under the lock)
 
@@ -235,7 +268,7 @@ class Ingest:
         state = self._vehicle(vehicle)
         if state is None:
             return
-        index = self._require_index()
+        index = self._index_between_commits()
         index.begin()
         self._count(fleet_state.record(index, state, vehicle, area, message.payload, time.time_ns()))
 
@@ -243,19 +276,29 @@ class Ingest:
         header, data = wire.decode(payload)
         if header.vehicle != vehicle:  # the topic is what the broker's ACL checked; the header must agree
             raise wire.WireError(f"header vehicle {header.vehicle[:64]!r} on a topic of vehicle {vehicle!r}")
-        index = self._require_index()
-        index.begin()
-        if index.has_frame(vehicle, header.frame_id):
-            self._count("duplicates")
-            self._receipt(vehicle, header.frame_id)  # durable already: the vehicle may have lost our receipt
+        if (vehicle, header.frame_id) in self._batch:
+            self._duplicate(vehicle, header.frame_id)
             return
-        blob = bytes(data) if header.chunks == 1 else self._reassemble(header, data)
+        if header.chunks == 1:
+            blob: bytes | None = bytes(data)
+        else:
+            index = self._index_between_commits()
+            index.begin()
+            if index.has_frame(vehicle, header.frame_id):  # no chunks kept of a frame stored already
+                self._duplicate(vehicle, header.frame_id)
+                return
+            blob = self._reassemble(header, data)
         if blob is None:
             return
         if wire.sha256_hex(blob) != header.sha256:
             self._count("bad_sha")
             raise wire.WireError(f"{vehicle}/{header.frame_id[:80]}: sha256 does not match the blob")
-        self._store(header, blob)
+        try:
+            ros = ros_message(header, blob)
+        except DecodeError as exc:
+            self._count("bad_blob")
+            raise wire.WireError(f"{header.frame_id[:80]}: {exc}") from exc
+        self._batch[(vehicle, header.frame_id)] = (header, ros, time.time_ns())  # received now
 
     def _reassemble(self, header: wire.FrameHeader, data: memoryview) -> bytes | None:
         index = self._require_index()
@@ -277,27 +320,6 @@ class Ingest:
             raise wire.WireError(f"chunks of {header.frame_id[:80]} do not tile the blob")
         self._count("reassembled")
         return blob
-
-    def _store(self, header: wire.FrameHeader, blob: bytes) -> None:
-        index, sink = self._require_index(), self._sink
-        assert sink is not None
-        try:
-            ros = ros_message(header, blob)
-        except DecodeError as exc:
-            self._count("bad_blob")
-            raise wire.WireError(f"{header.frame_id[:80]}: {exc}") from exc
-        received = time.time_ns()
-        if not index.insert_frame(header, received, sink.segment(header.vehicle)):
-            self._count("duplicates")  # another worker stored it meanwhile
-            self._receipt(header.vehicle, header.frame_id)
-            return
-        sink.write(header.vehicle, header, ros, received)
-        self._receipt(header.vehicle, header.frame_id)
-        self._count("frames")
-        self._count("bytes", header.size)
-        state = self._vehicle(header.vehicle)
-        if state is not None:
-            state.frames += 1
 
     def _bound_partials(self) -> None:
         limit = int(self.config.max_partial_mb * 1_000_000)
@@ -323,57 +345,6 @@ class Ingest:
         self._count("abandoned_partials")
         log.warning("ingest: partial frame %s/%s abandoned (%s)", victim.vehicle, victim.frame_id[:80], why)
 
-    def _commit(self) -> None:
-        """The group commit: MCAP on disk, index committed, then the acks."""
-        index, sink = self._index, self._sink
-        if index is None or sink is None or (not self._pending and not index.in_transaction):
-            return
-        try:
-            started = time.perf_counter()
-            sink.sync()
-            synced = time.perf_counter()
-            index.commit()
-            self._seconds["mcap_sync"] += synced - started
-            self._seconds["db_commit"] += time.perf_counter() - synced
-        except self._storage_errors as exc:
-            self._storage_failed(exc)
-            return
-        acks, self._pending = self._pending, []
-        receipts, self._receipt_ids = self._receipt_ids, {}
-        client = self._client
-        for mid in acks:
-            if client is not None:
-                client.ack(mid, 1)
-        self._count("acks", len(acks))
-        self._count("commits")
-        if client is not None and self.config.receipts:
-            for vehicle, frame_ids in receipts.items():
-                for payload in encode_receipts(frame_ids):
-                    client.publish(receipts_topic(self.config.topic_prefix, vehicle), payload, qos=1)
-                    self._count("receipts")
-                self._count("receipted_frames", len(frame_ids))
-
-    def _storage_failed(self, exc: BaseException) -> None:
-        """Nothing of the open batch is acked: roll it back and reconnect so the broker redelivers it."""
-        self._count("storage_errors")
-        log.error("ingest: storage failed (%s); batch of %d messages rolled back, reconnecting to get it again",
-                  exc, len(self._pending))
-        if self._index is not None:
-            self._index.rollback()
-        self._pending = []
-        self._receipt_ids = {}
-        try:
-            self._partial_bytes = self._index.partial_bytes() if self._index is not None else 0
-        except self._storage_errors:  # still down: recounted after the next failure or restart
-            self._partial_bytes = 0
-        if self._client is not None:
-            drop_link(self._client)
-
-    # ---- helpers
-
-    def _receipt(self, vehicle: str, frame_id: str) -> None:
-        self._receipt_ids.setdefault(vehicle, []).append(frame_id)
-
     def _bad(self, counter: str, exc: BaseException, args: tuple[Any, ...]) -> None:
         self._count(counter)
         n = self._counts[counter]
@@ -391,6 +362,13 @@ class Ingest:
                 return None
             state = self.vehicles[vehicle] = VehicleState()
         return state
+
+    def _index_between_commits(self) -> IngestIndex:
+        """The index for handling a message, once no commit is in flight: what the handling writes (chunks,
+        status) must commit with its own batch, not with the one being fsynced."""
+        while self._committing:
+            self._idle.wait(1.0)
+        return self._require_index()
 
     def _require_index(self) -> IngestIndex:
         if self._index is None:

@@ -112,17 +112,20 @@ class IngestIndex:
 
     def insert_frame(self, header: FrameHeader, received_ns: int, mcap: str) -> bool:
         """Index a frame; False when (vehicle, frame id) is already there (a duplicate, maybe from another worker)."""
-        values = (
-            header.vehicle, header.frame_id, header.sensor, header.modality, header.t_ns, header.seq,
-            header.verdict, header.score, json.dumps(header.reasons), header.rule, header.encoding, header.scorer,
-            header.size, header.sha256, received_ns, mcap,
-        )  # fmt: skip
         marks = ", ".join("?" * len(FRAME_COLUMNS))
         cursor = self.execute(
             f"INSERT INTO frames ({', '.join(FRAME_COLUMNS)}) VALUES ({marks}) ON CONFLICT DO NOTHING",  # noqa: S608
-            values,
+            frame_row(header, received_ns, mcap),
         )
         return cursor.rowcount == 1
+
+    def existing_frames(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which (vehicle, frame id) keys are in the index already (one batch's look-up)."""
+        return {key for key in keys if self.has_frame(*key)}
+
+    def insert_frames(self, rows: list[tuple[FrameHeader, int, str]]) -> set[tuple[str, str]]:
+        """Index (header, received_ns, mcap) rows; returns the keys inserted (the others were there already)."""
+        return {(h.vehicle, h.frame_id) for h, received, mcap in rows if self.insert_frame(h, received, mcap)}
 
     def frame_count(self) -> int:
         return int(self.execute("SELECT COUNT(*) FROM frames").fetchone()[0])
@@ -229,6 +232,15 @@ class IngestIndex:
             (vehicle, alert["sensor"], int(alert["raised_ns"]), alert["modality"], alert["reason"],
              alert["message"], float(alert["harmful_rate"]), cleared, now_ns),
         )  # fmt: skip
+
+
+def frame_row(header: FrameHeader, received_ns: int, mcap: str) -> tuple[Any, ...]:
+    """The values of FRAME_COLUMNS for a frame."""
+    return (
+        header.vehicle, header.frame_id, header.sensor, header.modality, header.t_ns, header.seq,
+        header.verdict, header.score, json.dumps(header.reasons), header.rule, header.encoding, header.scorer,
+        header.size, header.sha256, received_ns, mcap,
+    )  # fmt: skip
 
 
 class SqliteIndex(IngestIndex):

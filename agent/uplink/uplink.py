@@ -80,6 +80,14 @@ _GAUGES = ("state", "error", "in_flight", "in_flight_messages", "awaiting_receip
 _COUNTERS = tuple(name for name in UplinkStats.__dataclass_fields__ if name not in _GAUGES)
 
 
+def frame_properties(header: wire.FrameHeader) -> Properties:
+    """The MQTT 5 properties of a frame message."""
+    props = Properties(PacketTypes.PUBLISH)
+    props.ContentType = wire.CONTENT_TYPE
+    props.UserProperty = [("frame_id", header.frame_id), ("chunk", f"{header.chunk}/{header.chunks}")]
+    return props
+
+
 class Uplink:
     """Streams spool frames to `<prefix>/<vehicle>/frames/<sensor>`; start() / notify() / drain() / stop()."""
 
@@ -404,12 +412,7 @@ class Uplink:
         )  # fmt: skip
 
     def _properties(self, header: wire.FrameHeader) -> Properties | None:
-        if self.config.protocol != "5":
-            return None
-        props = Properties(PacketTypes.PUBLISH)
-        props.ContentType = wire.CONTENT_TYPE
-        props.UserProperty = [("frame_id", header.frame_id), ("chunk", f"{header.chunk}/{header.chunks}")]
-        return props
+        return frame_properties(header) if self.config.protocol == "5" else None
 
     def _maybe_publish_stats(self) -> None:
         # QoS 1 like everything else we publish: every registered mid then gets an ack (see tracker.py)

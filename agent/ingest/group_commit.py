@@ -1,0 +1,200 @@
+"""The ingest's group commit (a mixin of receiver.Ingest, which owns the state it uses).
+
+A batch's frames are looked up in the index at once; the new ones are written to their MCAP segments and handed
+to the OS; the files are fsynced (in tick(), without the lock: the network thread handles the next batch
+meanwhile; handling that writes to the index waits for the commit to end); only then are the batch's rows
+inserted and the index committed; then the receipts and, last, the acks go out. A failure anywhere rolls the
+index back, acks nothing and reconnects, so that the broker sends the batch again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from agent.ingest.mcap_sink import Flushed, McapSink, RosMessage
+from agent.ingest.store import IngestIndex
+from agent.uplink import wire
+from agent.uplink.connection import drop_link
+from agent.uplink.receipts import encode_receipts, receipts_topic
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as mqtt
+
+    from agent.ingest.config import IngestConfig
+
+log = logging.getLogger("agent.ingest.receiver")
+
+
+@dataclass
+class _Commit:
+    """A group commit in flight: its rows (MCAP written, flushed to the OS), and what it acks and receipts once
+    they are fsynced and committed."""
+
+    acks: list[int]
+    receipts: dict[str, list[str]]
+    rows: list[tuple[wire.FrameHeader, int, str]]
+    flushed: Flushed
+    link: int  # the connection its messages came on: acks on a later one would name other messages
+
+
+class GroupCommit:
+    """The commit half of receiver.Ingest: its attributes are set by Ingest.__init__."""
+
+    config: IngestConfig
+    _lock: threading.RLock
+    _idle: threading.Condition
+    _counts: Counter[str]
+    _seconds: Counter[str]
+    _pending: list[int]
+    _receipt_ids: dict[str, list[str]]
+    _batch: dict[tuple[str, str], tuple[wire.FrameHeader, RosMessage, int]]
+    _committing: bool
+    _link: int
+    _partial_bytes: int
+    _client: mqtt.Client | None
+    _index: IngestIndex | None
+    _sink: McapSink | None
+    _storage_errors: tuple[type[BaseException], ...]
+
+    def _require_index(self) -> IngestIndex:
+        raise NotImplementedError
+
+    def _count(self, name: str, n: int = 1) -> None:
+        raise NotImplementedError
+
+    def _vehicle(self, vehicle: str) -> Any:
+        raise NotImplementedError
+
+    def _write_batch(self, receipts: dict[str, list[str]]) -> list[tuple[wire.FrameHeader, int, str]]:
+        """The batch's frames that the index lacks (one look-up for the batch) into MCAP, not synced yet; their
+        index rows. Outside the index's write transaction: SQLite's write lock is not held across the writes."""
+        index, sink = self._require_index(), self._sink
+        assert sink is not None
+        frames, self._batch = self._batch, {}
+        known = index.existing_frames(list(frames)) if frames else set()
+        rows = []
+        for key, (header, ros, received) in frames.items():
+            if key in known:
+                self._duplicate(*key, receipts)
+                continue
+            path = sink.segment(header.vehicle)  # rolls the segment over between frames, as they are written
+            sink.write(header.vehicle, header, ros, received)
+            rows.append((header, received, path))
+        return rows
+
+    def _index_batch(self, rows: list[tuple[wire.FrameHeader, int, str]], receipts: dict[str, list[str]]) -> None:
+        """The rows of the batch's frames (synced to disk by now) in one insert, in the transaction to commit."""
+        index = self._require_index()
+        index.begin()
+        inserted = index.insert_frames(rows)
+        for header, _, _ in rows:
+            key = (header.vehicle, header.frame_id)
+            if key not in inserted:  # another worker stored it meanwhile: our MCAP copy is an unindexed spare
+                self._duplicate(*key, receipts)
+                continue
+            receipts.setdefault(header.vehicle, []).append(header.frame_id)
+            self._count("frames")
+            self._count("bytes", header.size)
+            state = self._vehicle(header.vehicle)
+            if state is not None:
+                state.frames += 1
+
+    def _commit(self) -> None:
+        """The group commit in one go, under the caller's lock: MCAP on disk, index committed, then the acks."""
+        job = self._commit_begin()
+        if job is not None:
+            self._commit_end(job, self._commit_fsync(job))
+
+    def _commit_begin(self) -> _Commit | None:
+        """Under the lock: take the batch (messages handled from now on make the next one), write its new frames
+        to MCAP and hand them to the OS."""
+        index, sink = self._index, self._sink
+        if self._committing or index is None or sink is None or \
+                (not self._pending and not self._batch and not index.in_transaction):
+            return None
+        started = time.perf_counter()
+        acks, self._pending = self._pending, []
+        receipts, self._receipt_ids = self._receipt_ids, {}
+        try:
+            rows = self._write_batch(receipts)
+            flushed = sink.flush()
+        except self._storage_errors as exc:
+            self._storage_failed(exc)  # nothing acked: the broker sends the batch again
+            return None
+        self._committing = True
+        self._seconds["store"] += time.perf_counter() - started
+        return _Commit(acks, receipts, rows, flushed, self._link)
+
+    def _commit_fsync(self, job: _Commit) -> OSError | None:
+        """The batch's bytes on disk before the rows that point at them are inserted (with or without the lock)."""
+        started = time.perf_counter()
+        try:
+            assert self._sink is not None
+            self._sink.fsync(job.flushed)
+        except OSError as exc:
+            return exc
+        finally:
+            self._seconds["mcap_sync"] += time.perf_counter() - started
+        return None
+
+    def _commit_end(self, job: _Commit, failure: OSError | None) -> None:
+        """Under the lock: the rows inserted, the index committed, then the acks and the receipts."""
+        started = time.perf_counter()
+        try:
+            if failure is not None:
+                raise failure
+            if job.rows:
+                self._index_batch(job.rows, job.receipts)
+            self._require_index().commit()
+        except self._storage_errors as exc:
+            self._storage_failed(exc)
+            return
+        finally:
+            self._committing = False
+            self._idle.notify_all()
+        self._seconds["db_commit"] += time.perf_counter() - started
+        client = self._client
+        self._count("commits")
+        # Receipts before acks (paho sends in order): killed in between, the unacked messages come again and are
+        # receipted as duplicates; the other way round, a vehicle could wait for a receipt that never comes.
+        if client is not None and self.config.receipts:
+            for vehicle, frame_ids in job.receipts.items():
+                for payload in encode_receipts(frame_ids):
+                    client.publish(receipts_topic(self.config.topic_prefix, vehicle), payload, qos=1)
+                    self._count("receipts")
+                self._count("receipted_frames", len(frame_ids))
+        if job.link == self._link and client is not None:  # else they come again on the new connection: deduped
+            for mid in job.acks:
+                client.ack(mid, 1)
+            self._count("acks", len(job.acks))
+
+    def _storage_failed(self, exc: BaseException) -> None:
+        """Nothing of the open batch is acked: roll it back and reconnect so the broker redelivers it."""
+        self._count("storage_errors")
+        log.error("ingest: storage failed (%s); batch of %d messages rolled back, reconnecting to get it again",
+                  exc, len(self._pending))
+        if self._index is not None:
+            self._index.rollback()
+        self._pending = []
+        self._receipt_ids = {}
+        self._batch = {}
+        self._link += 1  # acks of a commit in flight would name messages of the dropped connection
+        try:
+            self._partial_bytes = self._index.partial_bytes() if self._index is not None else 0
+        except self._storage_errors:  # still down: recounted after the next failure or restart
+            self._partial_bytes = 0
+        if self._client is not None:
+            drop_link(self._client)
+
+    # ---- helpers
+
+    def _duplicate(self, vehicle: str, frame_id: str, receipts: dict[str, list[str]] | None = None) -> None:
+        self._count("duplicates")
+        # durable already (or in the batch, receipted with it): the vehicle may have lost our receipt
+        (self._receipt_ids if receipts is None else receipts).setdefault(vehicle, []).append(frame_id)
+
