@@ -91,7 +91,7 @@ class Postgres:
         bin_dir = find_pg_bin()
         if bin_dir is None:
             raise RuntimeError("PostgreSQL binaries not found (apt-get install postgresql)")
-        self.server = PostgresServer(bin_dir, root)
+        self.server = PostgresServer(bin_dir, root, durable=True)  # fsync on: a commit is on disk, as deployed
         self.server.start()
         self.url = self.server.create_database("bench")
         self.pid = int((self.server.data / "postmaster.pid").read_text().split()[0])

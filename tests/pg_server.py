@@ -29,8 +29,9 @@ def find_pg_bin() -> Path | None:
 
 
 class PostgresServer:
-    def __init__(self, bin_dir: Path, root: Path) -> None:
-        self.bin_dir, self.root, self.port = bin_dir, root, free_port()
+    def __init__(self, bin_dir: Path, root: Path, durable: bool = False) -> None:
+        # durable: fsync on, as a deployment runs it (benchmarks); tests run without it, for speed
+        self.bin_dir, self.root, self.port, self.durable = bin_dir, root, free_port(), durable
         self.data = root / "data"
         self.user = "postgres" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
 
@@ -50,7 +51,8 @@ class PostgresServer:
 
     def start_again(self) -> None:
         """Start the server on the existing data folder (after stop())."""
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60"
+        fsync = "on" if self.durable else "off"
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync={fsync} -c max_connections=60"
         done = self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", options,
                          "-w", "-t", "60", "start")
         if done.returncode:
