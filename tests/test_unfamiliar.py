@@ -226,6 +226,30 @@ def test_an_8_beam_ouster_stays_valid(shared_data: Path, model: str | None) -> N
 
 
 @pytest.mark.shared
+@pytest.mark.parametrize(("side", "part"), [("below", 0.3), ("below", 0.4), ("left", 0.3), ("left", 0.4)])
+def test_a_hard_shadow_over_part_of_a_sunlit_highway_is_not_harmful(shared_data: Path, side: str, part: float
+                                                                      ) -> None:
+    # Half the light over part of the view (a bridge, a building) between two frames: the same scene, less lit.
+    # Before, the shadow's straight edge read as a compression block grid, and its halved texture as a cover.
+    from _field_faults import mud
+
+    capture = cv2.VideoCapture(str(shared_data / "video" / "udacity_lanelines_solidWhiteRight.mp4"))
+    frames = [capture.read()[1] for _ in range(60)][::6]
+    capture.release()
+    scorer = HeuristicScorer(ScoringConfig())
+    for i, frame in enumerate(frames[:8]):
+        assert _judge(scorer, _jpeg(frame, seq=i)).label is not Label.HARMFUL
+    h, w = frames[8].shape[:2]
+    region = (slice(int(h * (1 - part)), h), slice(0, w)) if side == "below" else (slice(0, h), slice(0, int(w * part)))
+    shaded = frames[8].copy()
+    shaded[region] = (shaded[region] * 0.5).astype(np.uint8)
+    verdict = _judge(scorer, _jpeg(shaded, seq=8))
+    assert verdict.label is not Label.HARMFUL, verdict.reasons
+    # Dirt over the same view still is a fault: it takes the texture and the colour, not only the light.
+    assert _judge(scorer, _jpeg(mud(frames[9], np.random.default_rng(0)), seq=9)).label is Label.HARMFUL
+
+
+@pytest.mark.shared
 def test_genuine_lidar_faults_in_the_data_are_caught(shared_data: Path) -> None:
     def cold(path: str, model: str) -> Verdict:
         config = AgentConfig.model_validate({"scoring": {"sensors": {"*": {"model": model}}}})

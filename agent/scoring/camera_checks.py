@@ -35,6 +35,10 @@ BLOCKINESS_MIN = 1.35  # gradients this concentrated on a block grid are compres
 BLOCKINESS_RATIO = 1.25
 SWAP_MIN_SPREAD = 0.04  # a view needs this much spread of blue against red over its tiles to show a swap
 SWAP_MIN_CORR = 0.6  # the frame's pattern mirrors the usual one at least this strongly
+SHADE_MIN_LIGHT = 0.35  # a tile in shadow keeps at least this share of its usual light (+8 grey levels) ...
+SHADE_MAX_LIGHT = 0.8  # ... and loses at least the rest
+SHADE_MIN_CONTRAST = 0.8  # ... and keeps this share of its usual contrast (texture over brightness)
+SHADE_MAX_REDDER = 0.1  # ... and its colour (log blue/red) turns no redder than this
 FLAT_ROWS_MIN = 0.04  # this share of rows newly flat mid-grey is decoder fill
 
 
@@ -63,6 +67,8 @@ class CameraTypical:
     flat_rows: float
     flat_area: float
     tile_blue_red: np.ndarray | None = None  # per tile median of log(B / R)
+    tile_mean: np.ndarray | None = None  # per tile median brightness
+    tile_flat: np.ndarray | None = None  # per tile median share of textureless pixels
 
 
 def _blue_red(channels: tuple[float, float, float]) -> float:
@@ -124,9 +130,29 @@ class CameraBaseline:
             blockiness=blockiness,
             flat_rows=flat_row_share,
             flat_area=flat_area,
-            tile_blue_red=(np.median(np.stack([r.tile_blue_red for r in rows]), axis=0)
-                           if all(r.tile_blue_red is not None for r in rows) else None),
+            tile_blue_red=_tile_median([r.tile_blue_red for r in rows]),
+            tile_mean=_tile_median([r.tile_mean for r in rows]),
+            tile_flat=_tile_median([r.tile_flat for r in rows]),
         )
+
+
+def _tile_median(tiles: list[np.ndarray | None]) -> np.ndarray | None:
+    return None if any(t is None for t in tiles) else np.median(np.stack(tiles), axis=0)  # type: ignore[arg-type]
+
+
+def _shaded(s: CameraSignals, typical: CameraTypical) -> np.ndarray:
+    """Tiles in shadow: darker than usual but with their contrast (texture over brightness) and colour kept, as
+    when less light falls on the same scene. Dirt or a cover over the lens takes the contrast or the colour away
+    with the light."""
+    if s.tile_mean is None or typical.tile_mean is None:
+        return np.zeros(typical.tiles.shape, bool)
+    light = (s.tile_mean + 8.0) / (typical.tile_mean + 8.0)
+    contrast = (s.tile_std / (s.tile_mean + 8.0)) / np.maximum(typical.tiles / (typical.tile_mean + 8.0), 1e-6)
+    shade = (light > SHADE_MIN_LIGHT) & (light < SHADE_MAX_LIGHT) & (contrast >= SHADE_MIN_CONTRAST)
+    if s.tile_blue_red is not None and typical.tile_blue_red is not None:
+        # Shade is lit by the sky: its colour stays, or turns bluer. Mud, rust or a leaf turns it redder.
+        shade &= s.tile_blue_red - typical.tile_blue_red > -SHADE_MAX_REDDER
+    return shade
 
 
 def _occluded(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | None) -> bool:
@@ -136,7 +162,8 @@ def _occluded(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | Non
         return False
     base = typical.tiles
     textured = base > 10.0
-    lost = textured & (s.tile_std < np.maximum(4.0, 0.25 * base))
+    shade = _shaded(s, typical)
+    lost = textured & (s.tile_std < np.maximum(4.0, 0.25 * base)) & ~shade
     kept = textured & (s.tile_std >= KEPT_TEXTURE * base)
     if float(lost.mean()) >= cfg.occluded_min_fraction:
         # The same scene (a new one is a scene cut, judged without a baseline) lost its texture over a third of
@@ -144,6 +171,9 @@ def _occluded(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | Non
         return True
     # Blobs smaller than a tile (mud, a leaf): a new textureless area where the camera usually sees texture.
     new_flat = s.flat_area - typical.flat_area
+    if s.tile_flat is not None and typical.tile_flat is not None and shade.any():
+        # a shadow halves the texture too: what went textureless in shaded tiles is not covered
+        new_flat -= float(np.sum((s.tile_flat - typical.tile_flat)[shade])) / shade.size
     return new_flat >= COVERED_MIN_AREA and (float(kept.mean()) >= OCCLUSION_KEPT_MIN or new_flat >= CUT_MAX_NEW_FLAT)
 
 

@@ -54,6 +54,7 @@ class CameraSignals:
     flat_rows: float = 0.0  # share of rows of one flat mid-grey value (decoder fill after lost packets)
     flat_area: float = 0.0  # share of pixels without local texture (5x5 std < 2): sky, fog, or something on a lens
     tile_blue_red: np.ndarray | None = None  # TILE_GRID x TILE_GRID log(blue / red): where the view is blue or red
+    tile_flat: np.ndarray | None = None  # TILE_GRID x TILE_GRID share of pixels without local texture
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -144,15 +145,19 @@ def _blockiness(grey: np.ndarray) -> float:
         for period in (2, 4, 8):
             n = len(d) // period * period
             if n >= 4 * period:
-                phases = d[:n].reshape(-1, period).mean(axis=0)
+                phases = np.median(d[:n].reshape(-1, period), axis=0)  # median: one straight edge is no grid
                 best = max(best, float(phases.max() / max(float(phases.mean()), 1e-3)))
     return best
 
 
-def _flat_area(grey: np.ndarray) -> float:
+def _flat_area(grey: np.ndarray) -> tuple[float, np.ndarray]:
+    """Share of pixels without local texture (5x5 std < 2), overall and per tile."""
     mean = cv2.boxFilter(grey, cv2.CV_32F, (5, 5))
-    var = cv2.sqrBoxFilter(grey, cv2.CV_32F, (5, 5)) - mean * mean
-    return float(np.count_nonzero(var < 4.0)) / var.size
+    flat = (cv2.sqrBoxFilter(grey, cv2.CV_32F, (5, 5)) - mean * mean < 4.0).astype(np.float32)
+    h, w = flat.shape
+    th, tw = max(1, h // TILE_GRID), max(1, w // TILE_GRID)
+    tiles = cv2.resize(flat[: th * TILE_GRID, : tw * TILE_GRID], (TILE_GRID, TILE_GRID), interpolation=cv2.INTER_AREA)
+    return float(flat.mean()), tiles
 
 
 def flat_rows(grey: np.ndarray) -> np.ndarray:
@@ -202,6 +207,7 @@ def measure(grey: np.ndarray, seam_grey: np.ndarray | None = None, image: np.nda
     vseam_share, vseam_mixed, _ = seam(np.ascontiguousarray(sg.T))
     saturation, channels, tile_blue_red = _colour(image)
     corners = tile_mean[[0, 0, -1, -1], [0, -1, 0, -1]]
+    flat_area, tile_flat = _flat_area(grey)
     # Mean, std and clipped shares from one 256-bin histogram (exact for uint8; numpy's passes cost 5x more).
     hist = cv2.calcHist([grey], [0], None, [256], [0, 256]).ravel().astype(np.float64)
     count = max(1.0, float(hist.sum()))
@@ -231,6 +237,7 @@ def measure(grey: np.ndarray, seam_grey: np.ndarray | None = None, image: np.nda
         tile_sharp=tile_sharp,
         blockiness=_blockiness(grey),
         flat_rows=float(flat_rows(grey).mean()),
-        flat_area=_flat_area(grey),
+        flat_area=flat_area,
+        tile_flat=tile_flat,
         tile_blue_red=tile_blue_red,
     )
