@@ -173,7 +173,7 @@ def _occluded(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | Non
     new_flat = s.flat_area - typical.flat_area
     if s.tile_flat is not None and typical.tile_flat is not None and shade.any():
         # a shadow halves the texture too: what went textureless in shaded tiles is not covered
-        new_flat -= float(np.sum((s.tile_flat - typical.tile_flat)[shade])) / shade.size
+        new_flat -= float(np.sum(np.maximum(s.tile_flat - typical.tile_flat, 0.0)[shade])) / shade.size
     return new_flat >= COVERED_MIN_AREA and (float(kept.mean()) >= OCCLUSION_KEPT_MIN or new_flat >= CUT_MAX_NEW_FLAT)
 
 
