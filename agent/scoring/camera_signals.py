@@ -132,6 +132,15 @@ def seam(grey: np.ndarray) -> tuple[float, float, bool]:
     return float(share[i]), mixed, bool(flat)
 
 
+def _median_rows(a: np.ndarray) -> np.ndarray:
+    """np.median(a, axis=0), the same values, at half its cost for the few short rows of a frame's grid."""
+    k = a.shape[0]
+    if k % 2:
+        return np.partition(a, k // 2, axis=0)[k // 2]
+    part = np.partition(a, (k // 2 - 1, k // 2), axis=0)
+    return (part[k // 2 - 1] + part[k // 2]) / 2.0
+
+
 def _blockiness(grey: np.ndarray) -> float:
     """How strongly the gradients follow a 2/4/8-pixel grid (the block grid of a JPEG or H.264 frame at the
     reduced decode's scale, or pixelation): the gradient at the grid's columns over the mean gradient."""
@@ -145,7 +154,7 @@ def _blockiness(grey: np.ndarray) -> float:
         for period in (2, 4, 8):
             n = len(d) // period * period
             if n >= 4 * period:
-                phases = np.median(d[:n].reshape(-1, period), axis=0)  # median: one straight edge is no grid
+                phases = _median_rows(d[:n].reshape(-1, period))  # median: one straight edge is no grid
                 best = max(best, float(phases.max() / max(float(phases.mean()), 1e-3)))
     return best
 
