@@ -77,7 +77,8 @@ def _dense(kind: str) -> Callable[[], list]:
             return [(f.name, _fit(_tiff_8bit(f, True))) for f in sorted(folder.glob("raw12*.tiff"))]
         if kind == "gated":
             return [(f.name, _fit(_tiff_8bit(f, False))) for f in sorted(folder.glob("gated*.tiff"))]
-        return [(f.name, _fit(cv2.imread(str(f)))) for f in sorted(folder.glob(f"{kind}_*.jpg"))]
+        files = [f for f in sorted(folder.glob(f"{kind}_*.jpg")) if kind != "rgb" or "_lut_" not in f.name]
+        return [(f.name, _fit(cv2.imread(str(f)))) for f in files]  # rgb: not rgb_lut_* (dense_snow_lut_se)
 
     return load
 
@@ -196,6 +197,20 @@ def camera_sources() -> list[Source]:
         Source("kitti_synthetic_night", "camera", "night",
                _synthetic(_images(f"{KITTI}/image_02/data", "*.png"), "night")),
     ]
+
+
+# Camera sources in folds for leave-sources-out training (scripts/train_camera_loso.py): recordings that share a
+# vehicle, a drive or frames stay in one fold (KITTI's synthetic fog and night are KITTI frames; the BDD folder is
+# the BDD stills; nuScenes day and night share the car), so a fold's model has never seen anything of them.
+CAMERA_FOLDS = {
+    "kitti": ("kitti_day", "kitti_grey_day", "kitti_object_day", "kitti_synthetic_fog", "kitti_synthetic_night"),
+    "bdd_camvid": ("bdd_day", "bdd_night", "bdd_snow", "bdd_folder_one_stream", "camvid_dusk_uk"),
+    "nuscenes_highway_rain": ("nuscenes_day_6cams", "night_nuscenes_sg", "highway_video_1", "highway_video_2",
+                              "nturain_rain_sg"),
+    "dense_winter": ("dense_snow_lut_se", "dense_overcast_de", "dense_raw_bayer_se", "dense_gated_nir",
+                     "evocargo_winter_ru"),
+    "michigan_oxford_fisheye": ("sid_snow_dusk_us", "sid_rain_day_us", "night_robotcar_uk", "fisheye_woodscape"),
+}
 
 
 def camera_genuine_faults() -> list[Source]:

@@ -15,6 +15,7 @@ For each scorer and source (a fresh scorer per source: nothing it learnt on anot
 
 from __future__ import annotations
 
+import json
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -36,11 +37,30 @@ KINDS = ("heuristic", "proxy", "hybrid")
 BUDGET = 0.10
 
 
+# Leave-sources-out models (scripts/train_camera_loso.py), set by evaluate(camera_folds=...): camera source name ->
+# the model of the fold that held it out; "" -> the model for sources in no fold (the genuine faults).
+FOLD_MODELS: dict[str, Path] = {}
+
+
 def make(kind: str, source: Source) -> object:
     scoring: dict = {"kind": kind}
     if source.sensor_model and "sensors" in AgentConfig.model_fields["scoring"].annotation.model_fields:
         scoring["sensors"] = {"*": {"model": source.sensor_model}}
-    return make_scorer(AgentConfig.model_validate({"scoring": scoring}))
+    config: dict = {"scoring": scoring}
+    if FOLD_MODELS and source.modality == "camera":
+        path = FOLD_MODELS.get(source.name, FOLD_MODELS[""])
+        config["model"] = {"camera": {"path": str(path), "version": "camera-proxy-3", "input_size": [72, 128]}}
+    return make_scorer(AgentConfig.model_validate(config))
+
+
+def use_camera_folds(folder: Path) -> None:
+    """Score each camera source with the model trained without its fold (folds.json in `folder`)."""
+    report = json.loads((folder / "folds.json").read_text())
+    FOLD_MODELS.clear()
+    FOLD_MODELS[""] = folder / report["final"]["int8"]
+    for fold, names in report["sources"].items():
+        for name in names:
+            FOLD_MODELS[name] = folder / report["folds"][fold]["int8"]
 
 
 def camera_frame(image: np.ndarray, sensor: str, seq: int, quality: int = 92) -> Frame:

@@ -3,6 +3,7 @@
     python scripts/evaluate_field.py > models/evaluate_field.json
     python scripts/evaluate_field.py --kinds heuristic --no-faults   # quick: valid frames only
     python scripts/evaluate_field.py --table models/evaluate_field.json  # the README tables from a saved run
+    python scripts/evaluate_field.py --camera-folds DIR --kinds proxy hybrid  # leave-sources-out camera models
 
 See scripts/_field_eval.py for the protocol (held out by source, faults on real frames, genuine faults, rare data).
 Needs ../shared/data and imagecorruptions (the train extra).
@@ -14,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from _field_eval import KINDS, evaluate
+from _field_eval import KINDS, evaluate, use_camera_folds
 from _field_table import tables
 
 
@@ -23,12 +24,18 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
     parser.add_argument("--no-faults", action="store_true", help="valid frames and genuine faults only")
     parser.add_argument("--max-items", type=int, default=40, help="frames per source that get each fault")
+    parser.add_argument("--modalities", nargs="+", default=["camera", "lidar"], choices=("camera", "lidar"))
+    parser.add_argument("--camera-folds", type=Path, help="a folder from scripts/train_camera_loso.py: each camera "
+                        "source is scored with the model trained without its fold (proxy and hybrid)")
     parser.add_argument("--table", type=Path, help="print markdown tables from a saved JSON instead")
     args = parser.parse_args()
     if args.table:
         print(tables(json.loads(args.table.read_text())))
         return
-    print(json.dumps(evaluate(tuple(args.kinds), with_faults=not args.no_faults, max_items=args.max_items),
+    if args.camera_folds:
+        use_camera_folds(args.camera_folds)
+    print(json.dumps(evaluate(tuple(args.kinds), with_faults=not args.no_faults, max_items=args.max_items,
+                              modalities=tuple(args.modalities)),
                      indent=1))
 
 

@@ -70,6 +70,19 @@ def test_a_sudden_fall_to_dark_with_the_same_scene_is_an_exposure_fault() -> Non
     assert verdict.label is Label.HARMFUL and "underexposed" in verdict.reasons
 
 
+def test_a_gain_runaway_on_a_night_stream_is_overexposure_though_it_clips_less_than_the_absolute_limit() -> None:
+    rng = np.random.default_rng(2)
+    scorer = HeuristicScorer(ScoringConfig())
+    night = [_night(im, rng) for im in _images(5)]
+    for i, image in enumerate(night[:4]):
+        assert _judge(scorer, _jpeg(image, seq=i)).label is not Label.HARMFUL
+    runaway = np.clip(night[4].astype(np.float32) * 4.0 + 20, 0, 255).astype(np.uint8)
+    white = float((cv2.cvtColor(runaway, cv2.COLOR_BGR2GRAY) >= 250).mean())
+    assert white < ScoringConfig().camera.bright_clipped_max_fraction
+    verdict = _judge(scorer, _jpeg(runaway, seq=4))
+    assert verdict.label is Label.HARMFUL and "overexposed" in verdict.reasons, verdict.reasons
+
+
 def test_the_first_frames_of_a_stream_in_unfamiliar_conditions_are_not_harmful() -> None:
     rng = np.random.default_rng(1)
     images = _images(3)

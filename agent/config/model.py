@@ -73,6 +73,11 @@ class CameraScoring(StrictModel):
         0.3, ge=0.0, le=1.0, description="Mean luma below this fraction of the camera's recent median, with the "
         "same scene in view, is under-exposure (an exposure or gain fault: night does not fall in one frame)."
     )
+    exposure_rise_ratio: float = Field(
+        2.0, ge=1.0, le=100.0, description="Mean luma at or above this multiple of the camera's recent median, "
+        "with the same scene in view and a tenth of the picture burnt white, is over-exposure (a gain or exposure "
+        "runaway: a dark scene does not double its light in one frame)."
+    )
     blind_max_std: float = Field(
         4.0, ge=0.0, le=128.0, description="Luma standard deviation over 4x4 blocks (sensor noise averaged away) at "
         "or below which the camera sees no structure at all: harmful when the vehicle's LiDAR sees a scene at the "

@@ -21,6 +21,7 @@ ABSOLUTE_FLAT_FRACTION = 0.85  # with no baseline yet, only an all but dead imag
 # camera or an unlit road leaves 60% of the tiles dark and flat, and is valid)
 KEPT_TEXTURE = 0.6  # a tile that keeps this share of its usual texture still shows the scene
 OCCLUSION_KEPT_MIN = 0.15  # occlusion covers part of the view: a loss everywhere at once is light or a new scene
+RISE_MIN_CLIPPED = 0.1  # share of white pixels an exposure runaway leaves (a sky or lamps alone: a few %)
 COVERED_MIN_AREA = 0.08  # share of the picture newly without texture: something opaque on the lens
 CUT_MAX_NEW_FLAT = 0.3  # a view this much more textureless than before is covered, not a new scene
 SOIL_LOST = 0.2  # a tile whose sharpness fell below this share of its usual is behind a drop or smear
@@ -261,7 +262,11 @@ def faults(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | None =
     fell = typical is not None and typical.mean > 20.0 and s.mean < cfg.exposure_fall_ratio * typical.mean
     if s.mean <= cfg.dark_max_mean or s.clipped_dark >= cfg.dark_clipped_max_fraction or fell:
         found.append("underexposed")
-    if s.mean >= cfg.bright_min_mean or s.clipped_bright >= cfg.bright_clipped_max_fraction:
+    # Exposure runaway: a night or dusk view whose gain jumps clips far less than the absolute limit, but no
+    # scene doubles its brightness between two frames with the same view and burns a tenth of it white.
+    rose = (typical is not None and s.mean >= cfg.exposure_rise_ratio * max(typical.mean, 8.0)
+            and s.clipped_bright >= RISE_MIN_CLIPPED)
+    if s.mean >= cfg.bright_min_mean or s.clipped_bright >= cfg.bright_clipped_max_fraction or rose:
         found.append("overexposed")
     if s.std <= cfg.uniform_max_std:
         found.append("uniform")
