@@ -37,9 +37,11 @@ KINDS = ("heuristic", "proxy", "hybrid")
 BUDGET = 0.10
 
 
-# Leave-sources-out models (scripts/train_camera_loso.py), set by evaluate(camera_folds=...): camera source name ->
-# the model of the fold that held it out; "" -> the model for sources in no fold (the genuine faults).
-FOLD_MODELS: dict[str, Path] = {}
+# Leave-sources-out models (scripts/train_camera_loso.py, train_lidar_loso.py), set by use_folds(): per modality,
+# source name -> the model of the fold that held it out; "" -> the model for sources in no fold (genuine faults).
+FOLD_MODELS: dict[str, dict[str, Path]] = {}
+FOLD_SPECS = {"camera": {"version": "camera-proxy-3", "input_size": [72, 128]},
+              "lidar": {"version": "lidar-proxy-3", "input_size": [64, 64], "trusted_sensor_models": []}}
 
 
 def make(kind: str, source: Source) -> object:
@@ -47,20 +49,20 @@ def make(kind: str, source: Source) -> object:
     if source.sensor_model and "sensors" in AgentConfig.model_fields["scoring"].annotation.model_fields:
         scoring["sensors"] = {"*": {"model": source.sensor_model}}
     config: dict = {"scoring": scoring}
-    if FOLD_MODELS and source.modality == "camera":
-        path = FOLD_MODELS.get(source.name, FOLD_MODELS[""])
-        config["model"] = {"camera": {"path": str(path), "version": "camera-proxy-3", "input_size": [72, 128]}}
+    folds = FOLD_MODELS.get(source.modality)
+    if folds:
+        path = folds.get(source.name, folds[""])
+        config["model"] = {source.modality: {"path": str(path), **FOLD_SPECS[source.modality]}}
     return make_scorer(AgentConfig.model_validate(config))
 
 
-def use_camera_folds(folder: Path) -> None:
-    """Score each camera source with the model trained without its fold (folds.json in `folder`)."""
+def use_folds(folder: Path, modality: str) -> None:
+    """Score each `modality` source with the model trained without its fold (folds.json in `folder`)."""
     report = json.loads((folder / "folds.json").read_text())
-    FOLD_MODELS.clear()
-    FOLD_MODELS[""] = folder / report["final"]["int8"]
+    models = {"": folder / report["final"]["int8"]}
     for fold, names in report["sources"].items():
-        for name in names:
-            FOLD_MODELS[name] = folder / report["folds"][fold]["int8"]
+        models.update({name: folder / report["folds"][fold]["int8"] for name in names})
+    FOLD_MODELS[modality] = models
 
 
 def camera_frame(image: np.ndarray, sensor: str, seq: int, quality: int = 92) -> Frame:

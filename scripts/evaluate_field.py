@@ -3,7 +3,7 @@
     python scripts/evaluate_field.py > models/evaluate_field.json
     python scripts/evaluate_field.py --kinds heuristic --no-faults   # quick: valid frames only
     python scripts/evaluate_field.py --table models/evaluate_field.json  # the README tables from a saved run
-    python scripts/evaluate_field.py --camera-folds DIR --kinds proxy hybrid  # leave-sources-out camera models
+    python scripts/evaluate_field.py --camera-folds DIR --lidar-folds DIR2 --kinds proxy hybrid  # LOSO models
 
 See scripts/_field_eval.py for the protocol (held out by source, faults on real frames, genuine faults, rare data).
 Needs ../shared/data and imagecorruptions (the train extra).
@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from _field_eval import KINDS, evaluate, use_camera_folds
+from _field_eval import KINDS, evaluate, use_folds
 from _field_table import tables
 
 
@@ -27,13 +27,15 @@ def main() -> None:
     parser.add_argument("--modalities", nargs="+", default=["camera", "lidar"], choices=("camera", "lidar"))
     parser.add_argument("--camera-folds", type=Path, help="a folder from scripts/train_camera_loso.py: each camera "
                         "source is scored with the model trained without its fold (proxy and hybrid)")
+    parser.add_argument("--lidar-folds", type=Path, help="the same from scripts/train_lidar_loso.py")
     parser.add_argument("--table", type=Path, help="print markdown tables from a saved JSON instead")
     args = parser.parse_args()
     if args.table:
         print(tables(json.loads(args.table.read_text())))
         return
-    if args.camera_folds:
-        use_camera_folds(args.camera_folds)
+    for modality, folder in (("camera", args.camera_folds), ("lidar", args.lidar_folds)):
+        if folder:
+            use_folds(folder, modality)
     print(json.dumps(evaluate(tuple(args.kinds), with_faults=not args.no_faults, max_items=args.max_items,
                               modalities=tuple(args.modalities)),
                      indent=1))

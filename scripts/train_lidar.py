@@ -55,9 +55,10 @@ class BevNet(nn.Module):
         return nn.functional.normalize(self.embed(h), dim=1), self.fault(h).softmax(1)
 
 
-def build(scans: list[np.ndarray], oks: int, per_fault: int, seed: int) -> dict[str, np.ndarray]:
+def build(scans: list[np.ndarray], oks: int, per_fault: int, seed: int, bev=None) -> dict[str, np.ndarray]:
+    """`bev`: the view builder (default: the fixed HDL-64E view of versions 1 and 2)."""
     rng = np.random.default_rng(seed)
-    bev = BevBuilder(GRID)
+    bev = bev or BevBuilder(GRID)
     views, pairs, labels = [], [], []
     for scan in scans:
         for _ in range(oks):

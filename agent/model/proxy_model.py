@@ -17,6 +17,7 @@ from agent.errors import ConfigError
 from agent.model.calibration import DistanceCalibration
 from agent.model.preprocess import BevBuilder, ScanStats, normalise
 from agent.model.runtime import ModelRuntime
+from agent.model.scaled_bev import INPUT_KIND, ScaledBevBuilder
 from agent.model.signals import binary_uncertainty, entropy_margin, softmax
 
 
@@ -89,7 +90,11 @@ class CameraModel(ProxyModel):
 class LidarModel(ProxyModel):
     def __init__(self, spec: ProxyModelSpec, cfg: ModelConfig, sectors: int = 36) -> None:
         super().__init__(spec, cfg, "lidar")
-        self._bev = BevBuilder(spec.input_size[0], sectors)
+        kind = self.meta.extra.get("lidar_input", "bev")
+        if kind not in ("bev", INPUT_KIND):
+            raise ConfigError(f"{spec.path}: unknown edgesift.lidar_input {kind!r} (bev or {INPUT_KIND})")
+        # A model of the scan in its own units (lidar-proxy-3) or the fixed HDL-64E view (versions 1 and 2).
+        self._bev = (ScaledBevBuilder if kind == INPUT_KIND else BevBuilder)(spec.input_size[0], sectors)
 
     def bev(self, points: np.ndarray) -> tuple[np.ndarray, ScanStats]:
         started = time.perf_counter()
