@@ -31,6 +31,7 @@ from agent.config.model import AgentConfig
 from agent.frame import Encoding, Frame, Modality
 from agent.scoring.base import Label, Verdict
 from agent.scoring.factory import make_scorer
+from agent.scoring.trust import head_trusted
 from agent.sources.images import numbered_sequence
 
 KINDS = ("heuristic", "proxy", "hybrid")
@@ -80,6 +81,23 @@ def frame_of(source: Source, item: np.ndarray, sensor: str, seq: int) -> Frame:
     return camera_frame(item, sensor, seq) if source.modality == "camera" else lidar_frame(item, sensor, seq)
 
 
+# With a list here (evaluate_field.py --sweep), every hybrid verdict is recorded as (modality, source, "valid" or
+# fault kind, the checks found a fault, fault head probability, ood): enough to recompute the verdict at another
+# model_fault_min_prob or ood_trust_ratio (scripts/_field_sweep.py).
+RECORDS: list[tuple] | None = None
+
+
+def record(kind: str, source: Source, group: str, verdict: Verdict, scorer) -> None:
+    if RECORDS is None or kind != "hybrid":
+        return
+    checks = verdict.label is Label.HARMFUL and not all(r.startswith("fault_") for r in verdict.reasons)
+    p, ood = verdict.signals.get("p_harmful"), verdict.signals.get("ood")
+    spec = (scorer.camera if source.modality == "camera" else scorer.lidar).spec
+    if not head_trusted(spec, source.sensor_model):
+        p = None  # a model that never learnt this sensor has no say at any setting
+    RECORDS.append((source.modality, source.name, group, checks, p, ood))
+
+
 def judge(scorer, frame: Frame) -> Verdict:
     verdict = scorer.score(frame)
     if verdict.label is not Label.HARMFUL:
@@ -103,6 +121,7 @@ def valid(kind: str, source: Source, items: list) -> tuple[dict, list[tuple[floa
             if stills:
                 frame.meta["still"] = "1"
             verdict = judge(scorer, frame)
+            record(kind, source, "valid", verdict, scorer)
             if verdict.label is Label.HARMFUL:
                 harmful += 1
                 reasons.update(verdict.reasons)
@@ -130,7 +149,9 @@ def faults(kind: str, source: Source, items: list, seed: int, names: tuple[str, 
                 bad = apply(item, fault, rng, items[(i + len(items) // 2) % len(items)][1])
             else:
                 bad = apply(item, fault, rng)
-            hits.append(judge(scorer, frame_of(source, bad, sensor, 2 * i + 1)).label is Label.HARMFUL)
+            verdict = judge(scorer, frame_of(source, bad, sensor, 2 * i + 1))
+            record(kind, source, fault, verdict, scorer)
+            hits.append(verdict.label is Label.HARMFUL)
         out[fault] = round(float(np.mean(hits)), 4)
     return out
 

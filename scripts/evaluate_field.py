@@ -15,7 +15,10 @@ import argparse
 import json
 from pathlib import Path
 
+import _field_eval
+from _field_data import camera_sources, lidar_sources
 from _field_eval import KINDS, evaluate, use_folds
+from _field_sweep import choose
 from _field_table import tables
 
 
@@ -28,6 +31,8 @@ def main() -> None:
     parser.add_argument("--camera-folds", type=Path, help="a folder from scripts/train_camera_loso.py: each camera "
                         "source is scored with the model trained without its fold (proxy and hybrid)")
     parser.add_argument("--lidar-folds", type=Path, help="the same from scripts/train_lidar_loso.py")
+    parser.add_argument("--sweep", action="store_true", help="also choose the hybrid scorer's model_fault_min_prob "
+                        "and ood_trust_ratio leave-one-source-out (scripts/_field_sweep.py); needs hybrid in --kinds")
     parser.add_argument("--table", type=Path, help="print markdown tables from a saved JSON instead")
     args = parser.parse_args()
     if args.table:
@@ -36,9 +41,15 @@ def main() -> None:
     for modality, folder in (("camera", args.camera_folds), ("lidar", args.lidar_folds)):
         if folder:
             use_folds(folder, modality)
-    print(json.dumps(evaluate(tuple(args.kinds), with_faults=not args.no_faults, max_items=args.max_items,
-                              modalities=tuple(args.modalities)),
-                     indent=1))
+    if args.sweep:
+        _field_eval.RECORDS = []
+    result = evaluate(tuple(args.kinds), with_faults=not args.no_faults, max_items=args.max_items,
+                      modalities=tuple(args.modalities))
+    if args.sweep:
+        for modality, sources in (("camera", camera_sources()), ("lidar", lidar_sources())):
+            if modality in args.modalities:
+                result[modality]["hybrid_operating_point_loso"] = choose(_field_eval.RECORDS, sources, modality)
+    print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
