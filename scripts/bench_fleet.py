@@ -1,16 +1,26 @@
 #!/usr/bin/env python3
 """Corpus replay throughput: 1 and 2 local workers and a local 2-node Ray cluster (1 CPU per node), in one run.
 
-Prints one JSON object. The corpus is real drives (the sample drive and, when ../shared/data is beside the
-checkout, the shared KITTI drive, a dusk image sequence and a highway video), each listed twice under two ids,
-each capped at --max-frames frames. Every run is the same code as `edgesift replay --manifest` (outputs, summary,
-report) into a temporary folder, timed from start to the last drive written (pool or Ray workers start inside it).
+Prints one JSON object. Two corpora of real drives (the sample drive and, when ../shared/data is beside the
+checkout, recordings from it), each drive listed twice under two ids:
+  --corpus short  (the default) the sample drive, the shared KITTI drive, a dusk image sequence and a highway video,
+                  each capped at --max-frames frames (40 by default): 8 drives, 320 frames; a job's fixed start-up
+                  is a large part of its time
+  --corpus long   every recorded sequence of 30 frames or more, whole (sample drive, KITTI, dusk, rain, highway and
+                  vehicle-detection videos, a Velodyne VLP-16 capture): 14 drives, about 1,200 frames
+Every run is the same code as `edgesift replay --manifest` (outputs, summary, report) into a temporary folder,
+timed from start to the last drive written: the pool's workers and the Ray job's driver connection and worker
+processes start inside that time (the Ray cluster itself is started before, as a standing cluster would be).
+
+The machine is shared, so beside wall time each run states CPU time: of the whole process tree (driver, pool
+workers or Ray's processes: GCS, raylets, workers), of the drives themselves (inside the tasks) and the
+difference, what the executor costs (start-up, results, scheduling). The load average before and after is part
+of the output.
 
 From the one-worker run it fits the seconds a camera frame and a LiDAR scan cost (least squares over the drives:
 seconds = a * camera frames + b * scans + c per drive; CPU time of the process, and wall time) and extrapolates
 to a vehicle of 8 cameras at 30 fps and 2 LiDARs at 10 Hz: drive-hours replayed per core-hour, and the cores
-needed to replay 1,000 such drive-hours in 8 hours. The machine is shared: the load average before and after
-is part of the output.
+needed to replay 1,000 such drive-hours in 8 hours.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import argparse
 import json
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -35,27 +46,89 @@ SHARED = REPO.parent / "shared" / "data"
 VEHICLE = {"cameras": 8, "camera_fps": 30.0, "lidars": 2, "lidar_hz": 10.0}
 
 
-def corpus() -> list[Drive]:
-    found = {"sample": REPO / "data" / "sample_drive.mcap",
-             "kitti": SHARED / "kitti" / "2011_09_26" / "udacity_sfnd_sync",
-             "dusk": SHARED / "camera" / "dusk_uk_camvid_0001TP",
-             "highway": SHARED / "video" / "udacity_lanelines_solidWhiteRight.mp4"}
+SHORT = {"sample": REPO / "data" / "sample_drive.mcap",
+         "kitti": SHARED / "kitti" / "2011_09_26" / "udacity_sfnd_sync",
+         "dusk": SHARED / "camera" / "dusk_uk_camvid_0001TP",
+         "highway": SHARED / "video" / "udacity_lanelines_solidWhiteRight.mp4"}
+# Every recording in ../shared/data that is a sequence of 30 frames or more (SOURCES.md), replayed whole.
+LONG = {**SHORT,
+        "rain": SHARED / "camera" / "rain_singapore_nturain_rb2",
+        "vehicles": SHARED / "video" / "udacity_vehicle_detection_test_video.mp4",
+        "vlp16": SHARED / "pcap" / "velodyne_vlp16_test_50frames.pcap"}
+
+
+def corpus(kind: str = "short") -> list[Drive]:
+    found = LONG if kind == "long" else SHORT
     return [Drive(id=f"{name}-{k}", vehicle=name, inputs=(str(path),))
             for name, path in found.items() if path.exists() for k in (1, 2)]
 
 
+class TreeCpu:
+    """CPU seconds of this process and every process below it (pool workers, Ray's GCS, raylets and workers),
+    sampled every `interval` s while a run goes: a process's last sample stands for it once it has exited (the
+    parent reaping it is not reliable: Ray's raylet ignores SIGCHLD). Processes that were already running count
+    from their CPU time at the start. Without psutil, `cpu_s` is None."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.interval, self.cpu_s = interval, None
+        self._seen: dict[int, tuple[Any, float, float]] = {}  # pid -> (process, CPU at the start, last CPU)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-cpu", daemon=True)
+
+    def _sample(self, first: bool = False) -> None:
+        import psutil
+
+        me = psutil.Process()
+        for proc in [me, *me.children(recursive=True)]:
+            try:
+                known = self._seen.get(proc.pid)
+                proc = known[0] if known else proc  # the same Process object: psutil checks the pid was not reused
+                t = proc.cpu_times()
+            except psutil.Error:
+                continue
+            cpu = t.user + t.system
+            self._seen[proc.pid] = (proc, known[1] if known else (cpu if first else 0.0), cpu)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> TreeCpu:
+        try:
+            import psutil  # noqa: F401
+        except ImportError:
+            return self
+        self._sample(first=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._thread.is_alive():
+            return
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        self.cpu_s = sum(last - start for _, start, last in self._seen.values())
+
+
 def timed(drives: list[Drive], config: AgentConfig, **how: Any) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp, TreeCpu() as cpu:
         started = time.perf_counter()
         run = run_corpus(drives, Path(tmp), config, progress=False, **how)
         wall = time.perf_counter() - started
     ok = [r for r in run.results if r["ok"]]
     frames = sum(int(r["frames_in"]) for r in ok)
     busy = sum(float(r["wall_s"]) for r in ok)  # seconds inside the drive tasks
-    return {"executor": run.executor, "slots": run.slots, "drives": len(ok), "failed": len(run.results) - len(ok),
-            "frames": frames, "wall_s": round(wall, 2), "frames_per_s": round(frames / wall, 2),
-            "overhead_core_s_per_drive": round((run.slots * wall - busy) / max(1, len(ok)), 3),
-            "digests": {r["id"]: r["decisions_sha256"] for r in ok}, "results": ok}
+    out = {"executor": run.executor, "slots": run.slots, "drives": len(ok), "failed": len(run.results) - len(ok),
+           "frames": frames, "wall_s": round(wall, 2), "frames_per_s": round(frames / wall, 2),
+           "overhead_core_s_per_drive": round((run.slots * wall - busy) / max(1, len(ok)), 3),
+           "digests": {r["id"]: r["decisions_sha256"] for r in ok}, "results": ok}
+    if cpu.cpu_s is not None:
+        drives_cpu = sum(float(r["cpu_s"]) for r in ok)
+        out.update(cpu_s=round(cpu.cpu_s, 2), drives_cpu_s=round(drives_cpu, 2),
+                   executor_cpu_s=round(cpu.cpu_s - drives_cpu, 2),
+                   frames_per_cpu_s=round(frames / max(1e-9, cpu.cpu_s), 2))
+    return out
 
 
 def frame_costs(results: list[dict[str, Any]], clock: str) -> dict[str, float]:
@@ -84,18 +157,23 @@ def extrapolate(costs: dict[str, float]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--max-frames", type=int, default=40, help="frames per drive (keeps the run short)")
+    parser.add_argument("--corpus", choices=("short", "long"), default="short",
+                        help="short: 4 recordings x 2, capped at --max-frames; long: 7 recordings x 2, whole")
+    parser.add_argument("--max-frames", type=int, default=None,
+                        help="frames per drive (default: 40 for the short corpus, all for the long one)")
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray cluster")
     parser.add_argument("--ray-worker-niceness", type=int, default=0,
                         help="the cluster's worker_niceness: 0 (the default here) runs Ray's workers at the pool's "
                              "priority; Ray's own default, 15, lets any other process take their cores first")
     args = parser.parse_args()
-    config = AgentConfig(inputs=InputsConfig(max_frames=args.max_frames))
-    drives = corpus()
+    max_frames = args.max_frames if args.max_frames is not None else (40 if args.corpus == "short" else 0)
+    config = AgentConfig(inputs=InputsConfig(max_frames=max_frames))
+    drives = corpus(args.corpus)
     load_before = os.getloadavg()
     one = timed(drives, config, workers=1)
     two = timed(drives, config, workers=2)
-    out: dict[str, Any] = {"drives": len(drives), "max_frames_per_drive": args.max_frames, "cpus": os.cpu_count(),
+    out: dict[str, Any] = {"corpus": args.corpus, "drives": len(drives), "max_frames_per_drive": max_frames or None,
+                           "cpus": os.cpu_count(),
                            "load_avg_before": [round(x, 2) for x in load_before]}
     runs = {"1_worker": one, "2_workers": two}
     if not args.no_ray:
@@ -112,6 +190,9 @@ def main() -> None:
         ray = runs["ray_2_nodes"]
         out["ray_vs_local_2"] = round(ray["frames_per_s"] / two["frames_per_s"], 3)
         out["ray_overhead_s_per_drive"] = round((ray["wall_s"] - two["wall_s"]) / len(drives) * 2, 3)
+        if "cpu_s" in ray and "cpu_s" in two:  # CPU time does not depend on what else the shared machine runs
+            out["ray_vs_local_2_frames_per_cpu_s"] = round(ray["frames_per_cpu_s"] / two["frames_per_cpu_s"], 3)
+            out["ray_extra_executor_cpu_s"] = round(ray["executor_cpu_s"] - two["executor_cpu_s"], 2)
     out["one_drive_assess_ahead"] = assess_ahead(drives[-1], config)
     out["frame_costs_1_worker_wall"] = wall_costs
     out["frame_costs_1_worker_cpu"] = cpu_costs
@@ -119,7 +200,8 @@ def main() -> None:
     out["fleet_extrapolation"] = extrapolate(cpu_costs)
     out["fleet_extrapolation_from_wall_time"] = extrapolate(wall_costs)
     out["note"] = ("measured on a shared machine (other jobs were running, see load_avg); a pool or Ray worker's "
-                   "start-up is inside the wall time")
+                   "start-up is inside the wall time and the CPU time; the Ray cluster's own start is not "
+                   "(cluster_start_s)")
     print(json.dumps(out, indent=1))
 
 

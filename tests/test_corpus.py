@@ -275,3 +275,36 @@ def test_returned_files_are_written_back_byte_for_byte(tmp_path: Path) -> None:
     _install(drives, {"id": "d1", "ok": True, "files": files}, "key")
     assert {str(p.relative_to(drives / "d1")): p.read_bytes() for p in (drives / "d1").rglob("*")
             if p.is_file() and p.name != "drive.json"} == contents
+
+
+def test_a_task_that_returns_its_files_replays_in_memory_when_there_is_room(tmp_path: Path, monkeypatch) -> None:
+    """A Ray task's own copy of the outputs is scratch: in /dev/shm where it has ample room (no fsync stalls), on
+    disk otherwise; either way the returned files and decisions are those of a replay into the drive's folder."""
+    from agent.corpus import job as job_module
+    from agent.corpus.job import DriveJob, run_drive, scratch_dir
+    from agent.corpus.runner import drive_config
+
+    if not os.access("/dev/shm", os.W_OK):
+        pytest.skip("no writable /dev/shm on this machine: tasks replay into the default temporary folder")
+    config = drive_config(corpus_config(tmp_path / "agent.yaml"))
+    drive = Drive(id="sample", vehicle="v", inputs=(str(SAMPLE_DRIVE),))
+    returning = DriveJob(drive, config)
+    assert scratch_dir(returning) == "/dev/shm"
+    made: list[str | None] = []  # the parent folder of each scratch copy (TemporaryDirectory -> mkdtemp)
+    real_mkdtemp = job_module.tempfile.mkdtemp
+
+    def mkdtemp(suffix: str | None = None, prefix: str | None = None, dir: str | None = None) -> str:
+        made.append(dir)
+        return real_mkdtemp(suffix, prefix, dir)
+
+    monkeypatch.setattr(job_module.tempfile, "mkdtemp", mkdtemp)
+    in_memory = run_drive(returning)
+    monkeypatch.setattr(job_module, "SCRATCH_MIN_FREE", 1 << 62)  # no room: the default temporary folder
+    assert scratch_dir(returning) is None
+    on_disk = run_drive(returning)
+    assert made == ["/dev/shm", None]
+    direct = run_drive(DriveJob(drive, config, dest=str(tmp_path / "direct")))
+    assert in_memory["ok"] and on_disk["ok"] and direct["ok"]
+    assert in_memory["decisions_sha256"] == on_disk["decisions_sha256"] == direct["decisions_sha256"]
+    assert set(in_memory["files"]) == set(on_disk["files"]) == {
+        str(p.relative_to(tmp_path / "direct")) for p in (tmp_path / "direct").rglob("*") if p.is_file()}

@@ -235,6 +235,20 @@ def test_velodyne_pcap_intensity_on_the_kitti_scale() -> None:
     assert max(tops) > 0.5  # scaled, not clipped: retro-reflectors still stand out
 
 
+def test_velodyne_libraries_load_only_for_a_velodyne_capture() -> None:
+    """dpkt and velodyne_decoder are imported on first use (about 70 ms of every worker's start otherwise)."""
+    import subprocess
+    import sys
+
+    from _sources_fixtures import PCAP_HDL32
+
+    probe = ("import sys, agent.sources, agent.replay.runner; from agent.sources.pcap import PACKET_BYTES; "
+             "before = {'dpkt', 'velodyne_decoder'} & set(sys.modules); "
+             "import velodyne_decoder; assert PACKET_BYTES == velodyne_decoder.PACKET_SIZE; print(sorted(before))")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout == "[]\n"
+    assert frames_of(PCAP_HDL32)  # and a capture still decodes
+
+
 def test_rosbag2_folder_with_mcap_storage(tmp_path: Path, sample_drive: Path) -> None:
     """A rosbag2 folder whose storage is MCAP (ros2 bag record -s mcap): metadata.yaml beside the .mcap."""
     bag = tmp_path / "drive"

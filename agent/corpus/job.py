@@ -8,10 +8,12 @@ the driver to write (Ray: a retried task then never leaves half a drive or a dri
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -30,6 +32,11 @@ log = logging.getLogger(__name__)
 REPLAY = "replay"
 SCORE = "score"  # tune: the drive's scores.cache
 STREAK_MIN = 5  # consecutive harmful frames of one sensor that the fleet summary lists as a harmful streak
+# Where a Ray task writes the drive's outputs before returning them (memory, when it has room); the task's folder
+# in it is made by mkdtemp (private, unique name).
+SCRATCH = "/dev/shm"  # noqa: S108
+SCRATCH_ROOM = 16  # /dev/shm is used when it has this many times the drive's input bytes free (and 1 GiB) ...
+SCRATCH_MIN_FREE = 1 << 30  # ... outputs (kept frames, their spool copies) stay well below that, even from video
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,28 @@ def _pack(root: Path) -> dict[str, np.ndarray]:
     return {str(p.relative_to(root)): np.fromfile(p, dtype=np.uint8) for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def input_bytes(paths: tuple[str, ...] | list[str]) -> int:
+    total = 0
+    for raw in paths:
+        path = Path(raw)
+        with contextlib.suppress(OSError):
+            files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+            total += sum(p.stat().st_size for p in files)
+    return total
+
+
+def scratch_dir(job: DriveJob) -> str | None:
+    """The folder a task that returns its files (Ray) replays into: memory (/dev/shm) when it has ample room, else
+    the default temporary folder. That copy is read back and deleted, so the fsyncs the spool makes there buy
+    nothing and only stall the worker; the driver makes the copy it installs durable (runner._install)."""
+    try:
+        free = shutil.disk_usage(SCRATCH).free
+    except OSError:
+        return None
+    room = max(SCRATCH_MIN_FREE, SCRATCH_ROOM * input_bytes(job.drive.inputs))
+    return SCRATCH if free >= room and os.access(SCRATCH, os.W_OK) else None
+
+
 def run_drive(job: DriveJob) -> dict[str, Any]:
     """Do one drive's work; never raises for a bad drive (the result says why it failed)."""
     started, cpu = time.perf_counter(), time.process_time()
@@ -134,7 +163,7 @@ def run_drive(job: DriveJob) -> dict[str, Any]:
             dest.mkdir(parents=True, exist_ok=True)
             result = work(job, config, dest)
         else:
-            with tempfile.TemporaryDirectory(prefix=f"edgesift-{job.drive.id}-") as tmp:
+            with tempfile.TemporaryDirectory(prefix=f"edgesift-{job.drive.id}-", dir=scratch_dir(job)) as tmp:
                 result = work(job, config, Path(tmp))
                 result["files"] = _pack(Path(tmp))
     except Exception as exc:  # a bad drive is reported, the corpus goes on (the traceback goes to the log)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import os
 import shutil
 import threading
 import time
@@ -27,6 +28,7 @@ from agent.config.model import AgentConfig
 from agent.corpus.executors import Executor, InlineExecutor, PoolExecutor, RayExecutor, default_workers
 from agent.corpus.job import REPLAY, DriveJob
 from agent.corpus.manifest import Drive
+from agent.spool.files import fsync_dir
 
 DRIVES = "drives"
 DRIVE_JSON = "drive.json"
@@ -85,16 +87,31 @@ def _install(drives_dir: Path, result: dict[str, Any], key: str | None) -> None:
     files = result.pop("files", None)
     if files is not None:
         shutil.rmtree(partial, ignore_errors=True)
-        for rel, data in files.items():
-            target = partial / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+        _write_durably(partial, files)
     if not result["ok"]:
         shutil.rmtree(partial, ignore_errors=True)
         return
     (partial / DRIVE_JSON).write_text(json.dumps({"key": key, "result": result}, indent=1) + "\n", encoding="utf-8")
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
+    if files is not None:
+        fsync_dir(drives_dir)
+
+
+def _write_durably(root: Path, files: dict[str, Any]) -> None:
+    """Write a Ray task's returned files under `root`, each fsynced, and their folders: the task replayed into a
+    scratch copy (in memory where it could), so this is the copy the spool's durability applies to."""
+    folders = {root}
+    for rel, data in files.items():
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        folders.update(p for p in target.parents if p.is_relative_to(root))
+        with target.open("wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        fsync_dir(folder)
 
 
 def make_executor(workers: int | None, ray: str | None, drives: int) -> Executor:

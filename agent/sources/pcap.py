@@ -10,25 +10,40 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-import dpkt
 import numpy as np
-import velodyne_decoder as vd
 
 from agent.errors import InputError
 from agent.frame import Frame, Item, Modality, Skip
 from agent.sources.base import NS_PER_S, Source, safe_name
 from agent.sources.pcap_salvage import PcapDamage, read_format, records
 
+if TYPE_CHECKING:
+    import velodyne_decoder as vd
+
 PCAP_MAGICS = frozenset({
     b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4",  # microsecond pcap, both byte orders
     b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",  # nanosecond pcap
 })
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
-PACKET_BYTES = vd.PACKET_SIZE  # 1206-byte UDP payload of a Velodyne data packet
+PACKET_BYTES = 1206  # UDP payload of a Velodyne data packet (velodyne_decoder.PACKET_SIZE)
 _PROBE_PACKETS = 2000  # how far into the file open() looks for a Velodyne data packet
 _DLT_LINUX_SLL = 113
+
+
+def _dpkt() -> Any:
+    # dpkt and velodyne_decoder load on first use: only a Velodyne capture needs them, and importing them costs
+    # every process that reads any input (each pool or Ray worker, each CLI run) about 70 ms.
+    import dpkt
+
+    return dpkt
+
+
+def _vd() -> Any:
+    import velodyne_decoder
+
+    return velodyne_decoder
 
 
 def velodyne_xyzi(points: np.ndarray) -> np.ndarray:
@@ -47,11 +62,13 @@ def is_pcap_magic(head: bytes) -> bool:
 def _reader(fh: BinaryIO) -> Any:
     head = fh.read(4)
     fh.seek(0)
+    dpkt = _dpkt()
     return dpkt.pcapng.Reader(fh) if head == PCAPNG_MAGIC else dpkt.pcap.Reader(fh)
 
 
 def _payload(frame: bytes, link_type: int) -> bytes | None:
     """The innermost payload (the UDP data) of a captured link-layer frame, None if it does not parse."""
+    dpkt = _dpkt()
     try:
         packet: Any = dpkt.sll.SLL(frame) if link_type == _DLT_LINUX_SLL else dpkt.ethernet.Ethernet(frame)
     except (dpkt.dpkt.UnpackError, dpkt.dpkt.NeedData):
@@ -70,7 +87,7 @@ def velodyne_packets(path: str) -> Iterator[tuple[float, bytes] | PcapDamage]:
     with open(path, "rb") as fh:
         if fh.read(4) == PCAPNG_MAGIC:
             fh.seek(0)
-            reader = dpkt.pcapng.Reader(fh)
+            reader = _dpkt().pcapng.Reader(fh)
             link_type, stream = reader.datalink(), iter(reader)
         else:
             size = fh.seek(0, 2)
@@ -113,7 +130,7 @@ class PcapSource(Source):
             probe = self._probe()
         except OSError as exc:
             raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        except (ValueError, dpkt.dpkt.Error) as exc:
+        except (ValueError, _dpkt().dpkt.Error) as exc:
             raise InputError(f"{path} is not a readable pcap file: {exc}") from exc
         if not probe:
             raise InputError(
@@ -134,6 +151,7 @@ class PcapSource(Source):
         return False
 
     def _config(self) -> vd.Config:
+        vd = _vd()
         config = vd.Config()
         if _is_hdl64e(self.path):
             # Only the HDL-64E needs a calibration, carried in its status bytes; the library reads classic pcap.
@@ -143,7 +161,7 @@ class PcapSource(Source):
     def __iter__(self) -> Iterator[Item]:
         seq, last_t = 0, 0
         try:
-            decoder = vd.StreamDecoder(self._config())
+            decoder = _vd().StreamDecoder(self._config())
         except (ValueError, RuntimeError) as exc:
             yield Skip(self.sensor, 0, 0, self.path, "decode_error", f"sensor model/calibration: {exc}")
             return
