@@ -60,7 +60,8 @@ def make(kind: str, source: Source) -> object:
 def use_folds(folder: Path, modality: str) -> None:
     """Score each `modality` source with the model trained without its fold (folds.json in `folder`)."""
     report = json.loads((folder / "folds.json").read_text())
-    models = {"": folder / report["final"]["int8"]}
+    final = report.get("final") or next(iter(report["folds"].values()))  # any model: these sources are in no fold
+    models = {"": folder / final["int8"]}
     for fold, names in report["sources"].items():
         models.update({name: folder / report["folds"][fold]["int8"] for name in names})
     FOLD_MODELS[modality] = models
