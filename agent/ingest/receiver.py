@@ -105,7 +105,7 @@ class Ingest(GroupCommit):
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         self._sink = McapSink(self.out_dir, f"{stamp}-{re.sub(r'[^A-Za-z0-9_.-]', '_', self.config.client_id)}"
                                             f"-{os.getpid()}", self.config.segment_mb, self.config.segment_s)
-        client = make_client(self.config, self.config.client_id, manual_ack=True)
+        client = make_client(self.config, self.config.client_id, manual_ack=True, fast_publish=True)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect

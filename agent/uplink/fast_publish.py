@@ -1,0 +1,108 @@
+"""paho's MQTT client with incoming MQTT 5 PUBLISH packets decoded cheaply: properties parsed when read.
+
+paho (2.x) builds a `Properties` object for every incoming MQTT 5 PUBLISH, and hands it the whole rest of the
+packet, which it slices (copies) again per property: a 95 KB frame with the uplink's 3 properties (content type,
+frame id, chunk) costs ~110-140 us of CPU to decode, most of it in `Properties`, against ~10 us for topic, packet
+id and payload. The ingest never reads a frame's properties (the payload's header carries what it needs). So here
+the topic, packet id and the extent of the properties are read from the packet (the properties' length must fit
+in it, else paho's own decoder reports the malformed packet as usual), the payload is sliced once, and the
+properties' bytes are kept: paho's own `Properties.unpack` decodes them the first time `message.properties` is
+read. Same MQTTMessage otherwise, same callback, same acks. QoS 2, MQTT 3.1.1 and a paho without the hooks used
+here take paho's own path unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+try:  # private hooks of paho 2.x: their absence (another paho) leaves paho's own decoding in place
+    _SLOT: Any = mqtt.MQTTMessage.__dict__["properties"]  # the slot that holds the decoded Properties
+    _HOOKS = all(hasattr(mqtt.Client, name) for name in ("_handle_publish", "_handle_on_message", "_send_puback"))
+except KeyError:  # pragma: no cover - depends on the installed paho
+    _HOOKS = False
+
+log = logging.getLogger(__name__)
+
+
+def split_publish(packet: bytes, qos: int) -> tuple[bytes, int, int, int] | None:
+    """(topic, packet id, start of the properties (at their length), start of the payload) of an MQTT 5
+    PUBLISH's variable part; None when the packet is shorter than its lengths say (then paho's decoder reports
+    it)."""
+    size = len(packet)
+    if size < 2:
+        return None
+    pos = 2 + ((packet[0] << 8) | packet[1])
+    topic = packet[2:pos]
+    mid = 0
+    if qos:
+        if pos + 2 > size:
+            return None
+        mid = (packet[pos] << 8) | packet[pos + 1]
+        pos += 2
+    props_at, length, shift = pos, 0, 0
+    for _ in range(4):  # the property length: a variable byte integer of at most 4 bytes
+        if pos >= size:
+            return None
+        byte = packet[pos]
+        pos += 1
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            pos += length
+            return (topic, mid, props_at, pos) if pos <= size else None
+    return None
+
+
+class LazyPropertiesMessage(mqtt.MQTTMessage):
+    """An MQTTMessage whose MQTT 5 properties are decoded by paho when first read (and never when not)."""
+
+    __slots__ = ("_raw_properties",)
+
+    @property  # type: ignore[override]
+    def properties(self) -> Properties | None:
+        raw = getattr(self, "_raw_properties", None)
+        if raw is not None:
+            self._raw_properties = None
+            decoded = Properties(PacketTypes.PUBLISH)
+            decoded.unpack(raw)  # raises MalformedPacket, as paho would have on receipt
+            _SLOT.__set__(self, decoded)
+        return _SLOT.__get__(self, type(self))
+
+    @properties.setter
+    def properties(self, value: Properties | None) -> None:
+        self._raw_properties = None
+        _SLOT.__set__(self, value)
+
+
+class FastPublishClient(mqtt.Client):
+    """mqtt.Client whose MQTT 5 QoS 0/1 PUBLISH decoding skips the properties (see the module's docstring)."""
+
+    def _handle_publish(self) -> mqtt.MQTTErrorCode:
+        command, packet = self._in_packet["command"], self._in_packet["packet"]
+        qos = (command & 0x06) >> 1
+        parts = split_publish(packet, qos) if self._protocol == mqtt.MQTTv5 and qos < 2 else None
+        if parts is None:
+            return super()._handle_publish()
+        topic, mid, props_at, payload_at = parts
+        message = LazyPropertiesMessage(mid=mid, topic=topic)
+        message.dup, message.qos, message.retain = bool(command & 0x08), qos, bool(command & 0x01)
+        message._raw_properties = packet[props_at:payload_at]  # with their length, which unpack() reads first
+        message.payload = packet[payload_at:]
+        message.timestamp = mqtt.time_func()
+        self._handle_on_message(message)
+        if qos == 0 or self._manual_ack:
+            return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+        return self._send_puback(mid)
+
+
+def client_class() -> type[mqtt.Client]:
+    """FastPublishClient where the installed paho has its hooks, else paho's Client."""
+    if not _HOOKS:
+        log.warning("this paho-mqtt lacks the hooks of the fast PUBLISH decoding: using paho's own")
+        return mqtt.Client
+    return FastPublishClient
