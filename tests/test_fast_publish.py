@@ -75,3 +75,61 @@ def test_truncated_packets_are_reported_by_paho() -> None:
 
 def test_the_installed_paho_has_the_hooks() -> None:
     assert client_class() is FastPublishClient  # else the ingest silently runs paho's slower decoding
+
+
+def test_fixed_headers_are_read_ahead_only_within_their_packet() -> None:
+    import socket
+
+    client = FastPublishClient(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, manual_ack=True)
+    ours, theirs = socket.socketpair()
+    try:
+        ours.setblocking(False)
+        client._sock = ours  # type: ignore[assignment]
+        bodies = [b"\x00\x01", b"x" * 200, b"y" * 100_000]  # remaining lengths of 1-, 2- and 3-byte encodings
+        stream = b"".join(bytes([0x32]) + _vbi(len(body)) + body for body in bodies)
+        theirs.sendall(stream)
+        got = b""
+        for body in bodies:
+            assert client._sock_recv(1) == b"\x32"
+            client._in_packet["command"] = 0x32  # as paho's _packet_read records it
+            length = b""
+            while not length or length[-1] & 0x80:
+                length += client._sock_recv(1)
+            assert length == _vbi(len(body))
+            read = b""
+            while len(read) < len(body):
+                read += client._sock_recv(len(body) - len(read))
+            got += bytes([0x32]) + length + read
+            client._in_packet["command"] = 0  # the next packet
+        assert got == stream
+    finally:
+        client._sock = None
+        ours.close()
+        theirs.close()
+
+
+def test_ack_all_queues_the_pubacks_paho_would_send() -> None:
+    client = FastPublishClient(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, manual_ack=True)
+    client.ack_all([1, 513, 65535])
+    (packet,) = client._out_packet
+    assert packet["packet"] == b"\x40\x02\x00\x01" + b"\x40\x02\x02\x01" + b"\x40\x02\xff\xff"
+
+
+def _vbi(value: int) -> bytes:
+    out = b""
+    while True:
+        value, byte = divmod(value, 128)
+        out += bytes([byte | (0x80 if value else 0)])
+        if not value:
+            return out
+
+
+def test_packed_frame_properties_are_the_uplinks() -> None:
+    from agent.uplink.fast_publish import packed_frame_properties
+
+    for header in (_header(), wire.FrameHeader(**{**_header().to_dict(), "frame_id": "é" * 200, "chunk": 3,
+                                                  "chunks": 12})):
+        packed = packed_frame_properties(wire.CONTENT_TYPE.encode(), header.frame_id,
+                                         f"{header.chunk}/{header.chunks}")
+        assert packed.pack() == frame_properties(header).pack()
+        assert str(packed) == str(frame_properties(header))

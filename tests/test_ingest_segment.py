@@ -98,3 +98,12 @@ def test_write_all_finishes_partial_writes(tmp_path: Path, monkeypatch: pytest.M
     finally:
         os.close(fd)
     assert path.read_bytes() == b"hello world!"
+
+
+def test_the_chunk_crc_is_zlibs() -> None:
+    import zlib
+
+    from agent.ingest import mcap_segment
+
+    data = bytes(range(256)) * 400
+    assert mcap_segment.crc32(data[1000:], mcap_segment.crc32(data[:1000])) == zlib.crc32(data)

@@ -169,8 +169,12 @@ class GroupCommit:
                     self._count("receipts")
                 self._count("receipted_frames", len(frame_ids))
         if job.link == self._link and client is not None:  # else they come again on the new connection: deduped
-            for mid in job.acks:
-                client.ack(mid, 1)
+            ack_all = getattr(client, "ack_all", None)  # FastPublishClient: the batch's PUBACKs in one write
+            if ack_all is not None:
+                ack_all(job.acks)
+            else:
+                for mid in job.acks:
+                    client.ack(mid, 1)
             self._count("acks", len(job.acks))
 
     def _storage_failed(self, exc: BaseException) -> None:
