@@ -280,7 +280,7 @@ class Ingest(GroupCommit):
             self._duplicate(vehicle, header.frame_id)
             return
         if header.chunks == 1:
-            blob: bytes | None = bytes(data)
+            blob: bytes | memoryview | None = data  # a view of the message: not copied
         else:
             index = self._index_between_commits()
             index.begin()
