@@ -61,7 +61,8 @@ class Fleet:
 
     def _vehicle(self, name: str) -> Vehicle:
         prefix = self.config.topic_prefix
-        client = make_client(self.config, name, will=Will(wire.status_topic(prefix, name), STATUS_OFFLINE))
+        client = make_client(self.config, name, will=Will(wire.status_topic(prefix, name), STATUS_OFFLINE),
+                             fast_publish=True)  # the ingest's client class: PUBACKs and receipts taken cheaply
         client.max_inflight_messages_set(self.config.max_in_flight)
         vehicle = Vehicle(name, client, wire.frames_topic(prefix, name, self.sensor))
 

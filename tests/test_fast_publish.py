@@ -133,3 +133,19 @@ def test_packed_frame_properties_are_the_uplinks() -> None:
                                          f"{header.chunk}/{header.chunks}")
         assert packed.pack() == frame_properties(header).pack()
         assert str(packed) == str(frame_properties(header))
+
+
+def test_a_plain_puback_completes_the_publish_as_paho_would() -> None:
+    results = []
+    for cls in (mqtt.Client, FastPublishClient):
+        client = cls(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        seen: list[tuple[int, bool, str]] = []
+        client.on_publish = lambda _c, _u, mid, reason, props, seen=seen: seen.append(
+            (mid, reason.is_failure, str(props)))
+        client._sock = None
+        info = client.publish("t/x", b"payload", qos=1)  # not connected: queued, waits for its PUBACK
+        for packet in (struct.pack("!H", info.mid), struct.pack("!HB", info.mid, 0x10)):  # plain, then with a code
+            client._in_packet["command"], client._in_packet["packet"] = 0x40, packet
+            client._handle_pubackcomp("PUBACK")
+        results.append((seen, info._published, len(client._out_messages)))
+    assert results[0] == results[1] and results[1][0][0][:2] == (1, False) and results[1][1]

@@ -48,7 +48,7 @@ _HEADER_SCHEMA = {
 }
 _DROPPED_FIELDS = ("chunk", "chunks", "offset", "v")
 _HEADER_FIELDS = tuple(f.name for f in fields(FrameHeader) if f.name not in _DROPPED_FIELDS)
-_SYNC_THREADS = 4  # fsyncs of one batch in flight at once (each thread syncs its share of the files in turn:
+_SYNC_THREADS = 8  # fsyncs of one batch in flight at once (each thread syncs its share of the files in turn:
 # a task per file cost more CPU in thread hand-offs than the disk gained from more at once)
 _CDR_LE = b"\x00\x01\x00\x00"  # CDR encapsulation: little endian
 _STAMP = struct.Struct("<iII")  # stamp sec, nanosec, frame_id length
