@@ -1,9 +1,9 @@
 """The ingest's group commit (a mixin of receiver.Ingest, which owns the state it uses).
 
 A batch's frames are looked up in the index at once; the new ones are written to their MCAP segments and handed
-to the OS; the files are fsynced (the look-up, writes and fsyncs in tick() without the lock: the network thread
-handles the next batch meanwhile; handling that touches the index waits for the commit to end); only then are the
-batch's rows inserted and the index committed; then the receipts and, last, the acks go out. A failure anywhere
+to the OS; the files are fsynced; only then are the batch's rows inserted and the index committed (the fsync,
+insert and commit in tick() without the lock: the network thread handles the next batch meanwhile; handling that
+touches the index waits for the commit to end); then the receipts and, last, the acks go out. A failure anywhere
 rolls the index back, acks nothing and reconnects, so that the broker sends the batch again.
 """
 
@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agent.ingest.mcap_sink import McapSink, RosMessage
+from agent.ingest.mcap_sink import Flushed, McapSink, RosMessage
 from agent.ingest.store import IngestIndex
 from agent.uplink import wire
 from agent.uplink.connection import drop_link
@@ -40,6 +40,7 @@ class _Commit:
     frames: dict[tuple[str, str], tuple[wire.FrameHeader, RosMessage, int]]
     link: int  # the connection its messages came on: acks on a later one would name other messages
     rows: list[tuple[wire.FrameHeader, int, str]] = field(default_factory=list)
+    flushed: Flushed | None = None  # the files to fsync
 
 
 class GroupCommit:
@@ -107,12 +108,12 @@ class GroupCommit:
         """The group commit in one go, under the caller's lock: MCAP on disk, index committed, then the acks."""
         job = self._commit_take()
         if job is not None:
-            self._commit_end(job, self._commit_store(job))
+            self._commit_end(job, self._commit_write(job) or self._commit_sync(job))
 
     def _commit_take(self) -> _Commit | None:
         """Under the lock: take the batch (messages handled from now on make the next one). Until _commit_end,
-        handling that touches the index waits (Ingest._index_between_commits), so the batch can be stored with or
-        without the lock."""
+        handling that touches the index waits (Ingest._index_between_commits), so the batch's fsync, insert and
+        index commit can run without the lock."""
         index, sink = self._index, self._sink
         if self._committing or index is None or sink is None or \
                 (not self._pending and not self._batch and not index.in_transaction):
@@ -123,21 +124,33 @@ class GroupCommit:
         self._committing = True
         return _Commit(acks, receipts, frames, self._link)
 
-    def _commit_store(self, job: _Commit) -> BaseException | None:
-        """The batch made durable (tick: without the lock, while the network thread receives the next batch): its
-        new frames written to MCAP and fsynced, only then their rows inserted and the index committed. Returns the
-        storage error that stopped it, if any."""
+    def _commit_write(self, job: _Commit) -> BaseException | None:
+        """Under the lock: the batch's new frames written to MCAP and handed to the OS. (Not without it: this is
+        Python work, and a network thread that gives up the GIL at every read would wait for it each time.)
+        Returns the storage error that stopped the commit, if any."""
+        started = time.perf_counter()
+        try:
+            self._write_batch(job)
+            assert self._sink is not None
+            job.flushed = self._sink.flush()
+        except self._storage_errors as exc:
+            return exc
+        except BaseException:
+            self._commit_abandoned()
+            raise
+        finally:
+            self._seconds["store"] += time.perf_counter() - started
+        return None
+
+    def _commit_sync(self, job: _Commit) -> BaseException | None:
+        """The batch's files fsynced, only then its rows inserted and the index committed (tick: without the lock,
+        mostly waiting for the disk and the database, while the network thread receives the next batch). Returns
+        the storage error that stopped the commit, if any."""
         try:
             started = time.perf_counter()
             try:
-                self._write_batch(job)
-                assert self._sink is not None
-                flushed = self._sink.flush()
-            finally:
-                self._seconds["store"] += time.perf_counter() - started
-            started = time.perf_counter()
-            try:
-                self._sink.fsync(flushed)
+                assert self._sink is not None and job.flushed is not None
+                self._sink.fsync(job.flushed)
             finally:
                 self._seconds["mcap_sync"] += time.perf_counter() - started
             started = time.perf_counter()
@@ -150,11 +163,14 @@ class GroupCommit:
         except self._storage_errors as exc:
             return exc
         except BaseException:
-            with self._lock:  # a bug: the commit ends here (and the exception goes on), no one waits for it
-                self._committing = False
-                self._idle.notify_all()
+            self._commit_abandoned()
             raise
         return None
+
+    def _commit_abandoned(self) -> None:
+        with self._lock:  # a bug: the commit ends here (and the exception goes on), no one waits for it
+            self._committing = False
+            self._idle.notify_all()
 
     def _commit_end(self, job: _Commit, failure: BaseException | None) -> None:
         """Under the lock: after a failure, the rollback and a reconnect; else the receipts, then the acks."""

@@ -136,15 +136,16 @@ class Ingest(GroupCommit):
 
     def tick(self) -> None:
         """Close a batch that is full or waited batch_ms; abandon partial frames past their timeout.
-        The batch's look-up, MCAP writes and fsyncs run without the lock: the network thread handles the next batch
+        The batch's fsync, insert and index commit run without the lock: the network thread handles the next batch
         meanwhile."""
         with self._lock:
-            job = None
+            job, failure = None, None
             if (self._pending or self._batch) and (len(self._pending) >= self.config.batch_max or
                                                    self._clock() - self._batch_started >= self.config.batch_ms / 1000):
                 job = self._commit_take()
+                failure = self._commit_write(job) if job is not None else None
         if job is not None:
-            failure = self._commit_store(job)
+            failure = failure or self._commit_sync(job)
             with self._lock:
                 self._commit_end(job, failure)
         with self._lock:
