@@ -47,6 +47,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -c "import ray" 2>/dev/null || echo "setup: could not install Ray; the Ray tests will be skipped" >&2
   .venv/bin/python -c "import psycopg, starlette, uvicorn, jinja2, selenium" 2>/dev/null \
     || echo "setup: could not install the fleet page / PostgreSQL packages; their tests will be skipped" >&2
+  # The [ingest] extra: ISA-L's CRC-32 for the ingest's MCAP chunks; without it the ingest uses zlib's (slower).
+  .venv/bin/python -m pip install --quiet -e ".[ingest]" 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -c "import isal" 2>/dev/null || echo "setup: isal did not install; the ingest uses zlib's CRC-32" >&2
   touch "$stamp"
 fi
 # Byte-compile the package: an editable install does not, and where PYTHONDONTWRITEBYTECODE is set every process

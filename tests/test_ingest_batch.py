@@ -47,10 +47,14 @@ def _jpeg() -> bytes:
 
 def test_rows_are_inserted_only_after_their_segment_and_its_folders_are_fsynced(broker, tmp_path, monkeypatch):
     events: list[tuple[str, Any]] = []
-    real_fsync, real_insert = os.fsync, SqliteIndex.insert_frames
+    real_fsync, real_datasync, real_insert = os.fsync, os.fdatasync, SqliteIndex.insert_frames
 
     def fsync(fd: int) -> None:
         real_fsync(fd)
+        events.append(("fsync", Path(os.readlink(f"/proc/self/fd/{fd}"))))
+
+    def fdatasync(fd: int) -> None:  # the segments' bytes (their size with them), the folders by fsync
+        real_datasync(fd)
         events.append(("fsync", Path(os.readlink(f"/proc/self/fd/{fd}"))))
 
     def insert_frames(self: SqliteIndex, rows: list[Any]) -> set[tuple[str, str]]:
@@ -58,6 +62,7 @@ def test_rows_are_inserted_only_after_their_segment_and_its_folders_are_fsynced(
         return real_insert(self, rows)
 
     monkeypatch.setattr(mcap_sink.os, "fsync", fsync)
+    monkeypatch.setattr(mcap_sink.os, "fdatasync", fdatasync)
     monkeypatch.setattr(SqliteIndex, "insert_frames", insert_frames)
     out = tmp_path / "ingest"
     jpeg = _jpeg()

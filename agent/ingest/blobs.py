@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mcap.exceptions import EndOfFile
 from mcap.stream_reader import StreamReader
 from mcap_ros2.decoder import DecoderFactory
 
@@ -26,7 +27,7 @@ def read_frames(path: Path, frame_ids: set[str] | None = None) -> dict[str, tupl
     found: dict[str, tuple[dict[str, Any], bytes]] = {}
     last: tuple[int, bytes] | None = None  # (channel id, raw CDR) of the latest frame message
     with path.open("rb") as fh:
-        for record in StreamReader(fh, skip_magic=False, emit_chunks=False).records:
+        for record in _records(fh):
             kind = type(record).__name__
             if kind == "Schema":
                 schemas[record.id] = record
@@ -50,6 +51,14 @@ def read_frames(path: Path, frame_ids: set[str] | None = None) -> dict[str, tupl
                         break
                 last = None
     return found
+
+
+def _records(fh: Any) -> Any:
+    """The file's records, up to a partial one at its end (a write cut short by a crash): the rest reads."""
+    try:
+        yield from StreamReader(fh, skip_magic=False, emit_chunks=False).records
+    except EndOfFile:
+        return
 
 
 def read_blob(root: Path, relative: str, frame_id: str) -> bytes | None:

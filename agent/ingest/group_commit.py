@@ -1,10 +1,10 @@
 """The ingest's group commit (a mixin of receiver.Ingest, which owns the state it uses).
 
 A batch's frames are looked up in the index at once; the new ones are written to their MCAP segments and handed
-to the OS; the files are fsynced (in tick(), without the lock: the network thread handles the next batch
-meanwhile; handling that writes to the index waits for the commit to end); only then are the batch's rows
-inserted and the index committed; then the receipts and, last, the acks go out. A failure anywhere rolls the
-index back, acks nothing and reconnects, so that the broker sends the batch again.
+to the OS; the files are fsynced; only then are the batch's rows inserted and the index committed (the fsync,
+insert and commit in tick() without the lock: the network thread handles the next batch meanwhile; handling that
+touches the index waits for the commit to end); then the receipts and, last, the acks go out. A failure anywhere
+rolls the index back, acks nothing and reconnects, so that the broker sends the batch again.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agent.ingest.mcap_sink import Flushed, McapSink, RosMessage
@@ -32,14 +32,15 @@ log = logging.getLogger("agent.ingest.receiver")
 
 @dataclass
 class _Commit:
-    """A group commit in flight: its rows (MCAP written, flushed to the OS), and what it acks and receipts once
-    they are fsynced and committed."""
+    """A group commit in flight: the batch taken (frames, and what it acks and receipts once they are stored), then
+    its rows (MCAP written) and the files to fsync."""
 
     acks: list[int]
     receipts: dict[str, list[str]]
-    rows: list[tuple[wire.FrameHeader, int, str]]
-    flushed: Flushed
+    frames: dict[tuple[str, str], tuple[wire.FrameHeader, RosMessage, int]]
     link: int  # the connection its messages came on: acks on a later one would name other messages
+    rows: list[tuple[wire.FrameHeader, int, str]] = field(default_factory=list)
+    flushed: Flushed | None = None  # the files to fsync
 
 
 class GroupCommit:
@@ -70,94 +71,116 @@ class GroupCommit:
     def _vehicle(self, vehicle: str) -> Any:
         raise NotImplementedError
 
-    def _write_batch(self, receipts: dict[str, list[str]]) -> list[tuple[wire.FrameHeader, int, str]]:
+    def _write_batch(self, job: _Commit) -> None:
         """The batch's frames that the index lacks (one look-up for the batch) into MCAP, not synced yet; their
         index rows. Outside the index's write transaction: SQLite's write lock is not held across the writes."""
         index, sink = self._require_index(), self._sink
         assert sink is not None
-        frames, self._batch = self._batch, {}
-        known = index.existing_frames(list(frames)) if frames else set()
-        rows = []
-        for key, (header, ros, received) in frames.items():
+        known = index.existing_frames(list(job.frames)) if job.frames else set()
+        for key, (header, ros, received) in job.frames.items():
             if key in known:
-                self._duplicate(*key, receipts)
+                self._duplicate(*key, job.receipts)
                 continue
             path = sink.segment(header.vehicle)  # rolls the segment over between frames, as they are written
             sink.write(header.vehicle, header, ros, received)
-            rows.append((header, received, path))
-        return rows
+            job.rows.append((header, received, path))
 
     def _index_batch(self, rows: list[tuple[wire.FrameHeader, int, str]], receipts: dict[str, list[str]]) -> None:
-        """The rows of the batch's frames (synced to disk by now) in one insert, in the transaction to commit."""
+        """The rows of the batch's frames (synced to disk by now) in one insert, in the transaction to commit
+        (with or without the lock)."""
         index = self._require_index()
         index.begin()
         inserted = index.insert_frames(rows)
-        for header, _, _ in rows:
-            key = (header.vehicle, header.frame_id)
-            if key not in inserted:  # another worker stored it meanwhile: our MCAP copy is an unindexed spare
-                self._duplicate(*key, receipts)
-                continue
-            receipts.setdefault(header.vehicle, []).append(header.frame_id)
-            self._count("frames")
-            self._count("bytes", header.size)
-            state = self._vehicle(header.vehicle)
-            if state is not None:
-                state.frames += 1
+        with self._lock:  # the counters and vehicle states are the network thread's too
+            for header, _, _ in rows:
+                key = (header.vehicle, header.frame_id)
+                if key not in inserted:  # another worker stored it meanwhile: our MCAP copy is an unindexed spare
+                    self._duplicate(*key, receipts)
+                    continue
+                receipts.setdefault(header.vehicle, []).append(header.frame_id)
+                self._count("frames")
+                self._count("bytes", header.size)
+                state = self._vehicle(header.vehicle)
+                if state is not None:
+                    state.frames += 1
 
     def _commit(self) -> None:
         """The group commit in one go, under the caller's lock: MCAP on disk, index committed, then the acks."""
-        job = self._commit_begin()
+        job = self._commit_take()
         if job is not None:
-            self._commit_end(job, self._commit_fsync(job))
+            self._commit_end(job, self._commit_write(job) or self._commit_sync(job))
 
-    def _commit_begin(self) -> _Commit | None:
-        """Under the lock: take the batch (messages handled from now on make the next one), write its new frames
-        to MCAP and hand them to the OS."""
+    def _commit_take(self) -> _Commit | None:
+        """Under the lock: take the batch (messages handled from now on make the next one). Until _commit_end,
+        handling that touches the index waits (Ingest._index_between_commits), so the batch's fsync, insert and
+        index commit can run without the lock."""
         index, sink = self._index, self._sink
         if self._committing or index is None or sink is None or \
                 (not self._pending and not self._batch and not index.in_transaction):
             return None
-        started = time.perf_counter()
         acks, self._pending = self._pending, []
         receipts, self._receipt_ids = self._receipt_ids, {}
-        try:
-            rows = self._write_batch(receipts)
-            flushed = sink.flush()
-        except self._storage_errors as exc:
-            self._storage_failed(exc)  # nothing acked: the broker sends the batch again
-            return None
+        frames, self._batch = self._batch, {}
         self._committing = True
-        self._seconds["store"] += time.perf_counter() - started
-        return _Commit(acks, receipts, rows, flushed, self._link)
+        return _Commit(acks, receipts, frames, self._link)
 
-    def _commit_fsync(self, job: _Commit) -> OSError | None:
-        """The batch's bytes on disk before the rows that point at them are inserted (with or without the lock)."""
+    def _commit_write(self, job: _Commit) -> BaseException | None:
+        """Under the lock: the batch's new frames written to MCAP and handed to the OS. (Not without it: this is
+        Python work, and a network thread that gives up the GIL at every read would wait for it each time.)
+        Returns the storage error that stopped the commit, if any."""
         started = time.perf_counter()
         try:
+            self._write_batch(job)
             assert self._sink is not None
-            self._sink.fsync(job.flushed)
-        except OSError as exc:
+            job.flushed = self._sink.flush()
+        except self._storage_errors as exc:
             return exc
+        except BaseException:
+            self._commit_abandoned()
+            raise
         finally:
-            self._seconds["mcap_sync"] += time.perf_counter() - started
+            self._seconds["store"] += time.perf_counter() - started
         return None
 
-    def _commit_end(self, job: _Commit, failure: OSError | None) -> None:
-        """Under the lock: the rows inserted, the index committed, then the acks and the receipts."""
-        started = time.perf_counter()
+    def _commit_sync(self, job: _Commit) -> BaseException | None:
+        """The batch's files fsynced, only then its rows inserted and the index committed (tick: without the lock,
+        mostly waiting for the disk and the database, while the network thread receives the next batch). Returns
+        the storage error that stopped the commit, if any."""
+        try:
+            started = time.perf_counter()
+            try:
+                assert self._sink is not None and job.flushed is not None
+                self._sink.fsync(job.flushed)
+            finally:
+                self._seconds["mcap_sync"] += time.perf_counter() - started
+            started = time.perf_counter()
+            try:
+                if job.rows:
+                    self._index_batch(job.rows, job.receipts)
+                self._require_index().commit()
+            finally:
+                self._seconds["db_commit"] += time.perf_counter() - started
+        except self._storage_errors as exc:
+            return exc
+        except BaseException:
+            self._commit_abandoned()
+            raise
+        return None
+
+    def _commit_abandoned(self) -> None:
+        with self._lock:  # a bug: the commit ends here (and the exception goes on), no one waits for it
+            self._committing = False
+            self._idle.notify_all()
+
+    def _commit_end(self, job: _Commit, failure: BaseException | None) -> None:
+        """Under the lock: after a failure, the rollback and a reconnect; else the receipts, then the acks."""
         try:
             if failure is not None:
-                raise failure
-            if job.rows:
-                self._index_batch(job.rows, job.receipts)
-            self._require_index().commit()
-        except self._storage_errors as exc:
-            self._storage_failed(exc)
-            return
+                self._storage_failed(failure)
+                return
         finally:
             self._committing = False
             self._idle.notify_all()
-        self._seconds["db_commit"] += time.perf_counter() - started
         client = self._client
         self._count("commits")
         # Receipts before acks (paho sends in order): killed in between, the unacked messages come again and are
@@ -169,8 +192,12 @@ class GroupCommit:
                     self._count("receipts")
                 self._count("receipted_frames", len(frame_ids))
         if job.link == self._link and client is not None:  # else they come again on the new connection: deduped
-            for mid in job.acks:
-                client.ack(mid, 1)
+            ack_all = getattr(client, "ack_all", None)  # FastPublishClient: the batch's PUBACKs in one write
+            if ack_all is not None:
+                ack_all(job.acks)
+            else:
+                for mid in job.acks:
+                    client.ack(mid, 1)
             self._count("acks", len(job.acks))
 
     def _storage_failed(self, exc: BaseException) -> None:

@@ -3,10 +3,12 @@
 Per vehicle per ingest run, a series of segments `<out>/<vehicle>/<run id>-<n>.mcap`: a segment is finished
 and the next one started once it reaches segment_mb or segment_s, so no file grows without end (and a finished
 segment is a complete MCAP file that can be moved or archived while the ingest runs). A vehicle's frames of one
-group commit make one MCAP chunk, closed by sync(), which then fsyncs the files (and the folder entry of a new
-segment) before the receiver commits the index and acks the broker; the files of one batch are fsynced in
-parallel (the disk serves several at once). A chunk of JPEG images is stored uncompressed (zstd gains nothing on
-a JPEG and cost the ingest a third of its CPU); one with a point cloud is zstd-compressed. A clean stop (close())
+group commit make one MCAP chunk (written by mcap_segment.SegmentWriter: the JPEGs are not copied on the way),
+closed by flush(); fsync() then fsyncs the files (and the folder entry of a new segment) before the receiver
+commits the index and acks the broker; the files of one batch are fsynced in parallel (the disk serves several at
+once). A chunk of JPEG images is stored uncompressed (zstd gains nothing on a JPEG and cost the ingest a third of
+its CPU); one with a point cloud is zstd-compressed. A segment whose write failed part-way gets no more frames:
+the next ones start a new segment. A clean stop (close())
 writes the summary and footer; after a crash a file ends without them and is read with a streaming reader (`mcap`
 CLI `recover`, or mcap.stream_reader).
 """
@@ -16,17 +18,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+import struct
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from mcap.well_known import MessageEncoding, Profile, SchemaEncoding
-from mcap.writer import CompressionType, Writer
 from mcap_ros2._dynamic import serialize_dynamic
 
+from agent.ingest.mcap_segment import SegmentWriter
 from agent.replay import msgs
 from agent.replay.mcap_out import IMAGE_TYPE, POINTS_TYPE, image_topic, points_topic
 from agent.spool import JPEG, decompress_points
@@ -45,13 +48,11 @@ _HEADER_SCHEMA = {
 }
 _DROPPED_FIELDS = ("chunk", "chunks", "offset", "v")
 _HEADER_FIELDS = tuple(f.name for f in fields(FrameHeader) if f.name not in _DROPPED_FIELDS)
-_SYNC_THREADS = 8  # fsyncs of one batch in flight at once
-_CHUNK_BYTES = 64 * 1024 * 1024  # a chunk closes by itself past this; sync() closes it at every group commit
-# mcap's Writer takes one compression for the whole file and has no public way to close a chunk: the chunk being
-# closed uses the first attribute, the second closes it. Without them (another mcap version) every message is
-# its own chunk, zstd-compressed, as before.
-_COMPRESSION_ATTR = "_Writer__compression"
-_FINALIZE_ATTR = "_Writer__finalize_chunk"
+_SYNC_THREADS = 8  # fsyncs of one batch in flight at once (each thread syncs its share of the files in turn:
+# a task per file cost more CPU in thread hand-offs than the disk gained from more at once)
+_CDR_LE = b"\x00\x01\x00\x00"  # CDR encapsulation: little endian
+_STAMP = struct.Struct("<iII")  # stamp sec, nanosec, frame_id length
+_U32 = struct.Struct("<I")
 
 
 @dataclass(frozen=True)
@@ -70,12 +71,12 @@ class RosMessage:
     message: dict[str, Any]
 
 
-def ros_message(header: FrameHeader, blob: bytes) -> RosMessage:
+def ros_message(header: FrameHeader, blob: bytes | memoryview) -> RosMessage:
     """The ROS 2 message for a frame blob; raises DecodeError when a point blob does not decompress."""
     if header.encoding == JPEG:
         message = msgs.compressed_image_msg(header.t_ns, header.sensor, blob)
         return RosMessage(image_topic(header.sensor), IMAGE_TYPE, msgs.COMPRESSED_IMAGE, message)
-    message = msgs.point_cloud2_msg(header.t_ns, header.sensor, decompress_points(blob))
+    message = msgs.point_cloud2_msg(header.t_ns, header.sensor, decompress_points(bytes(blob)))
     return RosMessage(points_topic(header.sensor), POINTS_TYPE, msgs.POINT_CLOUD2, message)
 
 
@@ -83,25 +84,19 @@ class _VehicleFile:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.stream: IO[bytes] = path.open("xb")
-        self.batched = hasattr(Writer, _FINALIZE_ATTR)
-        # else chunk_size=0: each message closes its chunk, so nothing waits in memory for the next fsync
-        self.writer = Writer(self.stream, chunk_size=_CHUNK_BYTES if self.batched else 0,
-                             compression=CompressionType.ZSTD)
-        self.batched = self.batched and hasattr(self.writer, _COMPRESSION_ATTR)
-        if not self.batched:
-            log.warning("ingest: this mcap version cannot close a chunk on demand: one zstd chunk per message")
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            self.writer = SegmentWriter(self.fd, Profile.ROS2, "edgesift-ingest")
+            self.schemas: dict[str, tuple[int, Callable[[Any], bytes]]] = {}
+            self.channels: dict[str, int] = {}
+            self.sequence: dict[int, int] = {}
+            schema_id = self.writer.register_schema(HEADER_TYPE, SchemaEncoding.JSONSchema,
+                                                    json.dumps(_HEADER_SCHEMA).encode())
+            self.headers = self.writer.register_channel(HEADERS_TOPIC, MessageEncoding.JSON, schema_id)
+        except BaseException:
+            os.close(self.fd)
+            raise
         self.compress = False  # the open chunk holds a point cloud: zstd
-        if self.batched:
-            self._compression(False)
-        self.chunk_bytes = 0  # message bytes in the open chunk, not in the file yet
-        self.writer.start(profile=Profile.ROS2, library="edgesift-ingest")
-        self.schemas: dict[str, tuple[int, Callable[[Any], bytes]]] = {}
-        self.channels: dict[str, int] = {}
-        self.sequence: dict[int, int] = {}
-        schema_id = self.writer.register_schema(HEADER_TYPE, SchemaEncoding.JSONSchema,
-                                                json.dumps(_HEADER_SCHEMA).encode())
-        self.headers = self.writer.register_channel(HEADERS_TOPIC, MessageEncoding.JSON, schema_id)
         self.dirty = True
         self.frames = 0
         self.opened = time.monotonic()
@@ -113,51 +108,63 @@ class _VehicleFile:
         schema_id, encode = self.schemas[ros.type_name]
         if ros.topic not in self.channels:
             self.channels[ros.topic] = self.writer.register_channel(ros.topic, MessageEncoding.CDR, schema_id)
-        if self.batched and ros.type_name != IMAGE_TYPE and not self.compress:
-            self._compression(True)  # before adding: a chunk may close by itself inside add_message
         t = max(0, header.t_ns)
-        self._add(self.channels[ros.topic], encode(ros.message), t)
+        if ros.type_name == IMAGE_TYPE:
+            self._add(self.channels[ros.topic], compressed_image_cdr(ros.message), t)  # the JPEG not copied
+        else:
+            self.compress = True
+            self._add(self.channels[ros.topic], (encode(ros.message),), t)
         doc = {k: getattr(header, k) for k in _HEADER_FIELDS}  # not asdict(): 20x slower (deep copy)
         doc["received_ns"] = received_ns
-        self._add(self.headers, json.dumps(doc, separators=(",", ":")).encode(), t)
+        self._add(self.headers, (json.dumps(doc, separators=(",", ":")).encode(),), t)
         self.frames += 1
         self.dirty = True
 
-    def _add(self, channel: int, data: bytes, t: int) -> None:
+    def _add(self, channel: int, data: tuple[Any, ...], t: int) -> None:
         sequence = self.sequence.get(channel, 0)
         self.sequence[channel] = sequence + 1
-        self.writer.add_message(channel, log_time=t, data=data, publish_time=t, sequence=sequence)
-        self.chunk_bytes += len(data)
+        self.writer.add_message(channel, t, data, sequence)
 
     @property
     def size(self) -> int:
         """Bytes of the segment, with the open chunk's messages."""
-        return self.stream.tell() + self.chunk_bytes
+        return self.writer.position + self.writer.pending
 
     def end_chunk(self) -> None:
-        """Close the open chunk (the batch's messages) into the file's buffer."""
-        if self.batched and self.chunk_bytes:
-            getattr(self.writer, _FINALIZE_ATTR)()
-            self._compression(False)
-        self.chunk_bytes = 0
-
-    def _compression(self, compress: bool) -> None:
-        self.compress = compress
-        setattr(self.writer, _COMPRESSION_ATTR, CompressionType.ZSTD if compress else CompressionType.NONE)
+        """Write the open chunk (the batch's messages) to the file."""
+        self.writer.end_chunk(self.compress)
+        self.compress = False
 
     def sync(self) -> None:
         if self.dirty:
             self.end_chunk()
-            self.stream.flush()
-            os.fsync(self.stream.fileno())
+            _datasync(self.fd)
             self.dirty = False
 
     def close(self) -> None:
-        self.writer.finish()
-        self.chunk_bytes = 0
-        self.dirty = True
-        self.sync()
-        self.stream.close()
+        try:
+            if not self.writer.broken:
+                self.writer.finish(self.compress)
+                self.dirty = True
+                self.sync()
+        finally:
+            os.close(self.fd)
+
+
+def compressed_image_cdr(message: dict[str, Any]) -> tuple[bytes, Any]:
+    """A sensor_msgs/CompressedImage (msgs.compressed_image_msg) as CDR, little endian, in two pieces: everything
+    before the image data, and the data itself (not copied). Byte for byte what mcap_ros2 serializes (tested)."""
+    head, data = message["header"], message["data"]
+    frame_id, fmt = head["frame_id"].encode(), message["format"].encode()
+    at = 4 + 8 + 4 + len(frame_id) + 1  # encapsulation, stamp, frame_id; alignment counts from after the first 4
+    pad1 = -(at - 4) % 4
+    at += pad1 + 4 + len(fmt) + 1
+    pad2 = -(at - 4) % 4
+    prefix = b"".join((
+        _CDR_LE, _STAMP.pack(head["stamp"]["sec"], head["stamp"]["nanosec"], len(frame_id) + 1), frame_id,
+        b"\0" * (1 + pad1), _U32.pack(len(fmt) + 1), fmt, b"\0" * (1 + pad2), _U32.pack(len(data)),
+    ))  # fmt: skip
+    return prefix, data
 
 
 class McapSink:
@@ -178,7 +185,7 @@ class McapSink:
     def segment(self, vehicle: str) -> str:
         """The relative path the vehicle's next frame goes to; finishes the open segment when it is full or old."""
         file = self._files.get(vehicle)
-        if file is not None and (file.size >= self.segment_bytes
+        if file is not None and (file.size >= self.segment_bytes or file.writer.broken
                                  or time.monotonic() - file.opened >= self.segment_s):
             self._finish(vehicle, file)
             self._segments[vehicle] = self._segments.get(vehicle, 0) + 1
@@ -213,10 +220,9 @@ class McapSink:
         dirty = [file for file in self._files.values() if file.dirty]
         for file in dirty:
             file.end_chunk()
-            file.stream.flush()
             file.dirty = False
         folders, self._new_dirs = self._new_dirs, set()
-        return Flushed([file.stream.fileno() for file in dirty], sorted(folders, key=lambda p: len(p.parts)))
+        return Flushed([file.fd for file in dirty], sorted(folders, key=lambda p: len(p.parts)))
 
     def fsync(self, flushed: Flushed) -> None:
         """The flushed files' bytes on disk, then the folder entries of new segments (without which a crash
@@ -225,10 +231,11 @@ class McapSink:
             if len(flushed.fds) > 1:
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="mcap-fsync")
-                for _ in self._pool.map(os.fsync, flushed.fds):  # re-raises the first OSError
+                shares = [flushed.fds[k::_SYNC_THREADS] for k in range(min(_SYNC_THREADS, len(flushed.fds)))]
+                for _ in self._pool.map(_datasync_all, shares):  # re-raises the first OSError
                     pass
             elif flushed.fds:
-                os.fsync(flushed.fds[0])
+                _datasync(flushed.fds[0])
             for folder in flushed.folders:  # a vehicle folder after its parent
                 _fsync_dir(folder)
         except OSError:
@@ -246,6 +253,17 @@ class McapSink:
             self._pool = None
         counts, self._frames = self._frames, {}
         return counts
+
+
+def _datasync(fd: int) -> None:
+    """A segment's appended bytes on disk. fdatasync writes the data and the metadata needed to read it back (the
+    file's new size) but not its timestamps: the same durability for an append, for less CPU than fsync."""
+    getattr(os, "fdatasync", os.fsync)(fd)
+
+
+def _datasync_all(fds: list[int]) -> None:
+    for fd in fds:
+        _datasync(fd)
 
 
 def _fsync_dir(folder: Path) -> None:

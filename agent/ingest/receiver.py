@@ -105,7 +105,7 @@ class Ingest(GroupCommit):
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         self._sink = McapSink(self.out_dir, f"{stamp}-{re.sub(r'[^A-Za-z0-9_.-]', '_', self.config.client_id)}"
                                             f"-{os.getpid()}", self.config.segment_mb, self.config.segment_s)
-        client = make_client(self.config, self.config.client_id, manual_ack=True)
+        client = make_client(self.config, self.config.client_id, manual_ack=True, fast_publish=True)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -136,14 +136,16 @@ class Ingest(GroupCommit):
 
     def tick(self) -> None:
         """Close a batch that is full or waited batch_ms; abandon partial frames past their timeout.
-        The batch's fsyncs run without the lock, so that the network thread handles the next batch meanwhile."""
+        The batch's fsync, insert and index commit run without the lock: the network thread handles the next batch
+        meanwhile."""
         with self._lock:
-            job = None
+            job, failure = None, None
             if (self._pending or self._batch) and (len(self._pending) >= self.config.batch_max or
                                                    self._clock() - self._batch_started >= self.config.batch_ms / 1000):
-                job = self._commit_begin()
+                job = self._commit_take()
+                failure = self._commit_write(job) if job is not None else None
         if job is not None:
-            failure = self._commit_fsync(job)
+            failure = failure or self._commit_sync(job)
             with self._lock:
                 self._commit_end(job, failure)
         with self._lock:
@@ -280,7 +282,7 @@ class Ingest(GroupCommit):
             self._duplicate(vehicle, header.frame_id)
             return
         if header.chunks == 1:
-            blob: bytes | None = bytes(data)
+            blob: bytes | memoryview | None = data  # a view of the message: not copied
         else:
             index = self._index_between_commits()
             index.begin()
