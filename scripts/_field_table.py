@@ -9,7 +9,10 @@ def _pct(value: float | None) -> str:
 
 def tables(result: dict) -> str:
     lines: list[str] = []
-    for modality, by_kind in result.items():
+    for modality in ("camera", "lidar"):
+        if modality not in result:
+            continue
+        by_kind = {k: v for k, v in result[modality].items() if isinstance(v, dict) and "genuine_faults" in v}
         kinds = list(by_kind)
         lines += [f"### {modality}: valid frames called harmful, per source (held out by source)", "",
                   "| source | condition | frames | " + " | ".join(kinds) + " |",
@@ -52,8 +55,24 @@ def tables(result: dict) -> str:
         for key, what in (("rare_ranking", "all frames as in the data"),
                           ("rare_ranking_fleet_share", "adverse frames thinned to 10% of the input")):
             lines += _rare(by_kind, kinds, key, what)
+        lines += _operating_point(result[modality].get("hybrid_operating_point_loso"), modality)
         lines.append("")
     return "\n".join(lines)
+
+
+def _operating_point(sweep: dict | None, modality: str) -> list[str]:
+    """The hybrid's model_fault_min_prob / ood_trust_ratio chosen leave-one-source-out (evaluate_field.py --sweep)."""
+    if not sweep:
+        return []
+    lines = ["", f"### {modality}: hybrid operating point chosen leave-one-source-out (mean over sources)", "",
+             f"Chosen on all sources: {sweep['chosen_on_all_sources']} (default {list(sweep['default'])}); held-out "
+             f"choices: {sweep['held_out_choices']}.", "",
+             "| condition | sources | with the others' choice | at the default |", "|---|---|---|---|"]
+    for condition, c in sweep["per_condition_held_out"].items():
+        chosen = " / ".join(_pct(c[k]) for k in ("false_harmful", "recall_trained", "recall_unseen"))
+        default = " / ".join(_pct(c[f"{k}_at_default"]) for k in ("false_harmful", "recall_trained", "recall_unseen"))
+        lines.append(f"| {condition} | {c['sources']} | {chosen} | {default} |")
+    return lines
 
 
 def _rare(by_kind: dict, kinds: list[str], key: str, what: str) -> list[str]:
