@@ -13,8 +13,9 @@ are version 1's (scripts/train_lidar.py).
 
 Leave-sources-out: the sources are grouped in folds by sensor family (LIDAR_FOLDS below), so a fold's model has
 never seen that vendor's sensors, and evaluate_field.py --lidar-folds scores each source with its fold's model. The
-final model (every fold) is what ships; its held-out figures are the folds'. KITTI scans 20-29 (scripts/evaluate.py's
-held-out scans) and every genuine fault are never trained on.
+final model (every fold) would be what ships, with the folds' figures as its held-out ones; measured so, the head
+did not transfer across sensor families, and no version 3 ships (models/lidar_proxy.md, "Version 3"). KITTI scans
+20-29 (scripts/evaluate.py's held-out scans) and every genuine fault are never trained on.
 """
 
 from __future__ import annotations
