@@ -48,3 +48,33 @@ def test_a_tie_keeps_the_shipped_setting(monkeypatch: pytest.MonkeyPatch) -> Non
     out = evaluate_loso.loso("channel_swap", 1)
     assert out["chosen_differs_from_shipped"] == 0
     assert all(row["chosen"]["SWAP_MIN_CORR"] == shipped[0] for row in out["per_source"].values())
+
+
+def _verdicts(source: str, valid_p: float, fault_p: float, checks_catch: bool = False) -> list[tuple]:
+    """Recorded hybrid verdicts of one camera source: 10 valid frames with head probability valid_p, 10 blurred
+    ones with fault_p (the checks catch them or not); ood 0.2, inside every trust radius of the grid."""
+    valid = [("camera", source, "valid", False, valid_p, 0.2)] * 10
+    blur = [("camera", source, "blur", checks_catch, fault_p, 0.2)] * 10
+    return valid + blur
+
+
+def test_the_hybrid_operating_point_of_a_source_is_chosen_by_the_other_sources() -> None:
+    from _field_data import Source
+    from _field_sweep import DEFAULT, choose
+
+    def source(name: str) -> Source:
+        return Source(name, "camera", "day", lambda: [])
+
+    # "odd" strongly prefers 0.6: its blurred frames reach only p 0.65, its valid frames stay at 0.1. "a" mildly
+    # prefers 0.9: one of its 10 valid frames reaches 0.85. Pooled, 0.6 wins; but "odd" is judged at what "a"
+    # chose (0.9) and misses its faults there, and "a" at what "odd" chose (0.6).
+    records = _verdicts("odd", 0.1, 0.65) + _verdicts("a", 0.1, 0.95)
+    records[20] = ("camera", "a", "valid", False, 0.85, 0.2)
+    out = choose(records, [source(n) for n in ("odd", "a")], "camera")
+    assert out["chosen_on_all_sources"][0] == 0.6
+    assert out["per_source"]["odd"]["chosen"][0] == 0.9 and out["per_source"]["odd"]["recall_trained"] == 0.0
+    assert out["per_source"]["a"]["chosen"][0] == 0.6 and out["per_source"]["a"]["false_harmful"] == 0.1
+    # Where the head adds nothing (the checks catch every fault) and costs nothing, the default is kept.
+    quiet = _verdicts("a", 0.1, 0.1, checks_catch=True) + _verdicts("b", 0.1, 0.1, checks_catch=True)
+    out = choose(quiet, [source("a"), source("b")], "camera")
+    assert all(tuple(row["chosen"]) == DEFAULT for row in out["per_source"].values())
