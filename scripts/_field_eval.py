@@ -45,8 +45,12 @@ FOLD_SPECS = {"camera": {"version": "camera-proxy-3", "input_size": [72, 128]},
               "lidar": {"version": "lidar-proxy-3", "input_size": [64, 64], "trusted_sensor_models": []}}
 
 
+# Camera check settings of the config to try instead of their defaults (scripts/evaluate_loso.py's grid).
+CAMERA_OVERRIDES: dict[str, float] = {}
+
+
 def make(kind: str, source: Source) -> object:
-    scoring: dict = {"kind": kind}
+    scoring: dict = {"kind": kind, **({"camera": dict(CAMERA_OVERRIDES)} if CAMERA_OVERRIDES else {})}
     if source.sensor_model and "sensors" in AgentConfig.model_fields["scoring"].annotation.model_fields:
         scoring["sensors"] = {"*": {"model": source.sensor_model}}
     config: dict = {"scoring": scoring}

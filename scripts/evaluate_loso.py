@@ -22,8 +22,9 @@ import time
 
 import numpy as np
 from _field_data import Source, camera_sources
-from _field_eval import faults, frame_of, judge, make, valid
+from _field_eval import CAMERA_OVERRIDES, faults, frame_of, judge, make, valid
 
+from agent.config.model import ScoringConfig
 from agent.scoring import camera_checks
 
 PENALTY = 10.0  # one valid frame called harmful costs as much as ten faults missed
@@ -34,7 +35,27 @@ GROUPS: dict[str, tuple[tuple[str, ...], list[tuple[float, ...]], tuple[str, ...
                 list(itertools.product((0.1, 0.15, 0.2, 0.3, 9.0), (2.0, 4.0, 1e9))),
                 ("water_drops", "smear", "mud")),
     "channel_swap": (("SWAP_MIN_CORR",), [(0.4,), (0.5,), (0.6,), (0.7,), (0.8,), (9.0,)], ("channel_swap",)),
+    # A name with a dot is a setting of the config (scoring.camera.*), not a module constant.
+    "blur": (("camera.blur_min_ratio",), [(0.1,), (0.15,), (0.2,), (0.25,), (0.3,), (0.4,)], ("blur",)),
 }
+
+
+def _get(name: str) -> float:
+    if name.startswith("camera."):
+        return float(getattr(ScoringConfig().camera, name.split(".", 1)[1]))
+    return float(getattr(camera_checks, name))
+
+
+def _set(name: str, value: float | None) -> None:
+    """Apply a grid value (None: back to the shipped one)."""
+    if name.startswith("camera."):
+        key = name.split(".", 1)[1]
+        if value is None:
+            CAMERA_OVERRIDES.pop(key, None)
+        else:
+            CAMERA_OVERRIDES[key] = value
+    elif value is not None:
+        setattr(camera_checks, name, value)
 
 
 def shadowed(source: Source, items: list) -> float:
@@ -59,12 +80,12 @@ def _grid_results(names: tuple[str, ...], grid: list[tuple[float, ...]], kinds: 
                   max_items: int) -> dict[tuple[float, ...], dict[str, dict[str, float]]]:
     sources = camera_sources()
     loaded = {s.name: s.load() for s in sources}
-    shipped = tuple(getattr(camera_checks, n) for n in names)
+    shipped = tuple(_get(n) for n in names)
     out: dict[tuple[float, ...], dict[str, dict[str, float]]] = {}
     try:
         for point in grid:
             for name, value in zip(names, point, strict=True):
-                setattr(camera_checks, name, value)
+                _set(name, value)
             rows = {}
             for s in sources:
                 items = loaded[s.name]
@@ -76,7 +97,7 @@ def _grid_results(names: tuple[str, ...], grid: list[tuple[float, ...]], kinds: 
             out[point] = rows
     finally:
         for name, value in zip(names, shipped, strict=True):
-            setattr(camera_checks, name, value)
+            _set(name, None if name.startswith("camera.") else value)
     return out
 
 
@@ -87,7 +108,7 @@ def _objective(rows: dict[str, dict[str, float]], names: list[str]) -> float:
 
 def loso(group: str, max_items: int) -> dict:
     names, grid, kinds = GROUPS[group]
-    shipped = tuple(float(getattr(camera_checks, n)) for n in names)
+    shipped = tuple(_get(n) for n in names)
     grid = list(dict.fromkeys([*grid, shipped]))
     results = _grid_results(names, grid, kinds, max_items)
     sources = list(next(iter(results.values())))

@@ -54,7 +54,7 @@ class CameraScoring(StrictModel):
         "judged against the camera's own recent frames, see blur_min_ratio)."
     )
     blur_min_ratio: float = Field(
-        0.15, ge=0.0, le=1.0, description="Sharpness below this fraction of the camera's recent median is blur "
+        0.25, ge=0.0, le=1.0, description="Sharpness below this fraction of the camera's recent median is blur "
         "(defocus, a smeared lens, motion blur)."
     )
     dark_max_mean: float = Field(
