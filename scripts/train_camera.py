@@ -262,6 +262,29 @@ def threshold_curve(outputs: dict[str, np.ndarray], fault: np.ndarray) -> dict[s
             "false_harmful": [round(float((harm[~bad] >= t).mean()), 4) for t in thresholds]}
 
 
+def export_pair(model: Student, x_train: np.ndarray, fault: np.ndarray, fp32: Path, int8: Path, seed: int,
+                version: str, training: str) -> dict:
+    """FP32 and INT8 (QDQ) ONNX files of `model` with their edgesift metadata; the OOD centroids and threshold come
+    from the model's embeddings of the clean training samples (`x_train`: model inputs, `fault`: their labels)."""
+    outputs = ["embedding", "fault_probs", "scene_probs"]
+    export(model, torch.zeros(1, 3, *INPUT), fp32, outputs)
+    emb = run_onnx(fp32, x_train)["embedding"][fault == 0]
+    centroids, _ = kmeans(emb, 12, seed)
+    dist = 1.0 - (emb @ centroids.T).max(1)
+    meta = {
+        "model_version": version, "modality": "camera", "input_size": f"{INPUT[0]}x{INPUT[1]}",
+        "channel_order": "bgr", "mean": list(MEAN), "std": list(STD), "outputs": outputs,
+        "fault_classes": list(CAMERA_FAULTS), "scene_classes": [f"scene_{k}" for k in range(SCENES)],
+        "ood_centroids": np.round(centroids, 4).tolist(),
+        "ood_threshold": f"{float(np.percentile(dist, 99)):.5f}",
+        "harmful_threshold": "0.5", "training": training,
+    }
+    set_metadata(fp32, {**meta, "quantization": "fp32"})
+    rng = np.random.default_rng(seed)
+    quantize(fp32, int8, x_train[rng.choice(len(x_train), min(200, len(x_train)), replace=False)], meta)
+    return meta
+
+
 def write_models(model: Student, train_set: dict, test_set: dict, scene: np.ndarray, args, seconds: float,
                  val_frames: list[tuple[str, np.ndarray]] | None = None) -> None:
     """Both ONNX files and their .metrics.json in args.out (named by --out-prefix): the fault head's figures on
@@ -269,23 +292,9 @@ def write_models(model: Student, train_set: dict, test_set: dict, scene: np.ndar
     them)."""
     args.out.mkdir(parents=True, exist_ok=True)
     fp32, int8 = args.out / f"{args.out_prefix}_fp32.onnx", args.out / f"{args.out_prefix}_int8.onnx"
-    outputs = ["embedding", "fault_probs", "scene_probs"]
-    export(model, torch.zeros(1, 3, *INPUT), fp32, outputs)
     x_train, x_test = to_input(train_set["x"]), to_input(test_set["x"])
-    emb = run_onnx(fp32, x_train)["embedding"][train_set["fault"] == 0]
-    centroids, _ = kmeans(emb, 12, args.seed)
-    dist = 1.0 - (emb @ centroids.T).max(1)
-    meta = {
-        "model_version": VERSION, "modality": "camera", "input_size": f"{INPUT[0]}x{INPUT[1]}",
-        "channel_order": "bgr", "mean": list(MEAN), "std": list(STD), "outputs": outputs,
-        "fault_classes": list(CAMERA_FAULTS), "scene_classes": [f"scene_{k}" for k in range(SCENES)],
-        "ood_centroids": np.round(centroids, 4).tolist(),
-        "ood_threshold": f"{float(np.percentile(dist, 99)):.5f}",
-        "harmful_threshold": "0.5", "training": f"scripts/train_camera.py --seed {args.seed}",
-    }
-    set_metadata(fp32, {**meta, "quantization": "fp32"})
-    rng = np.random.default_rng(args.seed)
-    quantize(fp32, int8, x_train[rng.choice(len(x_train), 200, replace=False)], meta)
+    export_pair(model, x_train, train_set["fault"], fp32, int8, args.seed, VERSION,
+                f"scripts/train_camera.py --seed {args.seed}")
     report: dict = {"seconds": round(seconds), "train_samples": len(x_train),
                     ("validation_samples" if val_frames else "test_samples"): len(x_test),
                     "options": {k: v for k, v in vars(args).items() if k not in ("out", "out_prefix")}}

@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _export import export, kmeans, quantize, run_onnx, set_metadata
+from _export import kmeans, run_onnx
 from _field_data import CAMERA_FOLDS, camera_sources
-from _train_data import CAMERA_FAULTS, _work
-from train_camera import INPUT, MEAN, SCENES, STD, build_samples, head_metrics, teacher_features, to_input, train
+from _train_data import _work
+from train_camera import SCENES, build_samples, export_pair, head_metrics, teacher_features, to_input, train
 
 VERSION = "camera-proxy-3"
 SKIP = {"bdd_folder_one_stream"}  # the BDD stills again, as one stream
@@ -103,24 +103,10 @@ def scene_targets(data: dict, seed: int) -> np.ndarray:
 
 
 def write(model, data: dict, prefix: Path, seed: int, note: str) -> dict:
-    """FP32 and INT8 ONNX with edgesift metadata; OOD centroids and threshold from this model's clean samples."""
+    """FP32 and INT8 ONNX with edgesift metadata (train_camera.export_pair)."""
     fp32, int8 = prefix.with_name(prefix.name + "_fp32.onnx"), prefix.with_name(prefix.name + "_int8.onnx")
-    export(model, torch.zeros(1, 3, *INPUT), fp32, ["embedding", "fault_probs", "scene_probs"])
-    x = to_input(data["x"])
-    emb = run_onnx(fp32, x)["embedding"][data["fault"] == 0]
-    centroids, _ = kmeans(emb, 12, seed)
-    dist = 1.0 - (emb @ centroids.T).max(1)
-    meta = {
-        "model_version": VERSION, "modality": "camera", "input_size": f"{INPUT[0]}x{INPUT[1]}",
-        "channel_order": "bgr", "mean": list(MEAN), "std": list(STD),
-        "outputs": ["embedding", "fault_probs", "scene_probs"], "fault_classes": list(CAMERA_FAULTS),
-        "scene_classes": [f"scene_{k}" for k in range(SCENES)], "ood_centroids": np.round(centroids, 4).tolist(),
-        "ood_threshold": f"{float(np.percentile(dist, 99)):.5f}", "harmful_threshold": "0.5",
-        "training": f"scripts/train_camera_loso.py --seed {seed} ({note})",
-    }
-    set_metadata(fp32, {**meta, "quantization": "fp32"})
-    rng = np.random.default_rng(seed)
-    quantize(fp32, int8, x[rng.choice(len(x), min(200, len(x)), replace=False)], meta)
+    meta = export_pair(model, to_input(data["x"]), data["fault"], fp32, int8, seed, VERSION,
+                       f"scripts/train_camera_loso.py --seed {seed} ({note})")
     return {"fp32": fp32.name, "int8": int8.name, "ood_threshold": meta["ood_threshold"]}
 
 

@@ -114,6 +114,28 @@ def metrics(outputs: dict[str, np.ndarray], fault: np.ndarray) -> dict:
                                  for k in range(1, len(LIDAR_FAULTS))}}
 
 
+def export_pair(model: BevNet, data: dict[str, np.ndarray], fp32: Path, int8: Path, seed: int, version: str,
+                training: str, extra: dict[str, str]) -> dict:
+    """FP32 and INT8 (QDQ) ONNX files of `model` with their edgesift metadata (plus `extra`); the OOD centroids and
+    threshold come from the model's embeddings of the clean samples of `data` (its training set)."""
+    outputs = ["embedding", "fault_probs"]
+    export(model, torch.zeros(1, BEV_CHANNELS, GRID, GRID), fp32, outputs)
+    emb = run_onnx(fp32, data["x"])["embedding"][data["fault"] == 0]
+    centroids, _ = kmeans(emb, 12, seed)
+    meta = {
+        "model_version": version, "modality": "lidar", "input_size": f"{GRID}x{GRID}",
+        "mean": [0.0] * BEV_CHANNELS, "std": [1.0] * BEV_CHANNELS, "outputs": outputs,
+        "fault_classes": list(LIDAR_FAULTS), "scene_classes": [], **extra,
+        "ood_centroids": np.round(centroids, 4).tolist(),
+        "ood_threshold": f"{float(np.percentile(1.0 - (emb @ centroids.T).max(1), 99)):.5f}",
+        "harmful_threshold": "0.5", "training": training,
+    }
+    set_metadata(fp32, {**meta, "quantization": "fp32"})
+    rng = np.random.default_rng(seed)
+    quantize(fp32, int8, data["x"][rng.choice(len(data["x"]), min(200, len(data["x"])), replace=False)], meta)
+    return meta
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
@@ -137,21 +159,9 @@ def main() -> None:
     model = train(train_set, args.epochs, args.seed, args.width, args.embed_dim, args.temperature)
     args.out.mkdir(parents=True, exist_ok=True)
     fp32, int8 = args.out / f"{args.out_prefix}_fp32.onnx", args.out / f"{args.out_prefix}_int8.onnx"
-    outputs = ["embedding", "fault_probs"]
-    export(model, torch.zeros(1, BEV_CHANNELS, GRID, GRID), fp32, outputs)
-    emb = run_onnx(fp32, train_set["x"])["embedding"][train_set["fault"] == 0]
-    centroids, _ = kmeans(emb, 12, args.seed)
-    meta = {
-        "model_version": f"lidar-proxy-{args.version}", "modality": "lidar", "input_size": f"{GRID}x{GRID}",
-        "mean": [0.0] * BEV_CHANNELS, "std": [1.0] * BEV_CHANNELS, "outputs": outputs,
-        "fault_classes": list(LIDAR_FAULTS), "scene_classes": [], "bev": "log-density ground/high, bright, nonfinite",
-        "ood_centroids": np.round(centroids, 4).tolist(),
-        "ood_threshold": f"{float(np.percentile(1.0 - (emb @ centroids.T).max(1), 99)):.5f}",
-        "harmful_threshold": "0.5", "training": f"scripts/train_lidar.py --seed {args.seed}{options}",
-    }
-    set_metadata(fp32, {**meta, "quantization": "fp32"})
-    rng = np.random.default_rng(args.seed)
-    quantize(fp32, int8, train_set["x"][rng.choice(len(train_set["x"]), 200, replace=False)], meta)
+    export_pair(model, train_set, fp32, int8, args.seed, f"lidar-proxy-{args.version}",
+                f"scripts/train_lidar.py --seed {args.seed}{options}",
+                {"bev": "log-density ground/high, bright, nonfinite"})
     report = {"seconds": round(time.time() - started), "train_samples": len(train_set["x"]),
               "test_samples": len(test_set["x"])}
     for name, path in (("fp32", fp32), ("int8", int8)):

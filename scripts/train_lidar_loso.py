@@ -28,13 +28,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _export import export, kmeans, quantize, run_onnx, set_metadata
+from _export import run_onnx
 from _field_data import lidar_sources
 from _train_data import LIDAR_FAULTS
-from train_lidar import GRID, build, metrics, train
+from train_lidar import GRID, build, export_pair, metrics, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from agent.model.preprocess import BEV_CHANNELS
 from agent.model.scaled_bev import INPUT_KIND, ScaledBevBuilder
 
 VERSION = "lidar-proxy-3"
@@ -66,23 +65,11 @@ def scans_by_source(cap: int) -> dict[str, list[np.ndarray]]:
 
 
 def write(model, data: dict, prefix: Path, seed: int, note: str) -> dict:
+    """FP32 and INT8 ONNX with edgesift metadata (train_lidar.export_pair), marked as taking the scaled view."""
     fp32, int8 = prefix.with_name(prefix.name + "_fp32.onnx"), prefix.with_name(prefix.name + "_int8.onnx")
-    outputs = ["embedding", "fault_probs"]
-    export(model, torch.zeros(1, BEV_CHANNELS, GRID, GRID), fp32, outputs)
-    emb = run_onnx(fp32, data["x"])["embedding"][data["fault"] == 0]
-    centroids, _ = kmeans(emb, 12, seed)
-    meta = {
-        "model_version": VERSION, "modality": "lidar", "input_size": f"{GRID}x{GRID}",
-        "mean": [0.0] * BEV_CHANNELS, "std": [1.0] * BEV_CHANNELS, "outputs": outputs,
-        "fault_classes": list(LIDAR_FAULTS), "scene_classes": [], "lidar_input": INPUT_KIND,
-        "bev": "in the scan's own units: relative log-density low/high, bright over its 90th percentile, nonfinite",
-        "ood_centroids": np.round(centroids, 4).tolist(),
-        "ood_threshold": f"{float(np.percentile(1.0 - (emb @ centroids.T).max(1), 99)):.5f}",
-        "harmful_threshold": "0.5", "training": f"scripts/train_lidar_loso.py --seed {seed} ({note})",
-    }
-    set_metadata(fp32, {**meta, "quantization": "fp32"})
-    rng = np.random.default_rng(seed)
-    quantize(fp32, int8, data["x"][rng.choice(len(data["x"]), min(200, len(data["x"])), replace=False)], meta)
+    meta = export_pair(model, data, fp32, int8, seed, VERSION, f"scripts/train_lidar_loso.py --seed {seed} ({note})",
+                       {"lidar_input": INPUT_KIND, "bev": "in the scan's own units: relative log-density low/high, "
+                        "bright over its 90th percentile, nonfinite"})
     return {"fp32": fp32.name, "int8": int8.name, "ood_threshold": meta["ood_threshold"]}
 
 
