@@ -198,11 +198,10 @@ def measure(grey: np.ndarray, seam_grey: np.ndarray | None = None, image: np.nda
     """Signals of an analysis-size grey image; `seam_grey`: the same picture nearest-row resized (see
     analysis_greys), `grey` itself when not given; `image`: the colour picture it came from, for colour checks."""
     grey = np.ascontiguousarray(grey)
-    g = grey.astype(np.float32)
     lap = cv2.Laplacian(grey, cv2.CV_32F)
     thumb = cv2.resize(grey, DESCRIPTOR_SIZE, interpolation=cv2.INTER_AREA).astype(np.float32)
     centred = thumb - thumb.mean()
-    tile_std, tile_mean = _tile_stats(g, TILE_GRID)
+    tile_std, tile_mean = _tile_stats(grey, TILE_GRID)
     tile_sharp = _tile_stats(lap, SOIL_GRID)[0] ** 2
     # Flat (no texture) and dark or washed-out tiles: what a covered or soiled lens looks like.
     flat = (tile_std < 4.0) & ((tile_mean < 50.0) | (tile_mean > 230.0))
