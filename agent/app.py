@@ -23,6 +23,7 @@ from agent.config import AgentConfig, validate_file
 from agent.daemon.hub import FrameHub
 from agent.daemon.lifecycle import DaemonUplink, SystemdNotifier
 from agent.daemon.live import lanes_of, make_source
+from agent.daemon.measure_procs import MeasureProcesses
 from agent.daemon.snippets import SnippetKeeper, store_snippet
 from agent.daemon.workers import ScoringLoop, SourceFactory, SourceWorker
 from agent.errors import ConfigError
@@ -99,7 +100,11 @@ class App:
         self.health = SensorHealth(cfg.health, self.metrics.registry)
         self.hub = FrameHub(on_shed=self.metrics.shed_one)
         self.spool = Spool.open(Path(cfg.spool.path), cfg.spool)
-        self.scorer = TimedScorer(make_scorer(cfg))
+        self.measure: MeasureProcesses | None = None
+        if cfg.daemon.measure_processes:
+            self.measure = MeasureProcesses(cfg.daemon.measure_processes, cfg.daemon.measure_timeout_s,
+                                            lambda cause: self.metrics.measure_failures.labels(cause).inc())
+        self.scorer = self._timed(make_scorer(cfg))
         self.pipeline = FramePipeline(self.scorer, Policy(cfg.policy), self.spool)
         self.snippets = SnippetKeeper(cfg.snippets)
         self.workers = []
@@ -139,6 +144,8 @@ class App:
         if cfg.remote.enabled:
             self._start_remote()
         self.store.subscribe(self._on_config, name="daemon")
+        if self.measure is not None:
+            self.measure.start()
         for loop in self.scoring:
             loop.start()
         for worker in self.workers:
@@ -217,6 +224,8 @@ class App:
             worker.stop(timeout=max(0.1, min(1.0, deadline - time.monotonic())))
         stop_by = time.monotonic() + max(0.1, (deadline - time.monotonic()) * 0.5)
         drained = all([loop.stop(timeout=max(0.1, stop_by - time.monotonic())) for loop in self.scoring])
+        if self.measure is not None:
+            self.measure.close()
         if self.remote is not None:
             self.remote.stop(timeout=1.0)
         if self.uplink is not None:
@@ -235,6 +244,11 @@ class App:
         return EXIT_OK
 
     # ---- the scoring thread
+
+    def _timed(self, scorer: Scorer) -> TimedScorer:
+        if self.measure is not None and hasattr(scorer, "measurer"):
+            scorer.measurer = self.measure  # the heuristic checks (and the hybrid's) measure in those processes
+        return TimedScorer(scorer)
 
     def _handle(self, frame: Frame) -> None:
         if self._delay_s:
@@ -311,7 +325,7 @@ class App:
         if local:  # raising makes the store refuse the whole update (reported rolled_back to a remote sender)
             raise ConfigError(f"{', '.join(local)} can only change in the local file, with a restart")
         policy = Policy(new.policy) if new.policy != old.policy else None
-        scorer = TimedScorer(make_scorer(new)) if (new.scoring, new.model) != (old.scoring, old.model) else None
+        scorer = self._timed(make_scorer(new)) if (new.scoring, new.model) != (old.scoring, old.model) else None
         snippets = SnippetKeeper(new.snippets) if new.snippets != old.snippets else None
         current = self.pipeline
         if policy is not None or scorer is not None:

@@ -25,6 +25,9 @@ class Metrics:
                                 registry=r)
         self.skips = PCounter("edgesift_source_skips", "Unreadable source items", ["sensor", "reason"], registry=r)
         self.restarts = PCounter("edgesift_worker_restarts", "Source workers restarted", ["sensor"], registry=r)
+        self.measure_failures = PCounter("edgesift_measure_failures", "Frames whose measuring process died or "
+                                         "hung (recorded error:scoring; the process is replaced)", ["cause"],
+                                         registry=r)
         self.reloads = PCounter("edgesift_config_reloads", "Config reloads (SIGHUP)", ["result"], registry=r)
         self.failed = Gauge("edgesift_sensor_failed", "1 when the sensor gave up after too many restarts",
                             ["sensor"], registry=r)

@@ -3,8 +3,8 @@
 Recorded data played at real rate through the daemon's own path (App: source threads -> bounded queues -> scoring
 thread -> policy -> spool): N cameras x F fps of 720p JPEG (frames of the Udacity test video in ../shared/data,
 else the sample drive's KITTI frames, resized to 1280x720) and M LiDARs x 10 Hz of KITTI scans (~120k points).
-Reports CPU %, peak RSS, p50/p99 decision latency (capture to decision), frames shed, and where the scoring
-thread's time goes.
+Reports CPU % and memory of the whole process tree (the daemon and its measuring processes), p50/p99 decision
+latency (capture to decision), frames shed, and where the scoring threads' time goes.
 
     .venv/bin/python scripts/bench_daemon.py --seconds 20 --cameras 8
 """
@@ -88,6 +88,31 @@ class PlaybackSource(LiveSource):
                      array=item, meta={"points": str(len(item))})
 
 
+def tree_cpu(proc: psutil.Process) -> dict[int, float]:
+    """CPU seconds of the daemon and of its measuring processes (children of the fork server), by pid."""
+    out = {}
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        out[p.pid] = t.user + t.system
+    return out
+
+
+def tree_memory(proc: psutil.Process) -> dict[str, int]:
+    """RSS summed over the process tree (counts pages the fork server's children share once per process) and
+    PSS (shared pages split between their processes: what the tree really holds)."""
+    rss = pss = count = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            info = p.memory_full_info()
+        except psutil.Error:
+            continue
+        rss, pss, count = rss + info.rss, pss + info.pss, count + 1
+    return {"rss": rss, "pss": pss, "count": count}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30.0)
@@ -97,6 +122,8 @@ def main() -> int:
     parser.add_argument("--lidar-hz", type=float, default=10.0)
     parser.add_argument("--queue-size", type=int, default=8)
     parser.add_argument("--scoring-threads", type=int, default=2)
+    parser.add_argument("--measure-processes", type=int, default=2,
+                        help="daemon.measure_processes: processes that decode and measure frames (0 = in the threads)")
     parser.add_argument("--warmup", type=float, default=3.0,
                         help="seconds before measuring (start-up keeps a burst of novel frames: spool fsyncs)")
     parser.add_argument("--config", help="agent config to start from (sources are replaced)")
@@ -113,6 +140,7 @@ def main() -> int:
         data.update(sources=sources, spool={**data["spool"], "path": str(Path(tmp) / "spool")})
         data["uplink"]["enabled"] = False
         data["daemon"]["scoring_threads"] = args.scoring_threads
+        data["daemon"]["measure_processes"] = args.measure_processes
         config = AgentConfig.model_validate(data)
 
         def factory(cfg: SourceConfig) -> LiveSource:
@@ -148,30 +176,35 @@ def main() -> int:
         latencies.clear()
         handle_s.clear()
         shed_start = sum(app.hub.shed().values())
-        cpu0, wall0, peak = proc.cpu_times(), time.monotonic(), 0
+        cpu0, wall0, peak, tree_peak = tree_cpu(proc), time.monotonic(), 0, {"rss": 0, "pss": 0}
         while time.monotonic() - wall0 < args.seconds:
             time.sleep(0.2)
             peak = max(peak, proc.memory_info().rss)
-        cpu1, wall = proc.cpu_times(), time.monotonic() - wall0
+            if time.monotonic() - wall0 > args.seconds / 2 and not tree_peak["pss"]:
+                tree_peak = tree_memory(proc)  # once, mid-run: reading smaps of every process costs CPU
+        cpu1, wall = tree_cpu(proc), time.monotonic() - wall0
         shed = {k: v for k, v in app.hub.shed().items() if v}
         inference = app.metrics.inference
         app.request_stop()
         server.join(30)
 
     lat = np.array(latencies) * 1000 if latencies else np.zeros(1)
-    cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    cpu_s = sum(cpu1.values()) - sum(cpu0.get(pid, 0.0) for pid in cpu1)
     score_sum = {m: inference.labels(m)._sum.get() for m in ("camera", "lidar")}
     result = {
         "load": {"cameras": args.cameras, "fps": args.fps, "lidars": args.lidars, "lidar_hz": args.lidar_hz,
                  "camera": "1280x720 JPEG", "lidar_points": int(np.mean([len(s) for s in scans])),
                  "seconds": round(wall, 1), "warmup_s": args.warmup,
-                 "scoring_threads": args.scoring_threads},
+                 "scoring_threads": args.scoring_threads, "measure_processes": args.measure_processes},
         "frames_decided": len(latencies),
         "frames_offered_per_s": round(args.cameras * args.fps + args.lidars * args.lidar_hz, 1),
         "frames_decided_per_s": round(len(latencies) / wall, 1),
         "cpu_percent": round(100 * cpu_s / wall, 1),
         "cpu_cores": psutil.cpu_count(),
         "peak_rss_mb": round(peak / 2**20, 1),
+        "processes": tree_peak.get("count", 1),
+        "tree_rss_mb": round(tree_peak["rss"] / 2**20, 1),
+        "tree_pss_mb": round(tree_peak["pss"] / 2**20, 1),
         "latency_ms": {"p50": round(float(np.percentile(lat, 50)), 2), "p99": round(float(np.percentile(lat, 99)), 2),
                        "max": round(float(lat.max()), 2)},
         "shed": sum(shed.values()) - shed_start, "shed_by_sensor": shed,

@@ -112,6 +112,15 @@ class DaemonConfig(StrictModel):
         1, ge=1, le=16, description="Scoring threads; sensors are shared out among them (a sensor stays on one). "
         "OpenCV and NumPy release the GIL, so 2 help on a 2+ core computer."
     )
+    measure_processes: int = Field(
+        0, ge=0, le=16, description="Processes that decode and measure frames for the scoring threads (0 = the "
+        "threads measure themselves). With many cameras set it to scoring_threads: the measuring then runs "
+        "on every core instead of sharing one interpreter lock with the rest of the daemon."
+    )
+    measure_timeout_s: float = Field(
+        10.0, gt=0.0, le=600.0, description="A measuring process that takes longer on one frame is killed and "
+        "replaced; the frame is recorded as error:scoring."
+    )
     metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics port (0 = off).")
     metrics_host: str = Field("127.0.0.1", max_length=255, description="Address the metrics endpoint binds to.")
     log_format: Literal["text", "json"] = Field("text", description="Log lines as key=value text or JSON.")

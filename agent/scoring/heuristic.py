@@ -11,10 +11,11 @@ from agent.frame import Frame, Modality
 from agent.scoring import camera_checks, lidar_checks
 from agent.scoring.base import Label, Verdict
 from agent.scoring.context import SceneContext
+from agent.scoring.measure import LocalMeasurer, Measurer
 from agent.scoring.memory import DescriptorMemory
 from agent.scoring.trust import frame_sensor_model
 from agent.scoring.usefulness import Pending, resolve
-from agent.sources.decode import image_of, points_of
+from agent.sources.decode import points_of
 
 FROZEN_SAMPLE_STRIDE = 61  # every 61st point of a scan is hashed for the repeat check
 
@@ -34,6 +35,7 @@ class HeuristicScorer:
         self._lidar_baseline = lidar_checks.LidarBaseline()
         self._camera_baseline = camera_checks.CameraBaseline()
         self.context = SceneContext()
+        self.measurer: Measurer = LocalMeasurer()  # the daemon may hand the measuring to other processes
 
     def score(self, frame: Frame) -> Verdict:
         return self.complete(frame, self.assess(frame))
@@ -68,9 +70,8 @@ class HeuristicScorer:
         own = self._cfg.for_sensor(frame.sensor)
         cfg = own.camera or self._cfg.camera
         repeated = self._repeated(frame, frame.payload)
-        image = image_of(frame, max_width=cfg.analysis_width)
-        grey, seam_grey = camera_checks.analysis_greys(image, cfg.analysis_width)
-        signals = camera_checks.measure(grey, seam_grey, image)
+        signals = self.measurer.camera(frame, cfg.analysis_width)
+        grey = signals.grey
         # A still from a folder of unrelated pictures is judged on its own, like the first frame of a stream.
         still = frame.meta.get("still") == "1"
         previous = self._previous_signals.get(frame.sensor)
@@ -102,7 +103,7 @@ class HeuristicScorer:
         # A strided sample is enough to tell a bit-identical repeat: real scans differ in every coordinate.
         repeated = self._repeated(frame, points[::FROZEN_SAMPLE_STRIDE].tobytes() + str(points.shape).encode()
                                   if points.size else None)
-        signals = lidar_checks.measure(points, cfg, model)
+        signals = self.measurer.lidar(points, cfg, model)
         found = lidar_checks.faults(signals, cfg, self._lidar_baseline.typical(frame.sensor), model)
         if repeated:
             found.insert(0, "frozen")
