@@ -208,6 +208,10 @@ def test_the_fast_seam_and_flat_row_checks_compute_the_plain_formulas() -> None:
     for grey in images:
         assert camera_signals.seam(grey) == _seam_reference(grey)
         assert camera_signals._rows_flat(grey) == (float(np.median(grey.std(axis=1))) < 1.5)
+        mean = cv2.reduce(grey, 1, cv2.REDUCE_AVG, dtype=cv2.CV_64F).ravel()
+        square = cv2.reduce(cv2.multiply(grey, grey, dtype=cv2.CV_32F), 1, cv2.REDUCE_AVG, dtype=cv2.CV_64F).ravel()
+        std = np.sqrt(np.maximum(square - mean * mean, 0.0))
+        assert np.array_equal(camera_signals.flat_rows(grey), (std < 0.75) & (mean > 8.0) & (mean < 247.0))
         flats += camera_signals._rows_flat(grey)
         values = grey[:, :37].astype(np.float64).ravel()
         assert camera_signals._median1(values) == float(np.median(values))

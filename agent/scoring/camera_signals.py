@@ -197,8 +197,11 @@ def _flat_area(grey: np.ndarray) -> tuple[float, np.ndarray]:
 
 def flat_rows(grey: np.ndarray) -> np.ndarray:
     """Rows of one flat mid-grey value (not black, not white)."""
-    mean = cv2.reduce(grey, 1, cv2.REDUCE_AVG, dtype=cv2.CV_64F).ravel()
-    square = cv2.reduce(cv2.multiply(grey, grey, dtype=cv2.CV_32F), 1, cv2.REDUCE_AVG, dtype=cv2.CV_64F).ravel()
+    # Exact integer sums times 1 / width: what OpenCV's REDUCE_AVG computes, at a third of its cost for uint8.
+    inverse = 1.0 / grey.shape[1]
+    mean = cv2.reduce(grey, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel() * inverse
+    squares = cv2.multiply(grey, grey, dtype=cv2.CV_32F)
+    square = cv2.reduce(squares, 1, cv2.REDUCE_SUM, dtype=cv2.CV_64F).ravel() * inverse
     std = np.sqrt(np.maximum(square - mean * mean, 0.0))
     return (std < 0.75) & (mean > 8.0) & (mean < 247.0)
 
