@@ -217,3 +217,29 @@ def test_the_fast_seam_and_flat_row_checks_compute_the_plain_formulas() -> None:
         assert camera_signals._median1(values) == float(np.median(values))
         assert camera_signals._median1(values[1:]) == float(np.median(values[1:]))
     assert flats >= 7  # both outcomes of the shortcut were exercised
+
+
+@pytest.mark.parametrize("quality", [6, 10])
+def test_compression_damage_on_a_jpeg_that_is_decoded_at_half_size_is_caught(quality: int) -> None:
+    # The sample drive's 1242-px frames are decoded at half size for the 320-px analysis, where an 8-pixel JPEG
+    # grid is faint (blockiness 1.19-1.21: missed); it is measured on a whole grey decode (2.4-3.2: caught).
+    def jpeg(image: np.ndarray, seq: int, q: int = 92) -> Frame:
+        data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, q])[1].tobytes()
+        return Frame("cam", Modality.CAMERA, 10**9 + seq * 10**8, seq, len(data), "test", Encoding.JPEG, data,
+                     meta={"width": str(image.shape[1]), "height": str(image.shape[0])})
+
+    images = [cv2.imdecode(np.frombuffer(f.payload or b"", np.uint8), cv2.IMREAD_COLOR)
+              for f in sample_frames("camera")[:11]]
+    assert images[0].shape[1] == 1242
+    scorer = HeuristicScorer(load_config(None).scoring)
+    valid = 0
+    for seq, image in enumerate(images[:10]):  # the sample drive holds faults of its own: those are not remembered
+        frame = jpeg(image, seq)
+        verdict = scorer.score(frame)
+        if verdict.label.value != "harmful":
+            scorer.remember(frame, verdict)
+            valid += 1
+    assert valid >= 6
+    damaged = cv2.imdecode(np.frombuffer(jpeg(images[10], 10, quality).payload or b"", np.uint8), cv2.IMREAD_COLOR)
+    verdict = scorer.score(jpeg(damaged, 10))
+    assert verdict.label.value == "harmful" and "compression" in verdict.reasons, (verdict.reasons, verdict.signals)

@@ -224,9 +224,11 @@ def _colour(image: np.ndarray | None) -> tuple[float, tuple[float, float, float]
     return saturation, (b, g, r), np.log((tiles[..., 0] + 4.0) / (tiles[..., 2] + 4.0))
 
 
-def measure(grey: np.ndarray, seam_grey: np.ndarray | None = None, image: np.ndarray | None = None) -> CameraSignals:
+def measure(grey: np.ndarray, seam_grey: np.ndarray | None = None, image: np.ndarray | None = None,
+            block_grey: np.ndarray | None = None) -> CameraSignals:
     """Signals of an analysis-size grey image; `seam_grey`: the same picture nearest-row resized (see
-    analysis_greys), `grey` itself when not given; `image`: the colour picture it came from, for colour checks."""
+    analysis_greys), `grey` itself when not given; `image`: the colour picture it came from, for colour checks;
+    `block_grey`: the grey picture at a size where a block grid keeps its period, `grey` when not given."""
     grey = np.ascontiguousarray(grey)
     lap = cv2.Laplacian(grey, cv2.CV_32F)
     thumb = cv2.resize(grey, DESCRIPTOR_SIZE, interpolation=cv2.INTER_AREA).astype(np.float32)
@@ -273,7 +275,7 @@ def measure(grey: np.ndarray, seam_grey: np.ndarray | None = None, image: np.nda
         corner_dark=bool(corners.max() < 20.0 and tile_mean[2:-2, 2:-2].mean() > 50.0),
         tile_mean=tile_mean,
         tile_sharp=tile_sharp,
-        blockiness=_blockiness(grey),
+        blockiness=_blockiness(grey if block_grey is None else np.ascontiguousarray(block_grey)),
         flat_rows=float(flat_rows(grey).mean()),
         flat_area=flat_area,
         tile_flat=tile_flat,

@@ -10,20 +10,39 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import cv2
 import numpy as np
 
 from agent.config.model import LidarScoring
 from agent.config.sensors import SensorModel
-from agent.frame import Frame
+from agent.frame import Encoding, Frame
 from agent.scoring import camera_signals, lidar_checks
-from agent.sources.decode import image_of
+from agent.sources.decode import decode_grey_bytes, image_of
 
 
 def camera_signals_of(frame: Frame, width: int) -> camera_signals.CameraSignals:
     """Decode (reduced to about `width` where the JPEG allows) and measure; DecodeError for a broken image."""
     image = image_of(frame, max_width=width)
     grey, seam_grey = camera_signals.analysis_greys(image, width)
-    return camera_signals.measure(grey, seam_grey, image)
+    return camera_signals.measure(grey, seam_grey, image, block_grey=_block_grey(frame, image, grey, width))
+
+
+def _block_grey(frame: Frame, image: np.ndarray, grey: np.ndarray, width: int) -> np.ndarray | None:
+    """The grey picture at a size where a block grid (JPEG's 8 pixels, pixelation) keeps its strength: the decoded
+    size when the analysis size is an odd fraction of it (a 1600-px frame decoded at 400 for 320). A JPEG that a
+    quarter-size decode cannot serve is decoded at half size, where the grid is faint (KITTI's damaged frames
+    measured 1.33-2.07 against 1.23-1.34 valid): its grid is taken from a whole grey decode (2.27-3.30 against
+    1.05-1.16), which costs little at those sizes. Only the grid: the other signals keep the reduced decode, whose
+    colours a full decode's chroma upsampling would shift (a dead channel is no longer exactly zero)."""
+    stated = frame.meta.get("width", "")
+    full_width = int(stated) if stated.isdigit() else 0
+    if frame.array is None and frame.encoding is Encoding.JPEG and 2 * width <= full_width < 4 * width:
+        whole = decode_grey_bytes(frame.payload or b"")
+        if whole is not None:
+            return whole
+    if image.shape[1] > grey.shape[1]:
+        return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    return None
 
 
 def lidar_signals_of(points: np.ndarray, cfg: LidarScoring, model: SensorModel | None) -> lidar_checks.LidarSignals:

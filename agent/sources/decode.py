@@ -37,6 +37,12 @@ def decode_image_bytes(data: bytes, max_width: int | None = None, full_width: in
     return image
 
 
+def decode_grey_bytes(data: bytes) -> np.ndarray | None:
+    """The whole picture's luma (no colour conversion or chroma upsampling: the cheaper full decode), or None."""
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE) if data else None
+    return image if image is not None and image.size else None
+
+
 def _is_complete(data: bytes) -> bool:
     # OpenCV happily returns a half-grey image for a truncated JPEG or PNG; check the end markers ourselves.
     if data[:2] == b"\xff\xd8":
