@@ -17,6 +17,7 @@ import logging
 import multiprocessing
 import queue
 import signal
+import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -154,6 +155,7 @@ class MeasureProcesses:
         self._timeout_s = timeout_s
         self._on_failure = on_failure
         self._closed = False
+        self._count_lock = threading.Lock()
         self.failures = 0
 
     def start(self) -> None:
@@ -179,7 +181,8 @@ class MeasureProcesses:
         try:
             return worker.call(request, self._timeout_s)
         except MeasureError as exc:
-            self.failures += 1
+            with self._count_lock:
+                self.failures += 1
             log.warning("event=measure_failed error=%r", str(exc))
             if self._on_failure is not None:
                 self._on_failure("hung" if "took over" in str(exc) else "died")
