@@ -28,19 +28,23 @@ def camera_signals_of(frame: Frame, width: int) -> camera_signals.CameraSignals:
 
 
 def _block_grey(frame: Frame, image: np.ndarray, grey: np.ndarray, width: int) -> np.ndarray | None:
-    """The grey picture at a size where a block grid (JPEG's 8 pixels, pixelation) keeps its strength: the decoded
-    size when the analysis size is an odd fraction of it (a 1600-px frame decoded at 400 for 320). A JPEG that a
-    quarter-size decode cannot serve is decoded at half size, where the grid is faint (KITTI's damaged frames
-    measured 1.33-2.07 against 1.23-1.34 valid): its grid is taken from a whole grey decode (2.27-3.30 against
-    1.05-1.16), which costs little at those sizes. Only the grid: the other signals keep the reduced decode, whose
-    colours a full decode's chroma upsampling would shift (a dead channel is no longer exactly zero)."""
+    """The grey picture at a size where a block grid (JPEG's 8 pixels, pixelation) keeps its strength, or None
+    where the analysis picture keeps it (a 1280-px JPEG decoded at 320, a 1280-px array area-averaged by 4).
+
+    The decoded picture where the analysis resize would blur the grid away (a 1600-px frame decoded at 400 for
+    320, a 1242-px PNG). A JPEG that a quarter-size decode cannot serve is decoded at half size, where the grid is
+    faint (KITTI's damaged frames measured 1.33-2.07 against 1.23-1.34 valid): its grid is taken from a whole grey
+    decode (2.27-3.30 against 1.05-1.16), which costs little at those sizes. Only the grid: the other signals keep
+    the reduced decode, whose colours a full decode's chroma upsampling would shift (a dead channel is no longer
+    exactly zero)."""
     stated = frame.meta.get("width", "")
     full_width = int(stated) if stated.isdigit() else 0
     if frame.array is None and frame.encoding is Encoding.JPEG and 2 * width <= full_width < 4 * width:
         whole = decode_grey_bytes(frame.payload or b"")
         if whole is not None:
             return whole
-    if image.shape[1] > grey.shape[1]:
+    factor = image.shape[1] / grey.shape[1]
+    if factor > 1 and factor not in (2.0, 4.0, 8.0):  # an area resize by 2, 4 or 8 keeps the grid (at 4, 2 or 1 px)
         return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     return None
 
