@@ -34,7 +34,8 @@ GROUPS: dict[str, tuple[tuple[str, ...], list[tuple[float, ...]], tuple[str, ...
     "soiling": (("SOIL_LOST_OF_TEXTURED", "SOIL_LOST_PER_GAINED"),
                 list(itertools.product((0.1, 0.15, 0.2, 0.3, 9.0), (2.0, 4.0, 1e9))),
                 ("water_drops", "smear", "mud")),
-    "channel_swap": (("SWAP_MIN_CORR",), [(0.4,), (0.5,), (0.6,), (0.7,), (0.8,), (9.0,)], ("channel_swap",)),
+    "channel_swap": (("SWAP_MIN_SPREAD", "SWAP_MIN_CORR"),
+                     list(itertools.product((0.02, 0.03, 0.04), (0.5, 0.6, 0.7, 0.8, 9.0))), ("channel_swap",)),
     # A name with a dot is a setting of the config (scoring.camera.*), not a module constant.
     "blur": (("camera.blur_min_ratio",), [(0.1,), (0.15,), (0.2,), (0.25,), (0.3,), (0.4,)], ("blur",)),
 }

@@ -174,6 +174,17 @@ def test_red_and_blue_swapped_in_a_near_neutral_view_is_a_colour_fault_and_warme
         assert _judge(warm, _jpeg(shifted, seq=i)).label is not Label.HARMFUL
 
 
+
+@pytest.mark.shared
+def test_red_and_blue_swapped_on_a_snowy_road_of_faint_colour_is_a_colour_fault(shared_data: Path) -> None:
+    # The winter drive's tile colours spread only 0.036-0.038 (log B/R): missed at SWAP_MIN_SPREAD 0.04.
+    images = _shared_stream(shared_data / "camera" / "winter_moscow_evocargo_seq1")
+    scorer = HeuristicScorer(ScoringConfig())
+    for i, image in enumerate(images[:-1]):
+        assert _judge(scorer, _jpeg(image, seq=i)).label is not Label.HARMFUL
+    swapped = _judge(scorer, _jpeg(np.ascontiguousarray(images[-1][..., ::-1]), seq=len(images)))
+    assert swapped.label is Label.HARMFUL and swapped.reasons == ("colour_fault",)
+
 def _lidar_fault_after_healthy_scans(scans: list[np.ndarray], fault: str, seed: int) -> Verdict:
     """All scans but the last, healthy; then the last with `fault` (frozen: the one before it again)."""
     from _field_faults import lidar_field_fault

@@ -34,8 +34,10 @@ SOIL_MAX_GAINED = 0.05  # share of such tiles beyond which a loss of detail else
 SOIL_TEXTURED = 50.0  # tiles with less Laplacian variance than this (sky, road) say nothing about soiling
 BLOCKINESS_MIN = 1.35  # gradients this concentrated on a block grid are compression damage, if new for the camera
 BLOCKINESS_RATIO = 1.25
-SWAP_MIN_SPREAD = 0.04  # a view needs this much spread of blue against red over its tiles to show a swap
-SWAP_MIN_CORR = 0.6  # the frame's pattern mirrors the usual one at least this strongly
+# A view needs this much spread of blue against red over its tiles to show a swap, and the frame's pattern must
+# mirror the usual one at least this strongly; both chosen leave-one-source-out (models/evaluate_loso.json).
+SWAP_MIN_SPREAD = 0.02
+SWAP_MIN_CORR = 0.5
 SHADE_MIN_LIGHT = 0.35  # a tile in shadow keeps at least this share of its usual light (+8 grey levels) ...
 SHADE_MAX_LIGHT = 0.8  # ... and loses at least the rest
 SHADE_MIN_CONTRAST = 0.8  # ... and keeps this share of its usual contrast (texture over brightness)
