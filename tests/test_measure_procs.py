@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -22,6 +23,7 @@ from agent.config import load_config
 from agent.daemon.measure_procs import MeasureError, MeasureProcesses
 from agent.frame import Encoding, Frame, Modality
 from agent.scoring import camera_signals
+from agent.scoring.factory import make_scorer
 from agent.scoring.heuristic import HeuristicScorer
 
 
@@ -54,7 +56,7 @@ def _stream() -> list[Frame]:
     return frames
 
 
-def _decisions(scorer: HeuristicScorer, frames: list[Frame]) -> list[tuple]:
+def _decisions(scorer: Any, frames: list[Frame]) -> list[tuple]:
     out = []
     for frame in frames:
         verdict = scorer.score(frame)
@@ -64,14 +66,16 @@ def _decisions(scorer: HeuristicScorer, frames: list[Frame]) -> list[tuple]:
     return out
 
 
-def test_measuring_in_processes_gives_the_decisions_of_measuring_in_the_thread() -> None:
-    config = load_config(None).scoring
+@pytest.mark.parametrize("kind", ["heuristic", "hybrid"])
+def test_measuring_in_processes_gives_the_decisions_of_measuring_in_the_thread(kind: str) -> None:
+    config = load_config(None).model_copy(update={"scoring": load_config(None).scoring.model_copy(
+        update={"kind": kind})})
     frames = _stream()
-    local = _decisions(HeuristicScorer(config), frames)
+    local = _decisions(make_scorer(config), frames)
     processes = MeasureProcesses(2, 30.0)
     try:
         processes.start()
-        remote_scorer = HeuristicScorer(config)
+        remote_scorer = make_scorer(config)
         remote_scorer.measurer = processes
         remote = _decisions(remote_scorer, frames)
     finally:
