@@ -66,10 +66,10 @@ def lidar_scans() -> list[np.ndarray]:
 class PlaybackSource(LiveSource):
     """Recorded frames played at a fixed rate, stamped with the host clock like a live sensor."""
 
-    def __init__(self, config: SourceConfig, items: list, hz: float, offset: int) -> None:
+    def __init__(self, config: SourceConfig, items: list, hz: float, offset: int, phase: float = 0.0) -> None:
         super().__init__(config)
         self.items, self.period, self.index = items, 1.0 / hz, offset
-        self.next_at = time.monotonic()
+        self.next_at = time.monotonic() + phase * self.period  # phase: share of a period this sensor lags by
 
     def read(self) -> Item | None:
         delay = self.next_at - time.monotonic()
@@ -124,6 +124,9 @@ def main() -> int:
     parser.add_argument("--scoring-threads", type=int, default=2)
     parser.add_argument("--measure-processes", type=int, default=2,
                         help="daemon.measure_processes: processes that decode and measure frames (0 = in the threads)")
+    parser.add_argument("--phases", choices=("together", "spread"), default="together",
+                        help="together: every camera captures at the same instant (hardware-triggered rigs, the "
+                        "worst case); spread: free-running cameras, their captures spread over the frame period")
     parser.add_argument("--warmup", type=float, default=3.0,
                         help="seconds before measuring (start-up keeps a burst of novel frames: spool fsyncs)")
     parser.add_argument("--config", help="agent config to start from (sources are replaced)")
@@ -146,7 +149,8 @@ def main() -> int:
         def factory(cfg: SourceConfig) -> LiveSource:
             index = int(cfg.name.lstrip("camlidr"))
             if cfg.name.startswith("cam"):
-                return PlaybackSource(cfg, jpegs, args.fps, index * 7)
+                phase = index / args.cameras if args.phases == "spread" else 0.0
+                return PlaybackSource(cfg, jpegs, args.fps, index * 7, phase)
             return PlaybackSource(cfg, scans, args.lidar_hz, index * 3)
 
         app = App(config, source_factory=factory)
@@ -195,7 +199,8 @@ def main() -> int:
         "load": {"cameras": args.cameras, "fps": args.fps, "lidars": args.lidars, "lidar_hz": args.lidar_hz,
                  "camera": "1280x720 JPEG", "lidar_points": int(np.mean([len(s) for s in scans])),
                  "seconds": round(wall, 1), "warmup_s": args.warmup,
-                 "scoring_threads": args.scoring_threads, "measure_processes": args.measure_processes},
+                 "scoring_threads": args.scoring_threads, "measure_processes": args.measure_processes,
+                 "camera_phases": args.phases},
         "frames_decided": len(latencies),
         "frames_offered_per_s": round(args.cameras * args.fps + args.lidars * args.lidar_hz, 1),
         "frames_decided_per_s": round(len(latencies) / wall, 1),
