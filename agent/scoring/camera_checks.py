@@ -23,6 +23,9 @@ KEPT_TEXTURE = 0.6  # a tile that keeps this share of its usual texture still sh
 OCCLUSION_KEPT_MIN = 0.15  # occlusion covers part of the view: a loss everywhere at once is light or a new scene
 RISE_MIN_CLIPPED = 0.1  # share of white pixels an exposure runaway leaves (a sky or lamps alone: a few %)
 COVERED_MIN_AREA = 0.08  # share of the picture newly without texture: something opaque on the lens
+# ... of which this much appeared since the camera's last healthy frame: a splash or a leaf lands at once, while a
+# view that grows flatter frame by frame (a car leaving tree shadows: +0.003-0.006 a frame at 25 fps) is the scene.
+COVERED_MIN_JUMP = 0.04
 CUT_MAX_NEW_FLAT = 0.3  # a view this much more textureless than before is covered, not a new scene
 SOIL_LOST = 0.2  # a tile whose sharpness fell below this share of its usual is behind a drop or smear
 SOIL_MIN_FRACTION = 0.2  # share of the view that must be soiled
@@ -95,6 +98,11 @@ class CameraBaseline:
         self._history.setdefault(sensor, deque(maxlen=HISTORY)).append(s)
         self._updates[sensor] = self._updates.get(sensor, 0) + 1
 
+    def last(self, sensor: str) -> CameraSignals | None:
+        """The camera's most recent healthy frame."""
+        rows = self._history.get(sensor)
+        return rows[-1] if rows else None
+
     def reset(self, sensor: str) -> None:
         self._history.pop(sensor, None)
         self._cache.pop(sensor, None)
@@ -158,7 +166,8 @@ def _shaded(s: CameraSignals, typical: CameraTypical) -> np.ndarray:
     return shade
 
 
-def _occluded(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | None) -> bool:
+def _occluded(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | None,
+              last: CameraSignals | None = None) -> bool:
     if s.flat_tiles >= ABSOLUTE_FLAT_FRACTION:
         return True
     if typical is None:
@@ -177,7 +186,9 @@ def _occluded(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | Non
     if s.tile_flat is not None and typical.tile_flat is not None and shade.any():
         # a shadow halves the texture too: what went textureless in shaded tiles is not covered
         new_flat -= float(np.sum(np.maximum(s.tile_flat - typical.tile_flat, 0.0)[shade])) / shade.size
-    return new_flat >= COVERED_MIN_AREA and (float(kept.mean()) >= OCCLUSION_KEPT_MIN or new_flat >= CUT_MAX_NEW_FLAT)
+    sudden = last is None or s.flat_area - last.flat_area >= COVERED_MIN_JUMP
+    return sudden and new_flat >= COVERED_MIN_AREA and (float(kept.mean()) >= OCCLUSION_KEPT_MIN
+                                                        or new_flat >= CUT_MAX_NEW_FLAT)
 
 
 def _soiled(s: CameraSignals, typical: CameraTypical | None) -> bool:
@@ -256,7 +267,8 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sum(a * b)) / max(float(np.linalg.norm(a)) * float(np.linalg.norm(b)), 1e-9)
 
 
-def faults(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | None = None) -> list[str]:
+def faults(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | None = None,
+           last: CameraSignals | None = None) -> list[str]:
     """Names of the faults these signals show, most telling first. `typical`: the camera's own recent healthy
     frames with the same scene in view (None at the start of a stream or after a scene cut: absolute limits only,
     set to what no valid frame does)."""
@@ -274,7 +286,7 @@ def faults(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | None =
         found.append("uniform")
     if _torn(s, cfg):
         found.append("tearing")
-    if "uniform" not in found and _occluded(s, cfg, typical):
+    if "uniform" not in found and _occluded(s, cfg, typical, last):
         found.append("occluded")
     if not found and _colour_fault(s, cfg, typical):
         found.append("colour_fault")
