@@ -57,7 +57,9 @@ def _video(name: str) -> Callable[[], list]:
             ok, frame = cap.read()
             if not ok:
                 return out
-            out.append((f"{name}#{len(out)}", _fit(frame)))
+            # Named as numbered frames of one recording, so the evaluation judges them as one stream with its history
+            # (named "x.mp4#N" they were taken for unrelated stills, each judged alone).
+            out.append((f"{Path(name).stem}_{len(out):06d}.png", _fit(frame)))
 
     return load
 

@@ -4,6 +4,8 @@
     python scripts/evaluate_field.py --kinds heuristic --no-faults   # quick: valid frames only
     python scripts/evaluate_field.py --table models/evaluate_field.json  # the README tables from a saved run
     python scripts/evaluate_field.py --camera-folds DIR --lidar-folds DIR2 --kinds proxy hybrid  # LOSO models
+    python scripts/evaluate_field.py --native > models/evaluate_field_native.json  # valid frames at their own size
+    python scripts/evaluate_field.py --native-table models/evaluate_field_native.json
 
 See scripts/_field_eval.py for the protocol (held out by source, faults on real frames, genuine faults, rare data).
 Needs ../shared/data and imagecorruptions (the train extra).
@@ -18,6 +20,7 @@ from pathlib import Path
 import _field_eval
 from _field_data import camera_sources, lidar_sources
 from _field_eval import KINDS, evaluate, use_folds
+from _field_native import native_table, native_valid
 from _field_sweep import choose
 from _field_table import tables
 
@@ -34,9 +37,18 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true", help="also choose the hybrid scorer's model_fault_min_prob "
                         "and ood_trust_ratio leave-one-source-out (scripts/_field_sweep.py); needs hybrid in --kinds")
     parser.add_argument("--table", type=Path, help="print markdown tables from a saved JSON instead")
+    parser.add_argument("--native", action="store_true", help="only the camera sources' valid frames, each at its "
+                        "own resolution (scripts/_field_native.py)")
+    parser.add_argument("--native-table", type=Path, help="print the markdown table of a saved --native JSON")
     args = parser.parse_args()
     if args.table:
         print(tables(json.loads(args.table.read_text())))
+        return
+    if args.native_table:
+        print(native_table(json.loads(args.native_table.read_text())))
+        return
+    if args.native:
+        print(json.dumps(native_valid(tuple(args.kinds)), indent=1))
         return
     for modality, folder in (("camera", args.camera_folds), ("lidar", args.lidar_folds)):
         if folder:

@@ -78,3 +78,24 @@ def test_the_hybrid_operating_point_of_a_source_is_chosen_by_the_other_sources()
     quiet = _verdicts("a", 0.1, 0.1, checks_catch=True) + _verdicts("b", 0.1, 0.1, checks_catch=True)
     out = choose(quiet, [source("a"), source("b")], "camera")
     assert all(tuple(row["chosen"]) == DEFAULT for row in out["per_source"].values())
+
+
+@pytest.mark.shared
+def test_the_field_evaluation_judges_a_video_as_one_stream_and_can_score_it_at_its_own_size(shared_data: Path) -> None:
+    # Named "x.mp4#N", a video's frames were taken for unrelated stills and judged without their history.
+    import _field_data
+    from _field_eval import valid
+
+    from agent.sources.images import numbered_sequence
+
+    source = next(s for s in _field_data.camera_sources() if s.name == "highway_video_2")
+    saved = _field_data.EVAL_WIDTH
+    _field_data.EVAL_WIDTH = 1 << 30
+    try:
+        items = source.load()
+    finally:
+        _field_data.EVAL_WIDTH = saved
+    assert numbered_sequence([name for name, _ in items])
+    assert items[0][1].shape[1] == 1280  # the recording's own size
+    row, _ = valid("heuristic", source, items)
+    assert row["frames"] == 38 and row["false_harmful"] == 0.0, row  # 2 were `occluded` before the sudden-cover rule
