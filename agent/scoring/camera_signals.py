@@ -105,15 +105,6 @@ def _tile_stats(values: np.ndarray, grid: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sqrt(np.maximum(square - mean * mean, 0.0)), mean
 
 
-def _median1(values: np.ndarray) -> float:
-    """np.median of a 1-D array without NaN: the same value, without its overhead (a frame measures several)."""
-    k = values.size
-    if k % 2:
-        return float(np.partition(values, k // 2)[k // 2])
-    part = np.partition(values, (k // 2 - 1, k // 2))
-    return float((part[k // 2 - 1] + part[k // 2]) / 2.0)
-
-
 def _rows_flat(rows: np.ndarray) -> bool:
     """Whether the median row std of a uint8 image is below 1.5. A row's std is at least its range / sqrt(2 n)
     (its two extremes alone), so rows whose range is well above 1.5 sqrt(2 n) cannot be flat; when they are half
@@ -151,7 +142,7 @@ def seam(grey: np.ndarray, flat_check: bool = True) -> tuple[float, float, bool]
     if cols.sum() < 3:
         return float(share[i]), 0.0, False
     ratio = np.log((grey[top + 2] + 4.0) / (grey[top] + 4.0))
-    mixed = float((cols & (np.abs(ratio - _median1(ratio[cols])) > SEAM_RATIO_SPREAD)).mean())
+    mixed = float((cols & (np.abs(ratio - float(_median_rows(ratio[cols]))) > SEAM_RATIO_SPREAD)).mean())
     below = grey[top + 4:]
     flat = (flat_check and len(below) >= SEAM_FLAT_MIN_HEIGHT * h and _rows_flat(below)
             and 8.0 < float(below.mean()) < 247.0)
@@ -159,7 +150,8 @@ def seam(grey: np.ndarray, flat_check: bool = True) -> tuple[float, float, bool]
 
 
 def _median_rows(a: np.ndarray) -> np.ndarray:
-    """np.median(a, axis=0), the same values, at half its cost for the few short rows of a frame's grid."""
+    """np.median(a, axis=0), the same values, at half its cost for the few short rows of a frame's grid (and for a
+    1-D array, its median without np.median's overhead)."""
     k = a.shape[0]
     if k % 2:
         return np.partition(a, k // 2, axis=0)[k // 2]
