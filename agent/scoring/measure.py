@@ -23,11 +23,13 @@ from agent.sources.decode import decode_grey_bytes, image_of
 def camera_signals_of(frame: Frame, width: int) -> camera_signals.CameraSignals:
     """Decode (reduced to about `width` where the JPEG allows) and measure; DecodeError for a broken image."""
     image = image_of(frame, max_width=width)
-    grey, seam_grey = camera_signals.analysis_greys(image, width)
-    return camera_signals.measure(grey, seam_grey, image, block_grey=_block_grey(frame, image, grey, width))
+    # One grey conversion at the decoded size serves the analysis greys and, where needed, the block grid.
+    full = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    grey, seam_grey = camera_signals.analysis_greys(full, width)
+    return camera_signals.measure(grey, seam_grey, image, block_grey=_block_grey(frame, full, grey, width))
 
 
-def _block_grey(frame: Frame, image: np.ndarray, grey: np.ndarray, width: int) -> np.ndarray | None:
+def _block_grey(frame: Frame, full: np.ndarray, grey: np.ndarray, width: int) -> np.ndarray | None:
     """The grey picture at a size where a block grid (JPEG's 8 pixels, pixelation) keeps its strength, or None
     where the analysis picture keeps it (a 1280-px JPEG decoded at 320, a 1280-px array area-averaged by 4).
 
@@ -43,10 +45,8 @@ def _block_grey(frame: Frame, image: np.ndarray, grey: np.ndarray, width: int) -
         whole = decode_grey_bytes(frame.payload or b"")
         if whole is not None:
             return whole
-    factor = image.shape[1] / grey.shape[1]
-    if factor > 1 and factor not in (2.0, 4.0, 8.0):  # an area resize by 2, 4 or 8 keeps the grid (at 4, 2 or 1 px)
-        return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    return None
+    factor = full.shape[1] / grey.shape[1]
+    return full if factor > 1 and factor not in (2.0, 4.0, 8.0) else None  # by 2, 4 or 8 the grid stays (4, 2, 1 px)
 
 
 def lidar_signals_of(points: np.ndarray, cfg: LidarScoring, model: SensorModel | None) -> lidar_checks.LidarSignals:
