@@ -9,7 +9,6 @@ Ray itself (`max_retries`) on another worker or node.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -18,6 +17,7 @@ from typing import Any, Protocol
 
 from agent.corpus.job import DriveJob, count_frames_into, run_drive
 from agent.errors import ConfigError
+from agent.processes import fork_server
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +76,7 @@ class PoolExecutor:
         self.slots = workers
         self._retries = retries
         self.counter: Any = None
-        # Not fork: a forked child would inherit the driver's threads (progress bar, logging) in whatever state.
-        # A fork server imports the replay code once and forks clean workers from it (spawn would import it again
-        # in every worker).
-        if "forkserver" in multiprocessing.get_all_start_methods():
-            self._context = multiprocessing.get_context("forkserver")
-            self._context.set_forkserver_preload(["agent.corpus.job", "agent.replay.runner", "agent.tune.cache"])
-        else:
-            self._context = multiprocessing.get_context("spawn")
+        self._context = fork_server(["agent.corpus.job", "agent.replay.runner", "agent.tune.cache"])
         self.counter = self._context.Value("q", 0)  # frames decided by every worker: the progress bar
 
     def run(self, jobs: Sequence[DriveJob]) -> Iterator[Done]:

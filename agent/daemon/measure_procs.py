@@ -14,7 +14,6 @@ counted, and a fresh process takes the next frame.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import queue
 import signal
 import threading
@@ -27,6 +26,7 @@ import numpy as np
 from agent.config.model import LidarScoring
 from agent.config.sensors import SensorModel
 from agent.frame import Frame
+from agent.processes import fork_server
 from agent.scoring.camera_signals import CameraSignals
 from agent.scoring.lidar_checks import LidarSignals
 
@@ -67,16 +67,6 @@ def _serve(conn: Connection) -> None:
             conn.send(answer)
         except Exception as exc:  # an exception that does not pickle: its text is enough
             conn.send((False, RuntimeError(f"{type(answer[1]).__name__}: {answer[1]}; unsendable: {exc}")))
-
-
-def _context() -> Any:
-    # A fork server: the daemon has threads (forking it is unsafe), and a fork of a preloaded server starts in
-    # milliseconds where a spawned interpreter imports NumPy and OpenCV again.
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(_PRELOAD)
-        return context
-    return multiprocessing.get_context("spawn")
 
 
 class _Worker:
@@ -147,7 +137,7 @@ class MeasureProcesses:
     processes as scoring threads, no thread ever waits for one)."""
 
     def __init__(self, count: int, timeout_s: float, on_failure: Callable[[str], None] | None = None) -> None:
-        context = _context()
+        context = fork_server(_PRELOAD)
         self._workers = [_Worker(context, k) for k in range(count)]
         self._idle: queue.Queue[_Worker] = queue.Queue(maxsize=count)  # holds only these workers: never overflows
         for worker in self._workers:

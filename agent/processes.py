@@ -1,0 +1,19 @@
+"""Where the agent's worker processes come from (the corpus pool, the daemon's measuring processes)."""
+
+from __future__ import annotations
+
+import multiprocessing
+from typing import Any
+
+
+def fork_server(preload: list[str]) -> Any:
+    """A multiprocessing context that forks workers from a fork server with `preload` imported, or spawn where
+    there is none. Not fork: a forked child would inherit the parent's threads (sources, scoring, progress bar,
+    logging) in whatever state; a fork server imports the code once and forks clean workers from it, where spawn
+    would import NumPy, OpenCV and the agent again in every worker. Python has one fork server per process: the
+    first caller to start it sets what it preloads (both callers work either way)."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(preload)
+        return context
+    return multiprocessing.get_context("spawn")
