@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import _field_data
 from _field_data import camera_sources
-from _field_eval import valid
+from _field_eval import summary, valid
 
 
 def native_valid(kinds: tuple[str, ...]) -> dict:
-    out: dict = {kind: {"per_source": {}, "per_condition": {}} for kind in kinds}
+    per_source: dict = {kind: {} for kind in kinds}
     saved = _field_data.EVAL_WIDTH
     sources = camera_sources()
     for source in sources:
@@ -28,18 +28,10 @@ def native_valid(kinds: tuple[str, ...]) -> dict:
             _field_data.EVAL_WIDTH = saved
         widths = sorted({int(image.shape[1]) for _, image in items})
         for kind in kinds:
-            row, _ = valid(kind, source, items)
-            out[kind]["per_source"][source.name] = {"condition": source.condition, "widths": widths, **row}
-    for kind in kinds:
-        rows = out[kind]["per_source"]
-        for condition in dict.fromkeys(s.condition for s in sources):
-            mine = [r for r in rows.values() if r["condition"] == condition]
-            frames = sum(r["frames"] for r in mine)
-            out[kind]["per_condition"][condition] = {
-                "sources": len(mine), "frames": frames,
-                "false_harmful": round(sum(r["false_harmful"] * r["frames"] for r in mine) / max(1, frames), 4),
-                "worst_source_false_harmful": max(r["false_harmful"] for r in mine)}
-    return out
+            per_source[kind][source.name] = {"condition": source.condition, "widths": widths,
+                                             "valid": valid(kind, source, items)[0]}
+    return {kind: {"per_source": rows, "per_condition": summary(rows, sources, kind)}
+            for kind, rows in per_source.items()}
 
 
 def native_table(result: dict) -> str:
@@ -48,7 +40,8 @@ def native_table(result: dict) -> str:
              "|---|---|---|---|" + "---|" * len(kinds)]
     first = result[kinds[0]]["per_source"]
     for name, row in first.items():
-        cells = [f"{100 * result[k]['per_source'][name]['false_harmful']:.0f}%" for k in kinds]
+        cells = [f"{100 * result[k]['per_source'][name]['valid']['false_harmful']:.0f}%" for k in kinds]
         widths = ", ".join(str(w) for w in row["widths"])
-        lines.append(f"| {name} | {row['condition']} | {row['frames']} | {widths} | " + " | ".join(cells) + " |")
+        frames = row["valid"]["frames"]
+        lines.append(f"| {name} | {row['condition']} | {frames} | {widths} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
