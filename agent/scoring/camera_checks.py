@@ -271,7 +271,7 @@ def faults(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | None =
            last: CameraSignals | None = None) -> list[str]:
     """Names of the faults these signals show, most telling first. `typical`: the camera's own recent healthy
     frames with the same scene in view (None at the start of a stream or after a scene cut: absolute limits only,
-    set to what no valid frame does)."""
+    set to what no valid frame does); `last`: the camera's most recent healthy frame (a cover appears at once)."""
     found: list[str] = []
     fell = typical is not None and typical.mean > 20.0 and s.mean < cfg.exposure_fall_ratio * typical.mean
     if s.mean <= cfg.dark_max_mean or s.clipped_dark >= cfg.dark_clipped_max_fraction or fell:
