@@ -185,6 +185,38 @@ def test_red_and_blue_swapped_on_a_snowy_road_of_faint_colour_is_a_colour_fault(
     swapped = _judge(scorer, _jpeg(np.ascontiguousarray(images[-1][..., ::-1]), seq=len(images)))
     assert swapped.label is Label.HARMFUL and swapped.reasons == ("colour_fault",)
 
+def _fog(image: np.ndarray) -> np.ndarray:
+    """Haze as the field evaluation synthesises it: pulled towards a bright grey airlight, more with height."""
+    depth = np.linspace(0.85, 0.45, image.shape[0], dtype=np.float32)[:, None, None]
+    return np.clip(image * (1 - depth) + 200.0 * depth, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("fault", ["raw_bayer", "blue_dead", "green_dead", "red_dead"])
+def test_colour_faults_in_fog_whose_colours_are_faint_are_caught(fault: str) -> None:
+    # Fogged, the sample drive's saturation is 0.02-0.03: below the 0.06 under which a camera counts as grey,
+    # where these were missed; a mosaic is exactly grey and a dead channel's JPEG ringing stays 1-2 levels up.
+    from _field_faults import raw_bayer
+
+    images = [_fog(image) for image in _images(6)]
+    scorer = HeuristicScorer(ScoringConfig())
+    for i, image in enumerate(images[:5]):
+        assert _judge(scorer, _jpeg(image, seq=i)).label is not Label.HARMFUL
+    bad = images[5].copy()
+    if fault == "raw_bayer":
+        bad = raw_bayer(bad)
+    else:
+        bad[..., ("blue_dead", "green_dead", "red_dead").index(fault)] = 0
+    verdict = _judge(scorer, _jpeg(bad, seq=5))
+    assert verdict.label is Label.HARMFUL and verdict.reasons == ("colour_fault",), verdict.reasons
+
+
+def test_a_grey_camera_is_not_a_colour_camera_gone_grey() -> None:
+    scorer = HeuristicScorer(ScoringConfig())
+    for i, image in enumerate(_images(8)):
+        grey = cv2.cvtColor(cv2.cvtColor(_fog(image), cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+        assert _judge(scorer, _jpeg(grey, seq=i)).label is not Label.HARMFUL
+
+
 def _lidar_fault_after_healthy_scans(scans: list[np.ndarray], fault: str, seed: int) -> Verdict:
     """All scans but the last, healthy; then the last with `fault` (frozen: the one before it again)."""
     from _field_faults import lidar_field_fault

@@ -46,6 +46,11 @@ SHADE_MAX_LIGHT = 0.8  # ... and loses at least the rest
 SHADE_MIN_CONTRAST = 0.8  # ... and keeps this share of its usual contrast (texture over brightness)
 SHADE_MAX_REDDER = 0.1  # ... and its colour (log blue/red) turns no redder than this
 FLAT_ROWS_MIN = 0.04  # this share of rows newly flat mid-grey is decoder fill
+# Saturation (sampled pixels' (max - min) / max, mean): valid colour frames measured 0.0156 (DENSE raw-Bayer snow,
+# the least colourful) to 0.69; synthetic fog 0.021-0.025; every grey camera's frame, and any colour frame with
+# R = G = B in every pixel (a mosaic or mono image passed through as colour), 0.0 exactly, JPEG or not.
+COLOUR_CAMERA_MIN = 0.01
+EXACT_GREY_MAX = 0.002
 
 
 def _new_flat_rows(s: CameraSignals, typical: CameraTypical) -> float:
@@ -237,13 +242,19 @@ def _colour_fault(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical |
     channels = np.array(s.channels)
     if channels.max() > 30.0 and channels.min() < 1.0:
         return True  # a channel at exactly zero beside lit ones: no scene does that, a dead channel or bad format
-    if typical is None or typical.saturation < 0.06:
-        return False  # a grey or NIR camera has no colour to lose
-    if s.saturation < cfg.colour_min_ratio * typical.saturation:
-        return True  # a colour camera gone grey: raw Bayer data, a wrong pixel format
+    if typical is None:
+        return False
+    # A channel gone dark that this camera usually has (JPEG ringing leaves a dead channel 1-2 grey levels above
+    # zero, so the absolute test above can miss it), whatever its colourfulness: faint colours in fog included.
     share = channels / max(float(channels.mean()), 1e-6)
     if bool(np.any((share < cfg.colour_min_ratio) & (typical.channel_share > 2.5 * cfg.colour_min_ratio))):
         return True
+    if typical.saturation >= COLOUR_CAMERA_MIN and s.saturation <= EXACT_GREY_MAX:
+        return True  # a colour camera (however faint its scene, as in fog) now exactly grey: raw Bayer, mono format
+    if typical.saturation < 0.06:
+        return False  # a grey or NIR camera has no colour to lose; a faintly coloured view too little to compare
+    if s.saturation < cfg.colour_min_ratio * typical.saturation:
+        return True  # a colour camera gone grey: raw Bayer data, a wrong pixel format
     base, now = typical.blue_red, _blue_red(s.channels)
     if abs(base) > 0.15 and now * base < 0 and abs(now + base) < 0.5 * abs(base):
         return True  # red and blue swapped
