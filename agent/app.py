@@ -32,6 +32,7 @@ from agent.health import SensorHealth, alert_topic
 from agent.metrics import Metrics
 from agent.pipeline import FramePipeline
 from agent.policy import Policy
+from agent.processes import opencv_one_thread
 from agent.remote.merge import LOCAL_ONLY, RESTART_ONLY, protected_changes
 from agent.remote.store import ApplyResult, ConfigStore
 from agent.scoring.base import Scorer, Verdict
@@ -134,6 +135,7 @@ class App:
 
     def start(self) -> None:
         cfg = self.store.current
+        opencv_one_thread()
         self.metrics.set_info(scorer=self.scorer.name, providers=_providers(self.scorer.inner),
                               vehicle=cfg.vehicle_id, version=str(cfg.version))
         if cfg.daemon.metrics_port:

@@ -4,7 +4,7 @@ Recorded data played at real rate through the daemon's own path (App: source thr
 thread -> policy -> spool): N cameras x F fps of 720p JPEG (frames of the Udacity test video in ../shared/data,
 else the sample drive's KITTI frames, resized to 1280x720) and M LiDARs x 10 Hz of KITTI scans (~120k points).
 Reports CPU % and memory of the whole process tree (the daemon and its measuring processes), p50/p99 decision
-latency (capture to decision), frames shed, and where the scoring threads' time goes.
+latency (capture to decision; p99 per modality too), frames shed, and where the scoring threads' time goes.
 
     .venv/bin/python scripts/bench_daemon.py --seconds 20 --cameras 8
 """
@@ -155,11 +155,13 @@ def main() -> int:
 
         app = App(config, source_factory=factory)
         latencies: list[float] = []
+        by_modality: dict[str, list[float]] = {"camera": [], "lidar": []}
         handle_s: list[float] = []
         decided = app.metrics.decided
 
         def record(rec: dict, latency: float, score_s: float) -> None:
             latencies.append(latency)
+            by_modality.setdefault(str(rec["modality"]), []).append(latency)
             decided(rec, latency, score_s)
 
         app.metrics.decided = record  # type: ignore[method-assign]
@@ -178,6 +180,8 @@ def main() -> int:
         server.start()
         time.sleep(args.warmup)  # start-up transient: every sensor's first frames are novel and kept
         latencies.clear()
+        for values in by_modality.values():
+            values.clear()
         handle_s.clear()
         shed_start = sum(app.hub.shed().values())
         cpu0, wall0, peak, tree_peak = tree_cpu(proc), time.monotonic(), 0, {"rss": 0, "pss": 0}
@@ -211,7 +215,9 @@ def main() -> int:
         "tree_rss_mb": round(tree_peak["rss"] / 2**20, 1),
         "tree_pss_mb": round(tree_peak["pss"] / 2**20, 1),
         "latency_ms": {"p50": round(float(np.percentile(lat, 50)), 2), "p99": round(float(np.percentile(lat, 99)), 2),
-                       "max": round(float(lat.max()), 2)},
+                       "max": round(float(lat.max()), 2),
+                       **{f"p99_{m}": round(1000 * float(np.percentile(v, 99)), 2)
+                          for m, v in by_modality.items() if v}},
         "shed": sum(shed.values()) - shed_start, "shed_by_sensor": shed,
         "scoring_thread": {"busy_percent": round(100 * sum(handle_s) / wall, 1),
                            "mean_handle_ms": round(1000 * float(np.mean(handle_s or [0])), 2),

@@ -41,13 +41,10 @@ class MeasureError(RuntimeError):
 
 def _serve(conn: Connection) -> None:
     """A measuring process: answer (ok, signals or exception) to each (kind, args) until told to stop."""
-    import cv2
-
+    from agent.processes import opencv_one_thread
     from agent.scoring.measure import camera_signals_of, lidar_signals_of
 
-    # One thread: the processes are the parallelism. OpenCV's own pool only adds its threads' spinning between
-    # frames (about a quarter more CPU per frame, measured) on cores the other processes need.
-    cv2.setNumThreads(1)
+    opencv_one_thread()  # the processes are the parallelism
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the daemon stops us
     work: dict[str, Callable[..., Any]] = {"camera": camera_signals_of, "lidar": lidar_signals_of,
                                            "ping": lambda: None}

@@ -22,6 +22,7 @@ from agent.frame import Skip
 from agent.health import SensorHealth
 from agent.pipeline import FramePipeline
 from agent.policy import Policy, rules
+from agent.processes import opencv_one_thread
 from agent.replay.mcap_out import clock_metadata, write_kept_mcap
 from agent.report import SummaryBuilder, ThumbnailCollector, write_report
 from agent.scoring.factory import make_scorer
@@ -83,6 +84,7 @@ def run_replay(
     the decisions are the same.
     """
     sources = open_inputs(inputs, config.inputs)  # raises InputError before anything is written
+    opencv_one_thread()  # parallel across frames (assess_threads, corpus workers), not inside each OpenCV call
     make_out_dir(out_dir)
     clocks = align(sources, start_ns)
     stats = MergeStats()

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from agent.config.model import AgentConfig
 from agent.errors import DecodeError
 from agent.frame import Frame, Modality, Skip
+from agent.processes import opencv_one_thread
 from agent.scoring.base import Verdict
 from agent.scoring.factory import make_scorer
 from agent.scoring.usefulness import Pending
@@ -69,6 +70,7 @@ def score_recording(
 ) -> ScoreCache:
     """Run every input frame through the configured scorer's history-independent step, once."""
     sources = open_inputs(inputs, config.inputs)
+    opencv_one_thread()  # as in a replay: it was slower in wall time too with OpenCV's pool on
     scorer = make_scorer(config)
     assess = scorer.assess  # type: ignore[attr-defined]  # every shipped scorer is a SplitScorer
     extract = FeatureExtractor(config, with_model=baselines)
