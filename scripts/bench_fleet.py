@@ -165,17 +165,27 @@ def main() -> None:
     parser.add_argument("--ray-worker-niceness", type=int, default=0,
                         help="the cluster's worker_niceness: 0 (the default here) runs Ray's workers at the pool's "
                              "priority; Ray's own default, 15, lets any other process take their cores first")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="run 1 and 2 workers this many times, alternating, and report every pair's ratio and "
+                             "their median: the machine's speed drifts by 20-30%% within minutes, and a pair run "
+                             "back to back shares most of the drift")
     args = parser.parse_args()
     max_frames = args.max_frames if args.max_frames is not None else (40 if args.corpus == "short" else 0)
     config = AgentConfig(inputs=InputsConfig(max_frames=max_frames))
     drives = corpus(args.corpus)
     load_before = os.getloadavg()
-    one = timed(drives, config, workers=1)
-    two = timed(drives, config, workers=2)
+    pairs = [(timed(drives, config, workers=1), timed(drives, config, workers=2)) for _ in range(max(1, args.repeats))]
+    one, two = pairs[0]
     out: dict[str, Any] = {"corpus": args.corpus, "drives": len(drives), "max_frames_per_drive": max_frames or None,
                            "cpus": os.cpu_count(),
                            "load_avg_before": [round(x, 2) for x in load_before]}
     runs = {"1_worker": one, "2_workers": two}
+    if len(pairs) > 1:
+        ratios = [b["frames_per_s"] / a["frames_per_s"] for a, b in pairs]
+        out["pairs"] = [{"1_worker_frames_per_s": a["frames_per_s"], "2_workers_frames_per_s": b["frames_per_s"],
+                         "speedup": round(r, 3), "identical": a["digests"] == b["digests"] == one["digests"]}
+                        for (a, b), r in zip(pairs, ratios, strict=True)]
+        out["speedup_2_workers_median"] = round(float(np.median(ratios)), 3)
     if not args.no_ray:
         runs["ray_2_nodes"] = ray_run(drives, config, args.ray_worker_niceness)
     out["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]

@@ -22,14 +22,16 @@ def blob_name(frame_id: str, encoding: str) -> str:
     return f"{readable}.{digest}{BLOB_SUFFIX.get(encoding, '.bin')}"
 
 
-def write_temp(directory: Path, name: str, data: bytes) -> Path:
-    """Write `data` to a fresh temp file beside `name` and fsync it; the caller renames it with `publish`."""
+def write_temp(directory: Path, name: str, data: bytes, sync: bool = True) -> Path:
+    """Write `data` to a fresh temp file beside `name` and fsync it (unless not `sync`); the caller renames it with
+    `publish`."""
     temp = directory / f"{name}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
     try:
         try:
             _write_all(fd, data)
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
     except BaseException:
@@ -45,10 +47,11 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def publish(temp: Path, final: Path) -> None:
-    """Atomically rename a fsync'd temp file into place and make the rename itself durable."""
+def publish(temp: Path, final: Path, sync: bool = True) -> None:
+    """Atomically rename a fsync'd temp file into place and make the rename itself durable (unless not `sync`)."""
     os.replace(temp, final)
-    fsync_dir(final.parent)
+    if sync:
+        fsync_dir(final.parent)
 
 
 def fsync_dir(path: Path) -> None:
@@ -75,3 +78,9 @@ def file_size(path: Path) -> int | None:
     with contextlib.suppress(FileNotFoundError):
         return path.stat().st_size
     return None
+
+
+def flush_disk() -> None:
+    """Write all cached file data to disk (one sync for a batch of writes made without fsync)."""
+    if hasattr(os, "sync"):
+        os.sync()

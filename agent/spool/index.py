@@ -57,11 +57,11 @@ class BlobRef:
 
 
 class Index:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, durable: bool = True) -> None:
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
         try:
             self.journal_mode = str(self.conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
-            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
             self.conn.executescript(_SCHEMA)
             self._check_version()
         except BaseException:

@@ -61,8 +61,10 @@ def default_frame_id(frame: Frame) -> str:
 class Spool:
     """Kept frames on local disk, within a size budget, safe against crashes and power loss. Thread-safe."""
 
-    def __init__(self, root: Path, config: SpoolConfig, index: Index, lock_file: LockFile) -> None:
+    def __init__(self, root: Path, config: SpoolConfig, index: Index, lock_file: LockFile,
+                 durable: bool = True) -> None:
         self.root = root
+        self.durable = durable
         self.blobs_dir = root / BLOBS_DIR
         self.budget_bytes = int(config.max_mb * 1_000_000)
         self._codec = FrameCodec(config.jpeg_quality, config.zstd_level)
@@ -75,8 +77,13 @@ class Spool:
     # ---- opening and closing
 
     @classmethod
-    def open(cls, root: Path | str, config: SpoolConfig) -> Spool:
-        """Open (creating if needed) the spool at `root` and remove what an earlier crash left half-written."""
+    def open(cls, root: Path | str, config: SpoolConfig, durable: bool = True) -> Spool:
+        """Open (creating if needed) the spool at `root` and remove what an earlier crash left half-written.
+
+        `durable=False` (a replay's spool: a record of what the policy keeps, which a rerun rebuilds) skips the
+        per-frame fsyncs; each write is still atomic (temp file, rename, then the index row), so a process that
+        dies leaves a consistent spool, a power cut may cost frames (the next open counts them as lost), and the
+        caller flushes the disk once when it is done."""
         root = Path(root)
         try:
             (root / BLOBS_DIR).mkdir(parents=True, exist_ok=True)
@@ -85,13 +92,13 @@ class Spool:
         except OSError as exc:
             raise SpoolError(f"cannot open spool {root}: {exc}") from exc
         try:
-            index = Index(root / INDEX_FILE)
+            index = Index(root / INDEX_FILE, durable)
         except (sqlite3.Error, OSError) as exc:
             lock_file.release()
             raise SpoolError(f"cannot open spool index {root / INDEX_FILE}: {exc}") from exc
         if index.journal_mode != "wal":
             log.warning("spool index %s is in %s journal mode, not WAL", root / INDEX_FILE, index.journal_mode)
-        spool = cls(root, config, index, lock_file)
+        spool = cls(root, config, index, lock_file, durable)
         try:
             spool._reconcile()
         except (sqlite3.Error, OSError) as exc:
@@ -168,7 +175,7 @@ class Spool:
                 return self._refuse(fid, SPOOL_FULL, rejected_frames=1)
         row = _row(fid, frame, verdict, score, rule, encoding, len(blob), files.blob_name(fid, encoding))
         try:
-            temp = files.write_temp(self.blobs_dir, row[-1], blob)
+            temp = files.write_temp(self.blobs_dir, row[-1], blob, self.durable)
         except OSError as exc:
             raise SpoolError(f"cannot write spool blob for {fid}: {exc}") from exc
         try:
@@ -186,7 +193,7 @@ class Spool:
         if victims is None:  # another thread took the room meanwhile
             return self._refuse(fid, SPOOL_FULL, rejected_frames=1)
         try:
-            files.publish(temp, final)
+            files.publish(temp, final, self.durable)
             freed = sum(v.blob_bytes for v in victims)
             with self._index.transaction():
                 for victim in victims:
