@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
-import os
 import shutil
 import threading
 import time
@@ -28,7 +27,7 @@ from agent.config.model import AgentConfig
 from agent.corpus.executors import Executor, InlineExecutor, PoolExecutor, RayExecutor, default_workers
 from agent.corpus.job import REPLAY, DriveJob
 from agent.corpus.manifest import Drive
-from agent.spool.files import fsync_dir
+from agent.spool.files import flush_disk, fsync_dir
 
 DRIVES = "drives"
 DRIVE_JSON = "drive.json"
@@ -99,19 +98,13 @@ def _install(drives_dir: Path, result: dict[str, Any], key: str | None) -> None:
 
 
 def _write_durably(root: Path, files: dict[str, Any]) -> None:
-    """Write a Ray task's returned files under `root`, each fsynced, and their folders: the task replayed into a
-    scratch copy (in memory where it could), so this is the copy the spool's durability applies to."""
-    folders = {root}
+    """Write a Ray task's returned files under `root` and flush the disk once, as a local replay ends (the task
+    replayed into a scratch copy, in memory where it could)."""
     for rel, data in files.items():
         target = root / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        folders.update(p for p in target.parents if p.is_relative_to(root))
-        with target.open("wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
-        fsync_dir(folder)
+        target.write_bytes(data)
+    flush_disk()
 
 
 def make_executor(workers: int | None, ray: str | None, drives: int) -> Executor:
