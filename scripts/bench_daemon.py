@@ -84,6 +84,9 @@ class PlaybackSource(LiveSource):
         if isinstance(item, bytes):
             return Frame(self.sensor, Modality.CAMERA, time.time_ns(), self._next_seq(), len(item), "bench",
                          Encoding.JPEG, item, meta={"width": "1280", "height": "720"})
+        if item.ndim == 3:  # a decoded picture, as a raw camera driver or a ROS Image message delivers it
+            return Frame(self.sensor, Modality.CAMERA, time.time_ns(), self._next_seq(), item.nbytes, "bench",
+                         Encoding.RAW, None, item, meta={"width": "1280", "height": "720"})
         return Frame(self.sensor, Modality.LIDAR, time.time_ns(), self._next_seq(), item.nbytes, "bench",
                      array=item, meta={"points": str(len(item))})
 
@@ -129,10 +132,16 @@ def main() -> int:
                         "worst case); spread: free-running cameras, their captures spread over the frame period")
     parser.add_argument("--warmup", type=float, default=3.0,
                         help="seconds before measuring (start-up keeps a burst of novel frames: spool fsyncs)")
+    parser.add_argument("--camera-encoding", choices=("jpeg", "raw"), default="jpeg",
+                        help="jpeg: each camera frame a 1280x720 JPEG (q85) that the agent decodes; raw: the same "
+                        "frames as decoded BGR arrays (GMSL or other raw cameras, ROS Image messages)")
     parser.add_argument("--config", help="agent config to start from (sources are replaced)")
     args = parser.parse_args()
 
     jpegs, scans = camera_jpegs(60), lidar_scans()
+    pictures: list = jpegs
+    if args.camera_encoding == "raw":
+        pictures = [cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR) for j in jpegs]
     with tempfile.TemporaryDirectory() as tmp:
         base = load_config(args.config)
         sources = [{"type": "folder", "name": f"cam{i}", "path": tmp, "queue_size": args.queue_size}
@@ -150,7 +159,7 @@ def main() -> int:
             index = int(cfg.name.lstrip("camlidr"))
             if cfg.name.startswith("cam"):
                 phase = index / args.cameras if args.phases == "spread" else 0.0
-                return PlaybackSource(cfg, jpegs, args.fps, index * 7, phase)
+                return PlaybackSource(cfg, pictures, args.fps, index * 7, phase)
             return PlaybackSource(cfg, scans, args.lidar_hz, index * 3)
 
         app = App(config, source_factory=factory)
@@ -201,7 +210,8 @@ def main() -> int:
     score_sum = {m: inference.labels(m)._sum.get() for m in ("camera", "lidar")}
     result = {
         "load": {"cameras": args.cameras, "fps": args.fps, "lidars": args.lidars, "lidar_hz": args.lidar_hz,
-                 "camera": "1280x720 JPEG", "lidar_points": int(np.mean([len(s) for s in scans])),
+                 "camera": f"1280x720 {args.camera_encoding.upper()}",
+                 "lidar_points": int(np.mean([len(s) for s in scans])),
                  "seconds": round(wall, 1), "warmup_s": args.warmup,
                  "scoring_threads": args.scoring_threads, "measure_processes": args.measure_processes,
                  "camera_phases": args.phases},
