@@ -12,6 +12,9 @@ Every run is the same code as `edgesift replay --manifest` (outputs, summary, re
 timed from start to the last drive written: the pool's workers and the Ray job's driver connection and worker
 processes start inside that time (the Ray cluster itself is started before, as a standing cluster would be).
 
+With --repeats N the 1- and 2-worker runs alternate N times, and each pair's ratio and their median are printed:
+the machine's speed drifts by 20-30% within minutes, and a pair run back to back shares most of the drift.
+
 The machine is shared, so beside wall time each run states CPU time: of the whole process tree (driver, pool
 workers or Ray's processes: GCS, raylets, workers), of the drives themselves (inside the tasks) and the
 difference, what the executor costs (start-up, results, scheduling). The load average before and after is part
