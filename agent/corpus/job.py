@@ -101,7 +101,7 @@ def _replay(job: DriveJob, config: AgentConfig, out: Path) -> dict[str, Any]:
     from agent.replay.runner import DECISIONS, run_replay  # deferred: the Ray worker imports this module first
 
     summary = run_replay(list(job.drive.inputs), out, config, progress=False, assess_threads=job.assess_threads,
-                         on_frame=_count_frame if _frames is not None else None)
+                         on_frame=_count_frame if _frames is not None else None, flush=job.dest is not None)
     keys = ("frames_in", "frames_kept", "bytes_in", "bytes_kept", "by_verdict", "by_primary_reason", "by_reason",
             "by_rule", "by_sensor", "t_first_ns", "t_last_ns", "elapsed_s", "frames_per_s")
     result = {k: summary[k] for k in keys}
@@ -140,8 +140,8 @@ def input_bytes(paths: tuple[str, ...] | list[str]) -> int:
 
 def scratch_dir(job: DriveJob) -> str | None:
     """The folder a task that returns its files (Ray) replays into: memory (/dev/shm) when it has ample room, else
-    the default temporary folder. That copy is read back and deleted, so the fsyncs the spool makes there buy
-    nothing and only stall the worker; the driver makes the copy it installs durable (runner._install)."""
+    the default temporary folder. That copy is read back and deleted, so it is not flushed to disk (that would
+    only stall the worker); the driver flushes the copy it installs (runner._install)."""
     try:
         free = shutil.disk_usage(SCRATCH).free
     except OSError:

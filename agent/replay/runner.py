@@ -77,12 +77,14 @@ def _finalise(
 def run_replay(
     inputs: list[str], out_dir: Path, config: AgentConfig, progress: bool | None = None,
     start_ns: int | None = None, assess_threads: int = 1, on_frame: Callable[[], None] | None = None,
+    flush: bool = True,
 ) -> dict[str, Any]:
     """Replay `inputs` through the policy; write decisions, summary, kept.mcap and report.html into out_dir.
 
     Inputs without wall-clock time start at `start_ns` when given, else with the others (see sources.clocks).
     With `assess_threads` > 1 the history-free part of each verdict runs ahead in threads (agent.corpus.ahead);
-    the decisions are the same.
+    the decisions are the same. `flush=False` leaves the outputs unflushed (a scratch copy that the caller reads
+    back and installs elsewhere).
     """
     sources = open_inputs(inputs, config.inputs)  # raises InputError before anything is written
     opencv_one_thread()  # parallel across frames (assess_threads, corpus workers), not inside each OpenCV call
@@ -137,7 +139,8 @@ def run_replay(
     result["alerts"] = list(health.events)
     (out_dir / SUMMARY).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     write_report(out_dir / REPORT, result, records, thumbs.groups())
-    flush_disk()
+    if flush:
+        flush_disk()
     _no_frame_inputs(sources, stats, result, config.inputs.max_frames)
     return result
 
