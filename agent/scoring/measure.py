@@ -17,7 +17,7 @@ from agent.config.model import LidarScoring
 from agent.config.sensors import SensorModel
 from agent.frame import Encoding, Frame
 from agent.scoring import camera_signals, lidar_checks
-from agent.sources.decode import decode_grey_bytes, image_of
+from agent.sources.decode import decode_grey_bytes, image_of, stated_width
 
 
 def camera_signals_of(frame: Frame, width: int) -> camera_signals.CameraSignals:
@@ -40,8 +40,7 @@ def _block_grey(frame: Frame, full: np.ndarray, grey: np.ndarray, width: int) ->
     1242 x 375 frame: such a frame's measurement 3.8 -> 5.3 ms); a frame 1280 px wide or wider never pays it.
     Only the grid: the other signals keep the reduced decode, whose colours a full decode's chroma upsampling
     would shift (a dead channel is no longer exactly zero)."""
-    stated = frame.meta.get("width", "")
-    full_width = int(stated) if stated.isdigit() else 0
+    full_width = stated_width(frame) or 0
     if frame.array is None and frame.encoding is Encoding.JPEG and 2 * width <= full_width < 4 * width:
         whole = decode_grey_bytes(frame.payload or b"")
         if whole is not None:

@@ -61,8 +61,13 @@ def image_of(frame: Frame, max_width: int | None = None) -> np.ndarray:
         return image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     if frame.payload is None or frame.encoding not in (Encoding.JPEG, Encoding.PNG):
         raise DecodeError(f"{frame.sensor} frame {frame.seq} has no image payload")
-    width = int(frame.meta["width"]) if "width" in frame.meta else None
-    return decode_image_bytes(frame.payload, max_width, width)
+    return decode_image_bytes(frame.payload, max_width, stated_width(frame))
+
+
+def stated_width(frame: Frame) -> int | None:
+    """The picture width its source stated (meta "width"), None when it stated none or not a number."""
+    stated = frame.meta.get("width", "")
+    return int(stated) if stated.isdigit() else None
 
 
 def points_of(frame: Frame) -> np.ndarray:
