@@ -185,10 +185,12 @@ def test_red_and_blue_swapped_on_a_snowy_road_of_faint_colour_is_a_colour_fault(
     swapped = _judge(scorer, _jpeg(np.ascontiguousarray(images[-1][..., ::-1]), seq=len(images)))
     assert swapped.label is Label.HARMFUL and swapped.reasons == ("colour_fault",)
 
-def _fog(image: np.ndarray) -> np.ndarray:
-    """Haze as the field evaluation synthesises it: pulled towards a bright grey airlight, more with height."""
-    depth = np.linspace(0.85, 0.45, image.shape[0], dtype=np.float32)[:, None, None]
-    return np.clip(image * (1 - depth) + 200.0 * depth, 0, 255).astype(np.uint8)
+
+def _fogged(images: list[np.ndarray]) -> list[np.ndarray]:
+    """The frames under haze, as the field evaluation synthesises its fog source."""
+    from _field_data import _synthetic
+
+    return [image for _, image in _synthetic(lambda: [(str(i), im) for i, im in enumerate(images)], "fog")()]
 
 
 @pytest.mark.parametrize("fault", ["raw_bayer", "blue_dead", "green_dead", "red_dead"])
@@ -197,7 +199,7 @@ def test_colour_faults_in_fog_whose_colours_are_faint_are_caught(fault: str) -> 
     # where these were missed; a mosaic is exactly grey and a dead channel's JPEG ringing stays 1-2 levels up.
     from _field_faults import raw_bayer
 
-    images = [_fog(image) for image in _images(6)]
+    images = _fogged(_images(6))
     scorer = HeuristicScorer(ScoringConfig())
     for i, image in enumerate(images[:5]):
         assert _judge(scorer, _jpeg(image, seq=i)).label is not Label.HARMFUL
@@ -212,8 +214,8 @@ def test_colour_faults_in_fog_whose_colours_are_faint_are_caught(fault: str) -> 
 
 def test_a_grey_camera_is_not_a_colour_camera_gone_grey() -> None:
     scorer = HeuristicScorer(ScoringConfig())
-    for i, image in enumerate(_images(8)):
-        grey = cv2.cvtColor(cv2.cvtColor(_fog(image), cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    for i, image in enumerate(_fogged(_images(8))):
+        grey = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
         assert _judge(scorer, _jpeg(grey, seq=i)).label is not Label.HARMFUL
 
 
