@@ -12,8 +12,9 @@ Every run is the same code as `edgesift replay --manifest` (outputs, summary, re
 timed from start to the last drive written: the pool's workers and the Ray job's driver connection and worker
 processes start inside that time (the Ray cluster itself is started before, as a standing cluster would be).
 
-With --repeats N the 1- and 2-worker runs alternate N times, and each pair's ratio and their median are printed:
-the machine's speed drifts by 20-30% within minutes, and a pair run back to back shares most of the drift.
+With --repeats N the 1-worker, 2-worker and Ray runs alternate N times (on one standing cluster), and each
+pair's ratio (2 workers / 1, Ray / 2 workers) and their medians are printed: the machine's speed drifts by 20-30%
+within minutes, and runs back to back share most of the drift.
 
 The machine is shared, so beside wall time each run states CPU time: of the whole process tree (driver, pool
 workers or Ray's processes: GCS, raylets, workers), of the drives themselves (inside the tasks) and the
@@ -29,11 +30,13 @@ needed to replay 1,000 such drive-hours in 8 hours.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -169,28 +172,41 @@ def main() -> None:
                         help="the cluster's worker_niceness: 0 (the default here) runs Ray's workers at the pool's "
                              "priority; Ray's own default, 15, lets any other process take their cores first")
     parser.add_argument("--repeats", type=int, default=1,
-                        help="run 1 and 2 workers this many times, alternating, and report every pair's ratio and "
-                             "their median: the machine's speed drifts by 20-30%% within minutes, and a pair run "
-                             "back to back shares most of the drift")
+                        help="run 1 worker, 2 workers and Ray this many times, alternating, and report every pair's "
+                             "ratio and their median: the machine's speed drifts by 20-30%% within minutes, and runs "
+                             "back to back share most of the drift")
     args = parser.parse_args()
     max_frames = args.max_frames if args.max_frames is not None else (40 if args.corpus == "short" else 0)
     config = AgentConfig(inputs=InputsConfig(max_frames=max_frames))
     drives = corpus(args.corpus)
     load_before = os.getloadavg()
-    pairs = [(timed(drives, config, workers=1), timed(drives, config, workers=2)) for _ in range(max(1, args.repeats))]
-    one, two = pairs[0]
+    with ray_cluster(args.ray_worker_niceness, skip=args.no_ray) as cluster:
+        triples = []
+        for _ in range(max(1, args.repeats)):
+            one, two = timed(drives, config, workers=1), timed(drives, config, workers=2)
+            ray = ray_run(drives, config, cluster) if cluster else None
+            triples.append((one, two, ray))
+    one, two, ray = triples[0]
     out: dict[str, Any] = {"corpus": args.corpus, "drives": len(drives), "max_frames_per_drive": max_frames or None,
                            "cpus": os.cpu_count(),
                            "load_avg_before": [round(x, 2) for x in load_before]}
     runs = {"1_worker": one, "2_workers": two}
-    if len(pairs) > 1:
-        ratios = [b["frames_per_s"] / a["frames_per_s"] for a, b in pairs]
+    if len(triples) > 1:
+        ratios = [b["frames_per_s"] / a["frames_per_s"] for a, b, _ in triples]
         out["pairs"] = [{"1_worker_frames_per_s": a["frames_per_s"], "2_workers_frames_per_s": b["frames_per_s"],
                          "speedup": round(r, 3), "identical": a["digests"] == b["digests"] == one["digests"]}
-                        for (a, b), r in zip(pairs, ratios, strict=True)]
+                        for (a, b, _), r in zip(triples, ratios, strict=True)]
         out["speedup_2_workers_median"] = round(float(np.median(ratios)), 3)
-    if not args.no_ray:
-        runs["ray_2_nodes"] = ray_run(drives, config, args.ray_worker_niceness)
+        if cluster:
+            ray_ratios = [c["frames_per_s"] / b["frames_per_s"] for _, b, c in triples]
+            out["ray_pairs"] = [{"2_workers_frames_per_s": b["frames_per_s"], "ray_frames_per_s": c["frames_per_s"],
+                                 "ray_vs_local_2": round(r, 3), "identical": c["digests"] == one["digests"],
+                                 "ray_extra_executor_cpu_s": round(c.get("executor_cpu_s", 0.0)
+                                                                   - b.get("executor_cpu_s", 0.0), 2)}
+                                for (_, b, c), r in zip(triples, ray_ratios, strict=True)]
+            out["ray_vs_local_2_median"] = round(float(np.median(ray_ratios)), 3)
+    if ray is not None:
+        runs["ray_2_nodes"] = ray
     out["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
     wall_costs, cpu_costs = frame_costs(one["results"], "wall_s"), frame_costs(one["results"], "cpu_s")
     reference = one["digests"]
@@ -233,7 +249,12 @@ def assess_ahead(drive: Drive, config: AgentConfig) -> dict[str, Any]:
     return out
 
 
-def ray_run(drives: list[Drive], config: AgentConfig, niceness: int) -> dict[str, Any]:
+@contextlib.contextmanager
+def ray_cluster(niceness: int, skip: bool = False) -> Iterator[Any]:
+    """A local 2-node Ray cluster (1 CPU per node), started once for every Ray run of the benchmark."""
+    if skip:
+        yield None
+        return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     from ray.cluster_utils import Cluster
 
@@ -244,15 +265,21 @@ def ray_run(drives: list[Drive], config: AgentConfig, niceness: int) -> dict[str
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
                                                              "object_store_memory": 200 * 1024 * 1024,
                                                              "_system_config": {"worker_niceness": niceness}})
-    cluster.add_node(num_cpus=1, object_store_memory=200 * 1024 * 1024)
-    cluster.wait_for_nodes()
-    start_s = time.perf_counter() - started
     try:
-        run = timed(drives, config, ray=cluster.address)
+        cluster.add_node(num_cpus=1, object_store_memory=200 * 1024 * 1024)
+        cluster.wait_for_nodes()
+        cluster.start_s = round(time.perf_counter() - started, 2)
+        cluster.niceness = niceness
+        yield cluster
     finally:
         cluster.shutdown()
-    run["cluster_start_s"] = round(start_s, 2)
-    run["worker_niceness"] = niceness
+
+
+def ray_run(drives: list[Drive], config: AgentConfig, cluster: Any) -> dict[str, Any]:
+    """One job on the standing cluster: its driver connection and worker processes start inside the time."""
+    run = timed(drives, config, ray=cluster.address)
+    run["cluster_start_s"] = cluster.start_s
+    run["worker_niceness"] = cluster.niceness
     return run
 
 
