@@ -22,6 +22,12 @@ class Encoding(str, enum.Enum):
     XYZI_F32 = "xyzi-f32"  # little-endian float32 (x, y, z, intensity) rows
 
 
+# Frame.meta key a source sets (to "1") on a spinning LiDAR's scan that the data path cut short: a capture that
+# ended mid-rotation. Evidence of an incomplete scan from the source itself, where a cold scan's points alone cannot
+# tell it from a unit that sees part of its circle.
+PARTIAL_ROTATION = "partial_rotation"
+
+
 @dataclass(slots=True)
 class Frame:
     """One sensor sample.

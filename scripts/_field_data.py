@@ -26,7 +26,8 @@ class Source:
     name: str
     modality: str  # camera | lidar
     condition: str  # day, night, dusk, rain, snow, fisheye, nir, near_field, ...
-    load: Callable[[], list[tuple[str, np.ndarray]]] = field(repr=False)  # (item name, image BGR / points Nx4)
+    # (item name, image BGR / points Nx4[, the source's Frame.meta: genuine faults only])
+    load: Callable[[], list[tuple]] = field(repr=False)
     sequence: bool = True  # one sensor stream in order; False: every item is its own one-frame stream
     sensor_model: str | None = None  # LiDAR model for scoring.sensors (None: unknown, learnt from the stream)
     seen_by_models: bool = False
@@ -97,25 +98,26 @@ def _bins(folder: str, names: tuple[str, ...] = (), columns: int = 4) -> Callabl
 
 def _pcap(name: str, edges: bool = False) -> Callable[[], list]:
     """The scans of a capture; the first and last are partial when the capture starts or stops mid-rotation
-    (fewer than 90% of the median point count): those are genuine incomplete scans (`edges`), not valid ones."""
+    (fewer than 90% of the median point count): those are genuine incomplete scans (`edges`), not valid ones.
+    An edge scan keeps what the pcap source said about it (Frame.meta: a rotation the capture cut short)."""
 
-    def load() -> list[tuple[str, np.ndarray]]:
+    def load() -> list[tuple]:
         scans = _pcap_scans(name)
-        median = float(np.median([len(p) for _, p in scans]))
+        median = float(np.median([len(p) for _, p, _ in scans]))
         partial = {i for i in (0, len(scans) - 1) if len(scans[i][1]) < 0.9 * median}
-        return [s for i, s in enumerate(scans) if (i in partial) == edges]
+        return [s if edges else s[:2] for i, s in enumerate(scans) if (i in partial) == edges]
 
     return load
 
 
-def _pcap_scans(name: str) -> list[tuple[str, np.ndarray]]:
+def _pcap_scans(name: str) -> list[tuple[str, np.ndarray, dict[str, str]]]:
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from agent.frame import Frame
     from agent.sources.pcap import PcapSource
 
-    return [(f"{name}#{item.seq}", item.array) for item in PcapSource(str(SHARED / "pcap" / name))
+    return [(f"{name}#{item.seq}", item.array, dict(item.meta)) for item in PcapSource(str(SHARED / "pcap" / name))
             if isinstance(item, Frame) and item.array is not None]
 
 

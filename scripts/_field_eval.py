@@ -78,12 +78,13 @@ def camera_frame(image: np.ndarray, sensor: str, seq: int, quality: int = 92) ->
                  meta={"width": str(w), "height": str(h)})
 
 
-def lidar_frame(points: np.ndarray, sensor: str, seq: int) -> Frame:
-    return Frame(sensor, Modality.LIDAR, seq * 10**8, seq, points.nbytes, "eval", Encoding.RAW, None, points)
+def lidar_frame(points: np.ndarray, sensor: str, seq: int, meta: dict[str, str] | None = None) -> Frame:
+    return Frame(sensor, Modality.LIDAR, seq * 10**8, seq, points.nbytes, "eval", Encoding.RAW, None, points,
+                 dict(meta or {}))
 
 
-def frame_of(source: Source, item: np.ndarray, sensor: str, seq: int) -> Frame:
-    return camera_frame(item, sensor, seq) if source.modality == "camera" else lidar_frame(item, sensor, seq)
+def frame_of(source: Source, item: np.ndarray, sensor: str, seq: int, meta: dict[str, str] | None = None) -> Frame:
+    return camera_frame(item, sensor, seq) if source.modality == "camera" else lidar_frame(item, sensor, seq, meta)
 
 
 # With a list here (evaluate_field.py --sweep), every hybrid verdict is recorded as (modality, source, "valid" or
@@ -167,8 +168,8 @@ def genuine(kind: str, source: Source, items: list, before: list | None = None) 
         for i, (_, item) in enumerate(before):
             judge(scorer, frame_of(source, item, "stream", i))
     caught = {}
-    for i, (name, item) in enumerate(items):
-        verdict = judge(scorer, frame_of(source, item, "stream" if before else f"cold/{i}", 10_000 + i))
+    for i, (name, item, *meta) in enumerate(items):
+        verdict = judge(scorer, frame_of(source, item, "stream" if before else f"cold/{i}", 10_000 + i, *meta))
         caught[name] = verdict.reasons[0] if verdict.label is Label.HARMFUL else f"missed:{verdict.label.value}"
     return caught
 

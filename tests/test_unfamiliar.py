@@ -296,7 +296,25 @@ def test_a_healthy_vlp16_stays_valid(shared_data: Path, model: str | None) -> No
     scans = [f for f in PcapSource(str(shared_data / "pcap/velodyne_vlp16_test_50frames.pcap"))
              if isinstance(f, Frame)]
     harmful = [i for i, f in enumerate(scans) if _judge(scorer, f).label is Label.HARMFUL]
-    assert harmful in ([], [len(scans) - 1]), harmful  # the capture stops mid-rotation: its last scan is partial
+    assert harmful == [len(scans) - 1], harmful  # the capture stops mid-rotation: its last scan is partial
+
+
+@pytest.mark.parametrize("model", [None, "velodyne-hdl32"])
+def test_a_rotation_the_capture_cut_short_is_incomplete_even_as_a_cold_scan(model: str | None) -> None:
+    # The shipped HDL-32 capture ends 100 packets into its sixth rotation (155 make one): 64% of the circle, more
+    # than a side-mounted unit sees, so only the pcap source, which saw the rotation end without its wrap, knows.
+    from agent.frame import PARTIAL_ROTATION
+    from agent.sources.pcap import PcapSource
+
+    scans = [f for f in PcapSource(str(Path(__file__).parent / "data/velodyne_hdl32e_driving_example.pcap"))
+             if isinstance(f, Frame)]
+    assert [f.seq for f in scans if f.meta.get(PARTIAL_ROTATION) == "1"] == [5]
+    scoring = AgentConfig.model_validate({"scoring": {"sensors": {"*": {"model": model}} if model else {}}}).scoring
+    cold = _judge(HeuristicScorer(scoring), scans[-1])
+    assert cold.label is Label.HARMFUL and cold.reasons == ("incomplete",), cold.reasons
+    assert _judge(HeuristicScorer(scoring), scans[2]).label is not Label.HARMFUL  # a whole rotation, cold
+    unmarked = Frame(**{**{k: getattr(scans[-1], k) for k in Frame.__slots__}, "meta": {}})
+    assert _judge(HeuristicScorer(scoring), unmarked).label is not Label.HARMFUL  # its points alone do not tell
 
 
 @pytest.mark.shared

@@ -7,7 +7,7 @@ import numpy as np
 from agent.config.model import ScoringConfig
 from agent.config.sensors import sensor_model
 from agent.errors import DecodeError
-from agent.frame import Frame, Modality
+from agent.frame import PARTIAL_ROTATION, Frame, Modality
 from agent.scoring import camera_checks, lidar_checks
 from agent.scoring.base import Label, Verdict
 from agent.scoring.context import SceneContext
@@ -105,6 +105,8 @@ class HeuristicScorer:
                                   if points.size else None)
         signals = self.measurer.lidar(points, cfg, model)
         found = lidar_checks.faults(signals, cfg, self._lidar_baseline.typical(frame.sensor), model)
+        if frame.meta.get(PARTIAL_ROTATION) == "1":  # the source saw the capture stop mid-rotation: the root cause
+            found = ["incomplete", *(f for f in found if f not in ("incomplete", "missing_sector", "sparse"))]
         if repeated:
             found.insert(0, "frozen")
         if not found:

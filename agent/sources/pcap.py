@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 
 from agent.errors import InputError
-from agent.frame import Frame, Item, Modality, Skip
+from agent.frame import PARTIAL_ROTATION, Frame, Item, Modality, Skip
 from agent.sources.base import NS_PER_S, Source, safe_name
 from agent.sources.pcap_salvage import PcapDamage, read_format, records
 
@@ -28,6 +28,9 @@ PCAP_MAGICS = frozenset({
 })
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 PACKET_BYTES = 1206  # UDP payload of a Velodyne data packet (velodyne_decoder.PACKET_SIZE)
+# A last rotation with fewer packets than this share of the capture's typical one is partial (a rotation's
+# count varies by a packet or two: 154-156 for an HDL-32 at 10 Hz).
+PARTIAL_PACKETS = 0.9
 _PROBE_PACKETS = 2000  # how far into the file open() looks for a Velodyne data packet
 _DLT_LINUX_SLL = 113
 
@@ -166,6 +169,7 @@ class PcapSource(Source):
             yield Skip(self.sensor, 0, 0, self.path, "decode_error", f"sensor model/calibration: {exc}")
             return
         packets = 0
+        closed: list[int] = []  # data packets of each rotation closed by the azimuth wrapping round
         stream = velodyne_packets(self.path)
         while True:
             try:
@@ -188,11 +192,16 @@ class PcapSource(Source):
             if result is not None:
                 frame = self._frame(result, seq, packets)
                 yield frame
+                closed.append(packets)
                 seq, last_t, packets = seq + 1, frame.t_ns, 0
-        # The decoder holds the last (usually partial) rotation until told that the stream has ended.
+        # The decoder holds the last rotation until told that the stream has ended: the capture stopped during it,
+        # so it is partial unless it holds about as many packets as a closed rotation of this capture.
         result = decoder.finish(False)
         if result is not None:
-            yield self._frame(result, seq, packets)
+            frame = self._frame(result, seq, packets)
+            if not closed or packets < PARTIAL_PACKETS * float(np.median(closed)):
+                frame.meta[PARTIAL_ROTATION] = "1"
+            yield frame
 
     def _frame(self, result: tuple[Any, np.ndarray], seq: int, packets: int) -> Frame:
         stamp, points = result
