@@ -299,6 +299,26 @@ def test_a_healthy_vlp16_stays_valid(shared_data: Path, model: str | None) -> No
     assert harmful == [len(scans) - 1], harmful  # the capture stops mid-rotation: its last scan is partial
 
 
+@pytest.mark.shared
+@pytest.mark.parametrize("recording", ["pcap/velodyne_vlp16_test_50frames.pcap",  # indoors: no ground 8 m away
+                                       "lidar/nebula_hesai_vls128_single_scans/at128_1679653308704927652.bin",
+                                       "lidar/ouster_sdk_test_frames/OS-1-64_1024x10_fw20_f189.bin"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_cloud_turned_by_a_wrong_calibration_is_caught_where_the_ground_far_off_is_not_seen(
+        shared_data: Path, recording: str, seed: int) -> None:
+    # The near-field units of the field evaluation (a lab, a forward-looking AT128 whose view has no behind): the
+    # ground-balance check has no road 8-25 m away there; their own lowest beams, turned with the cloud, tell.
+    from agent.sources.pcap import PcapSource
+
+    path = shared_data / recording
+    if path.suffix == ".pcap":
+        scans = [f.array for f in PcapSource(str(path)) if isinstance(f, Frame)][10:13]
+    else:
+        scans = [np.fromfile(path, np.float32).reshape(-1, 4)] * 2  # a snapshot: then the same, turned
+    verdict = _lidar_fault_after_healthy_scans(scans, "calibration_tilt", seed)
+    assert verdict.label is Label.HARMFUL and verdict.reasons == ("geometry",), verdict.reasons
+
+
 @pytest.mark.parametrize("model", [None, "velodyne-hdl32"])
 def test_a_rotation_the_capture_cut_short_is_incomplete_even_as_a_cold_scan(model: str | None) -> None:
     # The shipped HDL-32 capture ends 100 packets into its sixth rotation (155 make one): 64% of the circle, more

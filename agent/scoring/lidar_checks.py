@@ -42,6 +42,7 @@ class LidarSignals:
     low_elevation: float = 0.0  # 1st percentile of elevation (degrees)
     tilt: tuple[float, float] = (0.0, 0.0)  # ground pitch and roll (degrees)
     scatter: float = 0.0  # share of near returns alone in their voxel
+    beam_low: tuple[float, ...] = (np.nan,) * 4  # lowest elevation ahead, behind, left, right (degrees; NaN: unseen)
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -133,6 +134,35 @@ def _tilt(stats: np.ndarray) -> tuple[float, float]:
     return out[0], out[1]
 
 
+def _beam_low(stats: np.ndarray, elevation: np.ndarray) -> tuple[float, ...]:
+    """The lowest elevation (2nd percentile, degrees) of the returns ahead, behind, left and right (90-degree
+    cones); NaN where a cone holds too few returns. These are the sensor's lowest beams as its driver places them:
+    at the same angles scan after scan, whatever the scene and however near it is (indoors, a side unit, where the
+    ground 8-25 m away that `_tilt` needs is not seen). A cloud pitched or rolled by a wrong extrinsic calibration
+    raises them on one side and lowers them on the other."""
+    x, y = stats[:, 0], stats[:, 1]
+    out = []
+    for cone in (x > np.abs(y), -x > np.abs(y), y > np.abs(x), -y > np.abs(x)):
+        e = elevation[cone]
+        out.append(float(np.partition(e, int(0.02 * (e.size - 1)))[int(0.02 * (e.size - 1))]) if e.size >= 50
+                   else np.nan)
+    return tuple(out)
+
+
+def _beams_turned(now: tuple[float, ...], usual: tuple[float, ...]) -> float:
+    """Degrees by which the cloud turned about the lateral or forward axis against the sensor's usual beams: half
+    the change of the ahead/behind (left/right) difference; from one side alone where the sensor sees only it."""
+    worst = 0.0
+    for pos, neg in ((0, 1), (2, 3)):
+        n, u = np.array([now[pos], now[neg]]), np.array([usual[pos], usual[neg]])
+        if np.isfinite(n).all() and np.isfinite(u).all():
+            worst = max(worst, abs((n[0] - n[1]) - (u[0] - u[1])) / 2)
+        elif (np.isfinite(n) == np.isfinite(u)).all() and np.isfinite(n).any():
+            side = np.isfinite(n)
+            worst = max(worst, float(np.abs(n[side] - u[side]).max()))
+    return worst
+
+
 def measure(points: np.ndarray, cfg: LidarScoring, model: SensorModel | None = None) -> LidarSignals:
     n = int(points.shape[0])
     if n == 0:
@@ -174,6 +204,7 @@ def measure(points: np.ndarray, cfg: LidarScoring, model: SensorModel | None = N
         low_elevation=float(lo),
         tilt=_tilt(stats),
         scatter=_scatter(stats, stats_r2),
+        beam_low=_beam_low(stats, elevation),
     )
 
 
@@ -187,6 +218,7 @@ class LidarTypical:
     seen_sectors: np.ndarray  # share of recent scans with returns beyond the near field, per sector
     tilt: tuple[float, float]
     scatter: float
+    beam_low: tuple[float, ...]
 
 
 class LidarBaseline:
@@ -210,7 +242,13 @@ class LidarBaseline:
             seen_sectors=np.mean(sectors, axis=0) if sectors else np.zeros(0),
             tilt=(float(np.median([r.tilt[0] for r in rows])), float(np.median([r.tilt[1] for r in rows]))),
             scatter=float(np.median([r.scatter for r in rows])),
+            beam_low=tuple(_median_seen([r.beam_low[k] for r in rows]) for k in range(4)),
         )
+
+
+def _median_seen(values: list[float]) -> float:
+    seen = [v for v in values if np.isfinite(v)]
+    return float(np.median(seen)) if len(seen) * 2 > len(values) else np.nan  # a side seen in most recent scans
 
 
 def _missing_sector(s: LidarSignals, cfg: LidarScoring, typical: LidarTypical | None) -> bool:
@@ -249,8 +287,9 @@ def faults(s: LidarSignals, cfg: LidarScoring, typical: LidarTypical | None, mod
             found.append("lost_rings")
         if "few_points" not in found and typical.valid > 0 and s.valid < cfg.min_points_ratio * typical.valid:
             found.append("sparse")
-        if not found and max(abs(s.tilt[0] - typical.tilt[0]), abs(s.tilt[1] - typical.tilt[1])) > cfg.tilt_max_deg:
-            found.append("geometry")
+        ground = max(abs(s.tilt[0] - typical.tilt[0]), abs(s.tilt[1] - typical.tilt[1]))
+        if not found and max(ground, _beams_turned(s.beam_low, typical.beam_low)) > cfg.tilt_max_deg:
+            found.append("geometry")  # the ground tilted (a loose mount) or the beams turned (wrong extrinsics)
         scattered = s.scatter > max(SCATTER_RATIO * typical.scatter, typical.scatter + SCATTER_MIN_RISE)
         rough = typical.roughness > 0 and s.roughness > cfg.noise_max_ratio * typical.roughness
         if not found and (scattered or rough):
