@@ -3,8 +3,10 @@
 For each scorer and source (a fresh scorer per source: nothing it learnt on another recording carries over):
 - valid: the source's frames in order as one sensor stream (stills: each its own stream); false-harmful rate and
   the reasons that fired;
-- faults: one stream per (source, fault kind) in which each faulted frame follows its own clean frame (the sensor
-  was healthy a moment ago, as on a car); recall per kind, split into kinds the models were trained on and kinds
+- faults: per (source, fault kind), a recording's frames in order with the fault in place of up to 10 (or
+  --max-items) of them, so that the scorer judges each faulted frame after the recording's own frames before it,
+  as in use; a source that is not a recording (single frames, snapshots, a folder of unrelated stills): each
+  faulted frame after its own clean copy. Recall per kind, split into kinds the models were trained on and kinds
   no model saw (leave-one-fault-type-out);
 - genuine faults (SOURCES.md section 9, KITTI scan 77): each scored cold (a stream of its own) and, for scan 77,
   also after the healthy KITTI scans it belongs to;
@@ -15,6 +17,7 @@ For each scorer and source (a fresh scorer per source: nothing it learnt on anot
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from collections import Counter
@@ -155,10 +158,55 @@ def faults(kind: str, source: Source, items: list, seed: int, names: tuple[str, 
                 bad = apply(item, fault, rng, items[(i + len(items) // 2) % len(items)][1])
             else:
                 bad = apply(item, fault, rng)
+            if fault != "frozen" and np.array_equal(bad, item):
+                continue  # no fault here (red and blue swapped on a grey camera): not a bit-identical repeat either
             verdict = judge(scorer, frame_of(source, bad, sensor, 2 * i + 1))
             record(kind, source, fault, verdict, scorer)
             hits.append(verdict.label is Label.HARMFUL)
-        out[fault] = round(float(np.mean(hits)), 4)
+        if hits:
+            out[fault] = round(float(np.mean(hits)), 4)
+    return out
+
+
+def faults_in_stream(kind: str, source: Source, items: list, seed: int, max_items: int,
+                     names: tuple[str, ...] = ()) -> dict[str, float]:
+    """Each fault in place of a frame of the running recording, as a fault appears in use: the scorer has seen the
+    recording's own frames before it (the frame before the fault is the one before it in the recording, not a
+    clean copy of the faulted frame). Up to `max_items` faulted frames spread over the recording, each after at
+    least one clean frame; faults far enough apart share one pass, the others get one pass each over the frames
+    before them. A source that is not a recording (single frames, snapshots, a folder of unrelated stills) has no
+    frames before a fault but the one it shows: `faults`, each faulted frame after its own clean copy."""
+    n = len(items)
+    if not source.sequence or n < 2 or not numbered_sequence([name for name, _ in items]):
+        return faults(kind, source, items[:: max(1, n // max_items)], seed, names)
+    names = names or (CAMERA_FIELD_FAULTS if source.modality == "camera" else LIDAR_FIELD_FAULTS)
+    apply: Callable = camera_field_fault if source.modality == "camera" else lidar_field_fault
+    at = sorted({round(float(x)) for x in np.linspace(1, n - 1, min(max_items, n - 1))})
+    runs = [at] if all(b - a >= 2 for a, b in itertools.pairwise(at)) else [[j] for j in at]
+    out = {}
+    for fault in names:
+        rng = np.random.default_rng(seed)
+        np.random.seed(seed)  # imagecorruptions draws from numpy's global generator
+        hits = []
+        for run in runs:
+            scorer, faulted = make(kind, source), set(run)
+            for j in range(run[-1] + 1):
+                item, bad = items[j][1], None
+                if j in faulted:
+                    if fault == "frozen":
+                        bad = items[j - 1][1]
+                    elif source.modality == "camera":
+                        bad = apply(item, fault, rng, items[(j + n // 2) % n][1])
+                    else:
+                        bad = apply(item, fault, rng)
+                    if fault != "frozen" and np.array_equal(bad, item):
+                        bad = None  # no fault here (red and blue swapped on a grey camera): the frame as it is
+                verdict = judge(scorer, frame_of(source, item if bad is None else bad, f"{source.name}#{fault}", j))
+                if bad is not None:
+                    record(kind, source, fault, verdict, scorer)
+                    hits.append(verdict.label is Label.HARMFUL)
+        if hits:
+            out[fault] = round(float(np.mean(hits)), 4)
     return out
 
 
@@ -235,8 +283,7 @@ def evaluate(kinds: tuple[str, ...] = KINDS, seed: int = 7, with_faults: bool = 
                 row: dict = {"condition": s.condition, "seen_by_models": s.seen_by_models}
                 row["valid"], scores[s.name] = valid(kind, s, items)
                 if with_faults:
-                    step = max(1, len(items) // max_items)
-                    recall = faults(kind, s, items[::step], seed)
+                    recall = faults_in_stream(kind, s, items, seed, max_items)
                     row["recall_trained"] = {k: v for k, v in recall.items() if k in TRAINED[modality]}
                     row["recall_unseen"] = {k: v for k, v in recall.items() if k not in TRAINED[modality]}
                 per_source[s.name] = row

@@ -99,3 +99,37 @@ def test_the_field_evaluation_judges_a_video_as_one_stream_and_can_score_it_at_i
     assert items[0][1].shape[1] == 1280  # the recording's own size
     row, _ = valid("heuristic", source, items)
     assert row["frames"] == 38 and row["false_harmful"] == 0.0, row  # 2 were `occluded` before the sudden-cover rule
+
+
+@pytest.mark.parametrize("frames", [30, 12])
+def test_the_field_evaluation_judges_each_fault_after_the_recordings_own_frames(monkeypatch: pytest.MonkeyPatch,
+                                                                                 frames: int) -> None:
+    # A faulted frame used to follow a clean copy of itself: history no vehicle has. Now each follows the frames
+    # before it in the recording; faults too close for one pass (a short recording) get a pass each.
+    import _field_eval
+    from _field_data import Source
+    from conftest import sample_frames
+
+    from agent.scoring.base import Label, Verdict
+
+    images = [f.array for f in sample_frames("lidar")[:2]] * (frames // 2)
+    items = [(f"{i:04d}.bin", scan + i * 1e-3) for i, scan in enumerate(images)]  # each frame its own
+    source = Source("t", "lidar", "day", lambda: items)
+    passes: list[list[bytes]] = []
+    monkeypatch.setattr(_field_eval, "make", lambda kind, src: passes.append([]) or object())
+
+    def judge(scorer: object, frame: object) -> Verdict:
+        passes[-1].append(frame.array.tobytes())  # type: ignore[attr-defined]
+        return Verdict(Label.HELPFUL, 0.6, ("novel",), None, {})
+
+    monkeypatch.setattr(_field_eval, "judge", judge)
+    out = _field_eval.faults_in_stream("heuristic", source, items, 7, 10, ("sparse",))
+    assert out == {"sparse": 0.0}
+    clean = [scan.tobytes() for _, scan in items]
+    faulted = [[k for k, b in enumerate(run) if b != clean[k]] for run in passes]
+    at = [k for run in faulted for k in run]
+    assert len(at) == 10 and min(at) >= 1 and len(set(at)) == 10  # 10 faults, none on the first frame
+    for run, bad in zip(passes, faulted, strict=True):
+        assert run[: bad[0]] == clean[: bad[0]]  # the recording itself up to the first fault of the pass
+        assert len(run) == bad[-1] + 1  # and no clean copy of a faulted frame anywhere
+    assert len(passes) == (1 if frames == 30 else 10)
