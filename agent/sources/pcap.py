@@ -8,6 +8,7 @@ machine use, while the device clock only counts within the hour unless the senso
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -169,7 +170,7 @@ class PcapSource(Source):
             yield Skip(self.sensor, 0, 0, self.path, "decode_error", f"sensor model/calibration: {exc}")
             return
         packets = 0
-        closed: list[int] = []  # data packets of each rotation closed by the azimuth wrapping round
+        closed: deque[int] = deque(maxlen=64)  # data packets of recent rotations closed by the azimuth wrapping
         stream = velodyne_packets(self.path)
         while True:
             try:
@@ -195,7 +196,7 @@ class PcapSource(Source):
                 closed.append(packets)
                 seq, last_t, packets = seq + 1, frame.t_ns, 0
         # The decoder holds the last rotation until told that the stream has ended: the capture stopped during it,
-        # so it is partial unless it holds about as many packets as a closed rotation of this capture.
+        # so it is partial unless it holds about as many packets as the capture's recent closed rotations.
         result = decoder.finish(False)
         if result is not None:
             frame = self._frame(result, seq, packets)
