@@ -37,6 +37,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -249,8 +250,15 @@ def assess_ahead(drive: Drive, config: AgentConfig) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class StandingCluster:
+    address: str
+    start_s: float  # seconds to start it (not part of any job's time)
+    niceness: int
+
+
 @contextlib.contextmanager
-def ray_cluster(niceness: int, skip: bool = False) -> Iterator[Any]:
+def ray_cluster(niceness: int, skip: bool = False) -> Iterator[StandingCluster | None]:
     """A local 2-node Ray cluster (1 CPU per node), started once for every Ray run of the benchmark."""
     if skip:
         yield None
@@ -268,14 +276,12 @@ def ray_cluster(niceness: int, skip: bool = False) -> Iterator[Any]:
     try:
         cluster.add_node(num_cpus=1, object_store_memory=200 * 1024 * 1024)
         cluster.wait_for_nodes()
-        cluster.start_s = round(time.perf_counter() - started, 2)
-        cluster.niceness = niceness
-        yield cluster
+        yield StandingCluster(cluster.address, round(time.perf_counter() - started, 2), niceness)
     finally:
         cluster.shutdown()
 
 
-def ray_run(drives: list[Drive], config: AgentConfig, cluster: Any) -> dict[str, Any]:
+def ray_run(drives: list[Drive], config: AgentConfig, cluster: StandingCluster) -> dict[str, Any]:
     """One job on the standing cluster: its driver connection and worker processes start inside the time."""
     run = timed(drives, config, ray=cluster.address)
     run["cluster_start_s"] = cluster.start_s
