@@ -6,15 +6,23 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
-import onnxruntime as ort
 
 from agent.errors import ConfigError
 from agent.model.metadata import ModelMetadata
 from agent.model.timing import StageTimer
 
 log = logging.getLogger(__name__)
+
+
+def _ort() -> ModuleType:
+    """onnxruntime, imported when a model is first used: a process that scores without one (the heuristic
+    scorer, a Ray worker replaying with it) does not pay for it."""
+    import onnxruntime
+
+    return onnxruntime
 
 # Short names accepted in the config, in the order a vehicle would usually prefer them.
 PROVIDER_NAMES = {
@@ -33,7 +41,7 @@ def choose_providers(preference: Sequence[str], available: Sequence[str] | None 
     Every preferred provider that is missing is logged, so a vehicle that silently runs on CPU instead of its
     accelerator shows it in the log.
     """
-    have = list(ort.get_available_providers() if available is None else available)
+    have = list(_ort().get_available_providers() if available is None else available)
     chosen: list[str] = []
     for name in preference:
         full = PROVIDER_NAMES.get(name.lower(), name)
@@ -71,6 +79,7 @@ class ModelRuntime:
         self.path = resolve_model_path(str(path))
         if not self.path.is_file():
             raise ConfigError(f"model file {self.path} does not exist")
+        ort = _ort()
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = inter_op_threads
