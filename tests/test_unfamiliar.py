@@ -319,6 +319,17 @@ def test_a_cloud_turned_by_a_wrong_calibration_is_caught_where_the_ground_far_of
     assert verdict.label is Label.HARMFUL and verdict.reasons == ("geometry",), verdict.reasons
 
 
+@pytest.mark.shared
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_noise_on_a_sparse_unit_whose_returns_are_mostly_alone_is_caught(shared_data: Path, seed: int) -> None:
+    # A VLS-128 snapshot: 65% of its returns within 30 m are alone in their 30 cm voxel, so scattered points cannot
+    # raise that share 1.5-fold; the share with a neighbour falls instead (0.35 -> 0.21 and below).
+    path = shared_data / "lidar/nebula_hesai_vls128_single_scans/vls128_1585897255376374245.bin"
+    scan = np.fromfile(path, np.float32).reshape(-1, 4)
+    verdict = _lidar_fault_after_healthy_scans([scan, scan], "noise", seed)
+    assert verdict.label is Label.HARMFUL and verdict.reasons == ("noisy",), verdict.reasons
+
+
 @pytest.mark.parametrize("model", [None, "velodyne-hdl32"])
 def test_a_rotation_the_capture_cut_short_is_incomplete_even_as_a_cold_scan(model: str | None) -> None:
     # The shipped HDL-32 capture ends 100 packets into its sixth rotation (155 make one): 64% of the circle, more

@@ -24,6 +24,9 @@ SCATTER_RANGE_M = 30.0
 SCATTER_VOXEL_M = 0.3
 SCATTER_RATIO = 1.5  # alone-in-voxel share above this multiple of the sensor's usual (and SCATTER_MIN_RISE above it)
 SCATTER_MIN_RISE = 0.03
+# ... or the share of returns with a neighbour fell below this multiple of the sensor's usual: the same relative
+# change for a sparse unit (a Hesai or a VLS-128, half its returns alone at 30 cm), whose alone-share cannot grow 1.5x.
+NEIGHBOURED_MIN_RATIO = 0.7
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,7 +293,8 @@ def faults(s: LidarSignals, cfg: LidarScoring, typical: LidarTypical | None, mod
         ground = max(abs(s.tilt[0] - typical.tilt[0]), abs(s.tilt[1] - typical.tilt[1]))
         if not found and max(ground, _beams_turned(s.beam_low, typical.beam_low)) > cfg.tilt_max_deg:
             found.append("geometry")  # the ground tilted (a loose mount) or the beams turned (wrong extrinsics)
-        scattered = s.scatter > max(SCATTER_RATIO * typical.scatter, typical.scatter + SCATTER_MIN_RISE)
+        scattered = (s.scatter > max(SCATTER_RATIO * typical.scatter, typical.scatter + SCATTER_MIN_RISE)
+                     or 1.0 - s.scatter < NEIGHBOURED_MIN_RATIO * (1.0 - typical.scatter))
         rough = typical.roughness > 0 and s.roughness > cfg.noise_max_ratio * typical.roughness
         if not found and (scattered or rough):
             found.append("noisy")  # dropouts also lengthen the steps: report only the root cause there
