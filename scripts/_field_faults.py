@@ -113,14 +113,28 @@ def camera_field_fault(image: np.ndarray, fault: str, rng: np.random.Generator, 
     raise ValueError(fault)
 
 
+def _start_in_view(points: np.ndarray, rng: np.random.Generator) -> float:
+    """An azimuth (degrees) where the sensor sees: that of a random return. A sector fault drawn anywhere on the
+    circle would fall, for a forward-looking unit (a Hesai AT128 sees 120 degrees), mostly where it sees nothing."""
+    if len(points) == 0:
+        return float(rng.uniform(-180, 180))
+    x, y = points[int(rng.integers(0, len(points))), :2]
+    return float(np.degrees(np.arctan2(y, x)))
+
+
 def lidar_field_fault(points: np.ndarray, fault: str, rng: np.random.Generator) -> np.ndarray:
-    """`points` (Nx4) with `fault`; 'frozen' is the caller's (the same scan again)."""
+    """`points` (Nx4) with `fault`; 'frozen' is the caller's (the same scan again). A sector fault begins where the
+    sensor sees (`sector_loss` as in the training data otherwise: 50-200 degrees of returns gone)."""
+    if fault == "sector_loss":
+        az = np.degrees(np.arctan2(points[:, 1], points[:, 0]))
+        start, width = _start_in_view(points, rng), rng.uniform(50, 200)
+        return points[((az - start) % 360) > width].copy()
     if fault in TRAINED["lidar"]:
         return lidar_fault(points, fault, rng)
     out = points.copy()
     if fault == "blocked_sector":  # mud or a bag on the window: a sector's returns all come from a few cm away
         az = np.degrees(np.arctan2(out[:, 1], out[:, 0]))
-        start, width = rng.uniform(-180, 180), rng.uniform(60, 180)
+        start, width = _start_in_view(out, rng), rng.uniform(60, 180)
         hit = ((az - start) % 360) < width
         r = np.linalg.norm(out[hit, :3], axis=1, keepdims=True)
         out[hit, :3] *= rng.uniform(0.05, 0.3, (int(hit.sum()), 1)) / np.maximum(r, 1e-3)
