@@ -177,7 +177,8 @@ def faults_in_stream(kind: str, source: Source, items: list, seed: int, max_item
     before them. A source that is not a recording (single frames, snapshots, a folder of unrelated stills) has no
     frames before a fault but the one it shows: `faults`, each faulted frame after its own clean copy."""
     n = len(items)
-    if not source.sequence or n < 2 or not numbered_sequence([name for name, _ in items]):
+    stills = source.modality == "camera" and not numbered_sequence([name for name, _ in items])  # as `valid` has it
+    if not source.sequence or n < 2 or stills:
         return faults(kind, source, items[:: max(1, n // max_items)], seed, names)
     names = names or (CAMERA_FIELD_FAULTS if source.modality == "camera" else LIDAR_FIELD_FAULTS)
     apply: Callable = camera_field_fault if source.modality == "camera" else lidar_field_fault

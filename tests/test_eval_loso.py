@@ -101,9 +101,10 @@ def test_the_field_evaluation_judges_a_video_as_one_stream_and_can_score_it_at_i
     assert row["frames"] == 38 and row["false_harmful"] == 0.0, row  # 2 were `occluded` before the sudden-cover rule
 
 
+@pytest.mark.parametrize("name", ["{:04d}.bin", "capture.pcap#{}"])  # a pcap's scans are a recording too
 @pytest.mark.parametrize("frames", [30, 12])
 def test_the_field_evaluation_judges_each_fault_after_the_recordings_own_frames(monkeypatch: pytest.MonkeyPatch,
-                                                                                 frames: int) -> None:
+                                                                                 frames: int, name: str) -> None:
     # A faulted frame used to follow a clean copy of itself: history no vehicle has. Now each follows the frames
     # before it in the recording; faults too close for one pass (a short recording) get a pass each.
     import _field_eval
@@ -113,7 +114,7 @@ def test_the_field_evaluation_judges_each_fault_after_the_recordings_own_frames(
     from agent.scoring.base import Label, Verdict
 
     images = [f.array for f in sample_frames("lidar")[:2]] * (frames // 2)
-    items = [(f"{i:04d}.bin", scan + i * 1e-3) for i, scan in enumerate(images)]  # each frame its own
+    items = [(name.format(i), scan + i * 1e-3) for i, scan in enumerate(images)]  # each frame its own
     source = Source("t", "lidar", "day", lambda: items)
     passes: list[list[bytes]] = []
     monkeypatch.setattr(_field_eval, "make", lambda kind, src: passes.append([]) or object())
