@@ -104,9 +104,8 @@ class HeuristicScorer:
         repeated = self._repeated(frame, points[::FROZEN_SAMPLE_STRIDE].tobytes() + str(points.shape).encode()
                                   if points.size else None)
         signals = self.measurer.lidar(points, cfg, model)
-        found = lidar_checks.faults(signals, cfg, self._lidar_baseline.typical(frame.sensor), model)
-        if frame.meta.get(PARTIAL_ROTATION) == "1":  # the source saw the capture stop mid-rotation: the root cause
-            found = ["incomplete", *(f for f in found if f not in ("incomplete", "missing_sector", "sparse"))]
+        found = lidar_checks.faults(signals, cfg, self._lidar_baseline.typical(frame.sensor), model,
+                                    partial=frame.meta.get(PARTIAL_ROTATION) == "1")
         if repeated:
             found.insert(0, "frozen")
         if not found:

@@ -264,12 +264,14 @@ def _missing_sector(s: LidarSignals, cfg: LidarScoring, typical: LidarTypical | 
     return _longest_circular_run(gone) > cfg.max_empty_sectors
 
 
-def faults(s: LidarSignals, cfg: LidarScoring, typical: LidarTypical | None, model: SensorModel | None = None
-           ) -> list[str]:
+def faults(s: LidarSignals, cfg: LidarScoring, typical: LidarTypical | None, model: SensorModel | None = None,
+           partial: bool = False) -> list[str]:
     """Names of the faults a scan shows. Absolute limits are physical (non-finite values, ranges beyond the
     model's reach, returns on the window, a spinning unit covering under half its circle, the ground missing
-    from a model's lower beams); everything else is against the sensor's own recent healthy scans."""
-    found: list[str] = []
+    from a model's lower beams); everything else is against the sensor's own recent healthy scans. `partial`:
+    the source saw the capture stop mid-rotation (Frame.meta PARTIAL_ROTATION), the root cause of what is
+    missing from the scan."""
+    found: list[str] = ["incomplete"] if partial else []
     if s.nonfinite > cfg.max_nonfinite_fraction:
         found.append("nonfinite")
     if s.impossible > cfg.max_impossible_fraction:
@@ -278,17 +280,19 @@ def faults(s: LidarSignals, cfg: LidarScoring, typical: LidarTypical | None, mod
         found.append("few_points")
     if s.valid and s.near >= cfg.blocked_min_fraction:
         found.append("blocked")
-    if s.valid and model is not None and model.spinning and s.coverage < cfg.incomplete_min_coverage:
-        found.append("incomplete")
-    elif s.valid and _missing_sector(s, cfg, typical):
-        found.append("missing_sector")
+    if s.valid and not partial:
+        if model is not None and model.spinning and s.coverage < cfg.incomplete_min_coverage:
+            found.append("incomplete")
+        elif _missing_sector(s, cfg, typical):
+            found.append("missing_sector")
     if s.valid and model is not None and (s.low_elevation - model.elevation_deg[0]) > (
             cfg.lost_rings_max_gap * model.vertical_fov):
         found.append("lost_rings")
     if typical and s.valid:
         if "lost_rings" not in found and typical.span > 0 and s.elevation_span < cfg.min_ring_coverage * typical.span:
             found.append("lost_rings")
-        if "few_points" not in found and typical.valid > 0 and s.valid < cfg.min_points_ratio * typical.valid:
+        if "few_points" not in found and not partial and typical.valid > 0 and (
+                s.valid < cfg.min_points_ratio * typical.valid):
             found.append("sparse")
         ground = max(abs(s.tilt[0] - typical.tilt[0]), abs(s.tilt[1] - typical.tilt[1]))
         if not found and max(ground, _beams_turned(s.beam_low, typical.beam_low)) > cfg.tilt_max_deg:
