@@ -21,7 +21,6 @@ import itertools
 import json
 import sys
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -140,9 +139,22 @@ def valid(kind: str, source: Source, items: list) -> tuple[dict, list[tuple[floa
             "reasons": dict(reasons.most_common(4))}, scores
 
 
+def _faulted(source: Source, fault: str, item: np.ndarray, before: np.ndarray, other: np.ndarray,
+             rng: np.random.Generator) -> np.ndarray | None:
+    """`item` with `fault` (`frozen`: the frame `before` it again; `other`: a frame of the same recording, for a
+    tear), or None where the fault changes nothing (red and blue swapped on a grey camera): no fault to catch,
+    and not a bit-identical repeat either."""
+    if fault == "frozen":
+        return before
+    if source.modality == "camera":
+        bad = camera_field_fault(item, fault, rng, other)
+    else:
+        bad = lidar_field_fault(item, fault, rng)
+    return None if np.array_equal(bad, item) else bad
+
+
 def faults(kind: str, source: Source, items: list, seed: int, names: tuple[str, ...] = ()) -> dict[str, float]:
     names = names or (CAMERA_FIELD_FAULTS if source.modality == "camera" else LIDAR_FIELD_FAULTS)
-    apply: Callable = camera_field_fault if source.modality == "camera" else lidar_field_fault
     out = {}
     for fault in names:
         rng = np.random.default_rng(seed)
@@ -152,14 +164,9 @@ def faults(kind: str, source: Source, items: list, seed: int, names: tuple[str, 
         for i, (_, item) in enumerate(items):
             sensor = f"{source.name}#{fault}" + ("" if source.sequence else f"/{i}")
             judge(scorer, frame_of(source, item, sensor, 2 * i))
-            if fault == "frozen":
-                bad = item
-            elif source.modality == "camera":
-                bad = apply(item, fault, rng, items[(i + len(items) // 2) % len(items)][1])
-            else:
-                bad = apply(item, fault, rng)
-            if fault != "frozen" and np.array_equal(bad, item):
-                continue  # no fault here (red and blue swapped on a grey camera): not a bit-identical repeat either
+            bad = _faulted(source, fault, item, item, items[(i + len(items) // 2) % len(items)][1], rng)
+            if bad is None:
+                continue
             verdict = judge(scorer, frame_of(source, bad, sensor, 2 * i + 1))
             record(kind, source, fault, verdict, scorer)
             hits.append(verdict.label is Label.HARMFUL)
@@ -181,7 +188,6 @@ def faults_in_stream(kind: str, source: Source, items: list, seed: int, max_item
     if not source.sequence or n < 2 or stills:
         return faults(kind, source, items[:: max(1, n // max_items)], seed, names)
     names = names or (CAMERA_FIELD_FAULTS if source.modality == "camera" else LIDAR_FIELD_FAULTS)
-    apply: Callable = camera_field_fault if source.modality == "camera" else lidar_field_fault
     at = sorted({round(float(x)) for x in np.linspace(1, n - 1, min(max_items, n - 1))})
     runs = [at] if all(b - a >= 2 for a, b in itertools.pairwise(at)) else [[j] for j in at]
     out = {}
@@ -194,14 +200,7 @@ def faults_in_stream(kind: str, source: Source, items: list, seed: int, max_item
             for j in range(run[-1] + 1):
                 item, bad = items[j][1], None
                 if j in faulted:
-                    if fault == "frozen":
-                        bad = items[j - 1][1]
-                    elif source.modality == "camera":
-                        bad = apply(item, fault, rng, items[(j + n // 2) % n][1])
-                    else:
-                        bad = apply(item, fault, rng)
-                    if fault != "frozen" and np.array_equal(bad, item):
-                        bad = None  # no fault here (red and blue swapped on a grey camera): the frame as it is
+                    bad = _faulted(source, fault, item, items[j - 1][1], items[(j + n // 2) % n][1], rng)
                 verdict = judge(scorer, frame_of(source, item if bad is None else bad, f"{source.name}#{fault}", j))
                 if bad is not None:
                     record(kind, source, fault, verdict, scorer)

@@ -126,9 +126,7 @@ def lidar_field_fault(points: np.ndarray, fault: str, rng: np.random.Generator) 
     """`points` (Nx4) with `fault`; 'frozen' is the caller's (the same scan again). A sector fault begins where the
     sensor sees (`sector_loss` as in the training data otherwise: 50-200 degrees of returns gone)."""
     if fault == "sector_loss":
-        az = np.degrees(np.arctan2(points[:, 1], points[:, 0]))
-        start, width = _start_in_view(points, rng), rng.uniform(50, 200)
-        return points[((az - start) % 360) > width].copy()
+        return lidar_fault(points, fault, rng, start=_start_in_view(points, rng))
     if fault in TRAINED["lidar"]:
         return lidar_fault(points, fault, rng)
     out = points.copy()

@@ -159,7 +159,9 @@ def lidar_augment(points: np.ndarray, rng: np.random.Generator, yaw_max: float =
     return out
 
 
-def lidar_fault(points: np.ndarray, fault: str, rng: np.random.Generator) -> np.ndarray:
+def lidar_fault(points: np.ndarray, fault: str, rng: np.random.Generator, start: float | None = None
+                ) -> np.ndarray:
+    """`points` with `fault`; `start`: where a lost sector begins (degrees; drawn anywhere on the circle if None)."""
     out = points.copy()
     if fault == "ok":
         return out
@@ -167,7 +169,8 @@ def lidar_fault(points: np.ndarray, fault: str, rng: np.random.Generator) -> np.
         return out[rng.random(len(out)) < rng.uniform(0.1, 0.55)]
     if fault == "sector_loss":
         az = np.degrees(np.arctan2(out[:, 1], out[:, 0]))
-        start, width = rng.uniform(-180, 180), rng.uniform(50, 200)
+        start = rng.uniform(-180, 180) if start is None else start
+        width = rng.uniform(50, 200)
         return out[((az - start) % 360) > width]
     if fault == "noise":
         hit = rng.random(len(out)) < rng.uniform(0.4, 1.0)
