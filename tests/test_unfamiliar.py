@@ -6,6 +6,7 @@ synthesised onto real frames (scripts/_field_faults.py), each after a clean fram
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -344,7 +345,7 @@ def test_a_rotation_the_capture_cut_short_is_incomplete_even_as_a_cold_scan(mode
     cold = _judge(HeuristicScorer(scoring), scans[-1])
     assert cold.label is Label.HARMFUL and cold.reasons == ("incomplete",), cold.reasons
     assert _judge(HeuristicScorer(scoring), scans[2]).label is not Label.HARMFUL  # a whole rotation, cold
-    unmarked = Frame(**{**{k: getattr(scans[-1], k) for k in Frame.__slots__}, "meta": {}})
+    unmarked = dataclasses.replace(scans[-1], meta={})
     assert _judge(HeuristicScorer(scoring), unmarked).label is not Label.HARMFUL  # its points alone do not tell
 
 
