@@ -147,8 +147,8 @@ def _beam_low(stats: np.ndarray, elevation: np.ndarray) -> tuple[float, ...]:
     out = []
     for cone in (x > np.abs(y), -x > np.abs(y), y > np.abs(x), -y > np.abs(x)):
         e = elevation[cone]
-        out.append(float(np.partition(e, int(0.02 * (e.size - 1)))[int(0.02 * (e.size - 1))]) if e.size >= 50
-                   else np.nan)
+        k = int(0.02 * (e.size - 1))
+        out.append(float(np.partition(e, k)[k]) if e.size >= 50 else np.nan)
     return tuple(out)
 
 
