@@ -11,6 +11,7 @@ from conftest import sample_frames, score_in_order
 
 from agent.config.model import ScoringConfig
 from agent.frame import Encoding, Frame, Modality
+from agent.scoring import camera_checks, measure
 from agent.scoring.base import Label
 from agent.scoring.heuristic import HeuristicScorer
 
@@ -245,3 +246,29 @@ def test_a_car_driving_out_of_tree_shadows_at_full_resolution_is_not_occluded(sh
             scorer.remember(frame, verdict)
     assert harmful == []
     # Mud that lands at once is still occluded (test_unfamiliar: field faults on real frames after clean ones).
+
+
+@pytest.mark.shared
+def test_a_tear_low_on_the_road_is_caught_against_the_cameras_own_seams(shared_data) -> None:
+    # A sideways shift 65% down a highway view: the lane markings break at a row where this camera's frames have no
+    # seam, on too few columns for the absolute check (which must allow the seams real views have).
+    capture = cv2.VideoCapture(str(shared_data / "video" / "udacity_lanelines_solidWhiteRight.mp4"))
+    images = []
+    for _ in range(160):
+        ok, image = capture.read()
+        assert ok
+        images.append(cv2.resize(image, (640, 360), interpolation=cv2.INTER_AREA))
+    cfg = ScoringConfig()
+    for at in (45, 60, 75, 90, 150):
+        scorer = HeuristicScorer(cfg)
+        for seq in range(at - 25, at):
+            verdict = scorer.score(_camera(images[seq], seq))
+            assert verdict.label is not Label.HARMFUL, (seq, verdict)
+            scorer.remember(_camera(images[seq], seq), verdict)
+        torn = images[at].copy()
+        torn[234:] = np.roll(images[at][234:], 160, axis=1)
+        absolute = camera_checks.faults(measure.camera_signals_of(_camera(torn, at), cfg.camera.analysis_width),
+                                        cfg.camera)
+        verdict = scorer.score(_camera(torn, at))
+        assert "tearing" not in absolute, (at, absolute)
+        assert verdict.label is Label.HARMFUL and "tearing" in verdict.reasons, (at, verdict)

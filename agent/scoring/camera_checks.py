@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 
 from agent.config.model import CameraScoring
-from agent.scoring.camera_signals import TILE_GRID, CameraSignals, analysis_greys, flat_rows, measure, seam
+from agent.scoring.camera_signals import TILE_GRID, CameraSignals, analysis_greys, flat_rows, measure, mixed_at, seam
 
 __all__ = ["CameraBaseline", "CameraSignals", "CameraTypical", "analysis_greys", "conditions", "faults", "frozen",
            "measure", "scene_cut", "seam"]
@@ -35,6 +36,13 @@ SOIL_LOST_PER_GAINED = 4.0  # dirt takes at least this many times more detail aw
 SOIL_GAIN = 2.5  # a tile this much sharper than usual shows new detail: the view moved
 SOIL_MAX_GAINED = 0.05  # share of such tiles beyond which a loss of detail elsewhere is a moved view, not dirt
 SOIL_TEXTURED = 50.0  # tiles with less Laplacian variance than this (sky, road) say nothing about soiling
+# A tear at a row where the camera's frames have no seam: this share of columns more than usual steps there, this
+# much more than any of its recent healthy frames rose above their usual, and this share of them off their common
+# brightness ratio (valid streams: a rain camera's wiper and drops rose 0.31 with 0.12 of it off-ratio).
+NEW_SEAM_MIN = 0.2
+NEW_SEAM_EXCESS = 0.15
+NEW_SEAM_MIXED = 0.4
+SEAM_MOVE_ROWS = 3  # rows a seam of the view moves between frames (a bump, braking), at analysis size
 BLOCKINESS_MIN = 1.35  # gradients this concentrated on a block grid are compression damage, if new for the camera
 BLOCKINESS_RATIO = 1.25
 # A view needs this much spread of blue against red over its tiles to show a swap, and the frame's pattern must
@@ -80,6 +88,8 @@ class CameraTypical:
     tile_blue_red: np.ndarray | None = None  # per tile median of log(B / R)
     tile_mean: np.ndarray | None = None  # per tile median brightness
     tile_flat: np.ndarray | None = None  # per tile median share of textureless pixels
+    seam_rows: np.ndarray | None = None  # per row, the usual share of columns stepping there (or a few rows off)
+    seam_excess: float = 0.0  # how far above seam_rows the camera's own recent healthy frames reached
 
 
 def _blue_red(channels: tuple[float, float, float]) -> float:
@@ -149,7 +159,36 @@ class CameraBaseline:
             tile_blue_red=_tile_median([r.tile_blue_red for r in rows]),
             tile_mean=_tile_median([r.tile_mean for r in rows]),
             tile_flat=_tile_median([r.tile_flat for r in rows]),
+            **_usual_seams(rows),
         )
+
+
+def _usual_seams(rows: deque[CameraSignals]) -> dict[str, Any]:
+    """Where this camera's views step sharply (a hood, the horizon, lane edges), each row widened by the few rows
+    a bump or a pitch moves them, and the most its own recent frames rose above that (rain, a wiper, passing
+    trucks: a camera whose views change a lot is held to more)."""
+    profiles = [r.seam_rows for r in rows if r.seam_rows is not None]
+    if len(profiles) < len(rows) or len({p.shape for p in profiles}) != 1:
+        return {}
+    usual = cv2.dilate(np.median(np.stack(profiles), axis=0).astype(np.float32)[:, None],
+                       np.ones((2 * SEAM_MOVE_ROWS + 1, 1), np.uint8)).ravel()
+    return {"seam_rows": usual, "seam_excess": max(float(np.max(p - usual)) for p in profiles)}
+
+
+def _new_seam(s: CameraSignals, typical: CameraTypical | None) -> bool:
+    """A tear where the camera's views have no seam: many columns step sharply at a row where its recent frames do
+    not, by far more than any of them did, with unrelated brightness on either side. The absolute check (_torn)
+    must leave room for the seams real views have; against its own history a camera's tear stands out at a
+    lower share."""
+    if typical is None or typical.seam_rows is None or s.seam_rows is None:
+        return False
+    if s.seam_rows.shape != typical.seam_rows.shape:
+        return False
+    rise = s.seam_rows - typical.seam_rows
+    row = int(rise.argmax())
+    if float(rise[row]) < NEW_SEAM_MIN or float(rise[row]) - typical.seam_excess < NEW_SEAM_EXCESS:
+        return False
+    return mixed_at(np.ascontiguousarray(s.grey[:, ::2]), row) >= NEW_SEAM_MIXED
 
 
 def _tile_median(tiles: list[np.ndarray | None]) -> np.ndarray | None:
@@ -295,7 +334,7 @@ def faults(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | None =
         found.append("overexposed")
     if s.std <= cfg.uniform_max_std:
         found.append("uniform")
-    if _torn(s, cfg):
+    if _torn(s, cfg) or _new_seam(s, typical):
         found.append("tearing")
     if "uniform" not in found and _occluded(s, cfg, typical, last):
         found.append("occluded")

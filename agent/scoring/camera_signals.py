@@ -59,6 +59,7 @@ class CameraSignals:
     flat_area: float = 0.0  # share of pixels without local texture (5x5 std < 2): sky, fog, or something on a lens
     tile_blue_red: np.ndarray | None = None  # TILE_GRID x TILE_GRID log(blue / red): where the view is blue or red
     tile_flat: np.ndarray | None = None  # TILE_GRID x TILE_GRID share of pixels without local texture
+    seam_rows: np.ndarray | None = None  # per row, the share of columns stepping there (see _seam)
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -125,14 +126,25 @@ def seam(grey: np.ndarray, flat_check: bool = True) -> tuple[float, float, bool]
     full image over two rows. A shadow edge or the horizon also steps across much of the width, but a shadow
     darkens every column by about one ratio and few real edges are that sharp everywhere; a torn frame steps
     every column to unrelated content (or to decoder fill)."""
-    h = grey.shape[0]
-    if h < 16:
-        return 0.0, 0.0, False
+    return _seam(grey, flat_check)[:3]
+
+
+def _strong_steps(grey: np.ndarray) -> np.ndarray:
+    """255 where a column steps sharply from row k + 2 to row k + 4 and not two rows above or below (row k)."""
     size = cv2.absdiff(grey[2:], grey[:-2])  # size[k]: the step from row k to row k + 2
     # A strong step: mid > SEAM_MIN_STEP and mid > ISOLATION * near + 2 (near: the larger step two rows above or
     # below), in integers one threshold per value of near, looked up in OpenCV (uint8 all the way: 4x NumPy's speed).
     near = cv2.max(size[:-4], size[4:])
-    strong = cv2.compare(size[2:-2], cv2.LUT(near, _SEAM_THRESHOLD), cv2.CMP_GT)  # 255 where strong
+    return cv2.compare(size[2:-2], cv2.LUT(near, _SEAM_THRESHOLD), cv2.CMP_GT)
+
+
+def _seam(grey: np.ndarray, flat_check: bool = True) -> tuple[float, float, bool, np.ndarray | None]:
+    """seam(), and the share of columns stepping at each row (the edge rows zeroed): where this camera's views
+    usually have their seams (a hood, the horizon), for a tear at a row where they have none."""
+    h = grey.shape[0]
+    if h < 16:
+        return 0.0, 0.0, False, None
+    strong = _strong_steps(grey)
     share = cv2.reduce(strong, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel() / 255 / strong.shape[1]
     margin = max(1, int(h * SEAM_EDGE))
     share[:margin] = 0.0
@@ -140,13 +152,29 @@ def seam(grey: np.ndarray, flat_check: bool = True) -> tuple[float, float, bool]
     i = int(share.argmax())
     top, cols = i + 2, strong[i] > 0  # the seam steps from row `top` to row `top + 2`
     if cols.sum() < 3:
-        return float(share[i]), 0.0, False
-    ratio = np.log((grey[top + 2] + 4.0) / (grey[top] + 4.0))
-    mixed = float((cols & (np.abs(ratio - float(_median_rows(ratio[cols]))) > SEAM_RATIO_SPREAD)).mean())
+        return float(share[i]), 0.0, False, share
+    mixed = float(_off_ratio(grey, top, cols).mean())
     below = grey[top + 4:]
     flat = (flat_check and len(below) >= SEAM_FLAT_MIN_HEIGHT * h and _rows_flat(below)
             and 8.0 < float(below.mean()) < 247.0)
-    return float(share[i]), mixed, bool(flat)
+    return float(share[i]), mixed, bool(flat), share
+
+
+def _off_ratio(grey: np.ndarray, top: int, cols: np.ndarray) -> np.ndarray:
+    """Columns of `cols` whose step from row `top` to `top + 2` is off the median brightness ratio of them all."""
+    ratio = np.log((grey[top + 2] + 4.0) / (grey[top] + 4.0))
+    return cols & (np.abs(ratio - float(_median_rows(ratio[cols]))) > SEAM_RATIO_SPREAD)
+
+
+def mixed_at(grey: np.ndarray, row: int) -> float:
+    """Of the columns stepping sharply at profile row `row` of `grey` (as _seam numbers them), the share whose step
+    is off their common brightness ratio: a shadow or a real edge darkens them alike, a tear does not."""
+    if grey.shape[0] < 16 or not 0 <= row < grey.shape[0] - 6:
+        return 0.0
+    cols = _strong_steps(np.ascontiguousarray(grey[row:row + 7]))[0] > 0
+    if cols.sum() < 3:
+        return 0.0
+    return float(_off_ratio(grey, row + 2, cols).sum()) / float(cols.sum())
 
 
 def _median_rows(a: np.ndarray) -> np.ndarray:
@@ -235,7 +263,7 @@ def measure(grey: np.ndarray, seam_grey: np.ndarray | None = None, image: np.nda
     sg = grey if seam_grey is None else seam_grey
     # Every other column is enough for the shares along a horizontal seam, at half the cost (a vertical seam has
     # too few rows to spare: subsampled, clean frames came within 0.005 of the threshold).
-    seam_share, seam_mixed, flat_below = seam(np.ascontiguousarray(sg[:, ::2]))
+    seam_share, seam_mixed, flat_below, seam_rows = _seam(np.ascontiguousarray(sg[:, ::2]))
     vseam_share, vseam_mixed, _ = seam(np.ascontiguousarray(sg.T), flat_check=False)
     saturation, channels, tile_blue_red = _colour(image)
     corners = tile_mean[[0, 0, -1, -1], [0, -1, 0, -1]]
@@ -256,6 +284,7 @@ def measure(grey: np.ndarray, seam_grey: np.ndarray | None = None, image: np.nda
         seam=seam_share,
         seam_mixed=seam_mixed,
         flat_below=flat_below,
+        seam_rows=None if seam_rows is None else seam_rows.astype(np.float32),
         vseam=vseam_share,
         vseam_mixed=vseam_mixed,
         tile_std=tile_std,
