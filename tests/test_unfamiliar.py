@@ -84,6 +84,20 @@ def test_a_gain_runaway_on_a_night_stream_is_overexposure_though_it_clips_less_t
     assert verdict.label is Label.HARMFUL and "overexposed" in verdict.reasons, verdict.reasons
 
 
+def test_a_gain_jump_on_a_dark_stream_that_clips_nothing_is_overexposure() -> None:
+    # A gated NIR or night camera whose gain jumps 4-fold: nothing burns white, but no view brightens that much
+    # between frames (a fall as far is under-exposure).
+    rng = np.random.default_rng(3)
+    scorer = HeuristicScorer(ScoringConfig())
+    night = [(_night(im, rng) * 0.6).astype(np.uint8) for im in _images(5)]
+    for i, image in enumerate(night[:4]):
+        assert _judge(scorer, _jpeg(image, seq=i)).label is not Label.HARMFUL
+    jump = np.clip(night[4].astype(np.float32) * 4.0, 0, 255).astype(np.uint8)
+    assert float((cv2.cvtColor(jump, cv2.COLOR_BGR2GRAY) >= 250).mean()) < 0.1  # under the clipped-white rule
+    verdict = _judge(scorer, _jpeg(jump, seq=4))
+    assert verdict.label is Label.HARMFUL and "overexposed" in verdict.reasons, verdict.reasons
+
+
 def _zoom_blur(image: np.ndarray, top: float) -> np.ndarray:
     """The mean of the view zoomed 1.00-`top` times about its centre, as a camera moving forward blurs it."""
     h, w = image.shape[:2]

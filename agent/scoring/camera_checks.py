@@ -327,9 +327,13 @@ def faults(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | None =
     if s.mean <= cfg.dark_max_mean or s.clipped_dark >= cfg.dark_clipped_max_fraction or fell:
         found.append("underexposed")
     # Exposure runaway: a night or dusk view whose gain jumps clips far less than the absolute limit, but no
-    # scene doubles its brightness between two frames with the same view and burns a tenth of it white.
-    rose = (typical is not None and s.mean >= cfg.exposure_rise_ratio * max(typical.mean, 8.0)
-            and s.clipped_bright >= RISE_MIN_CLIPPED)
+    # scene doubles its brightness between two frames with the same view and burns a tenth of it white, nor rises
+    # as far as a fall would be under-exposure (a dark NIR or night view whose gain jumps may clip nothing; valid
+    # streams rose at most 1.4-fold against their recent median, CamVid at one frame a second).
+    base = max(typical.mean, 8.0) if typical is not None else 0.0
+    rose = typical is not None and (
+        (s.mean >= cfg.exposure_rise_ratio * base and s.clipped_bright >= RISE_MIN_CLIPPED)
+        or (cfg.exposure_fall_ratio > 0 and s.mean * cfg.exposure_fall_ratio >= base))
     if s.mean >= cfg.bright_min_mean or s.clipped_bright >= cfg.bright_clipped_max_fraction or rose:
         found.append("overexposed")
     if s.std <= cfg.uniform_max_std:
