@@ -71,7 +71,8 @@ class CameraScoring(StrictModel):
     )
     exposure_fall_ratio: float = Field(
         0.3, ge=0.0, le=1.0, description="Mean luma below this fraction of the camera's recent median, with the "
-        "same scene in view, is under-exposure (an exposure or gain fault: night does not fall in one frame)."
+        "same scene in view, is under-exposure (an exposure or gain fault: night does not fall in one frame); a "
+        "mean as far above it (the median divided by this) is over-exposure, white or not."
     )
     exposure_rise_ratio: float = Field(
         2.0, ge=1.0, le=100.0, description="Mean luma at or above this multiple of the camera's recent median, "
