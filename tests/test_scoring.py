@@ -272,3 +272,26 @@ def test_a_tear_low_on_the_road_is_caught_against_the_cameras_own_seams(shared_d
         verdict = scorer.score(_camera(torn, at))
         assert "tearing" not in absolute, (at, absolute)
         assert verdict.label is Label.HARMFUL and "tearing" in verdict.reasons, (at, verdict)
+
+
+def test_an_exposure_runaway_just_after_the_view_changed_is_judged_against_the_cameras_level() -> None:
+    # A dusk-dark stream; then a new view (the picture turned over: a scene cut, so no same-view median) with the
+    # gain tripled. Exposure is the camera's, not the view's: its recent frames' brightness still holds.
+    cfg = ScoringConfig()
+
+    def dim(image: np.ndarray, gain: float) -> np.ndarray:
+        return np.clip(image.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+
+    for gain, harmful in ((1.3, False), (3.0, True), (5.0, True)):
+        scorer = HeuristicScorer(cfg)
+        for seq in range(8):
+            frame = _camera(dim(_real_image(seq), 0.35), seq)
+            verdict = scorer.score(frame)
+            assert verdict.label is not Label.HARMFUL, verdict
+            scorer.remember(frame, verdict)
+        new_view = dim(_real_image(9)[::-1].copy(), 0.35 * gain)
+        before = measure.camera_signals_of(_camera(dim(_real_image(7), 0.35), 7), cfg.camera.analysis_width)
+        after = measure.camera_signals_of(_camera(new_view, 9), cfg.camera.analysis_width)
+        assert camera_checks.scene_cut(after, before, cfg.camera) or not harmful
+        verdict = scorer.score(_camera(new_view, 9))
+        assert (verdict.label is Label.HARMFUL and "overexposed" in verdict.reasons) is harmful, (gain, verdict)

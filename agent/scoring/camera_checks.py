@@ -3,21 +3,16 @@ absolute limits only for what no valid frame does; never raises on odd content."
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass
-from typing import Any
-
 import cv2
 import numpy as np
 
 from agent.config.model import CameraScoring
+from agent.scoring.camera_baseline import CameraBaseline, CameraTypical, blue_red
 from agent.scoring.camera_signals import TILE_GRID, CameraSignals, analysis_greys, flat_rows, measure, mixed_at, seam
 
 __all__ = ["CameraBaseline", "CameraSignals", "CameraTypical", "analysis_greys", "conditions", "faults", "frozen",
            "measure", "scene_cut", "seam"]
 
-HISTORY = 20  # healthy frames remembered per sensor to know what "normal" looks like
-TYPICAL_EVERY = 4  # with a full history, its medians are recomputed after this many healthy frames
 ABSOLUTE_FLAT_FRACTION = 0.85  # with no baseline yet, only an all but dead image counts as occluded (a gated NIR
 # camera or an unlit road leaves 60% of the tiles dark and flat, and is valid)
 KEPT_TEXTURE = 0.6  # a tile that keeps this share of its usual texture still shows the scene
@@ -42,7 +37,6 @@ SOIL_TEXTURED = 50.0  # tiles with less Laplacian variance than this (sky, road)
 NEW_SEAM_MIN = 0.2
 NEW_SEAM_EXCESS = 0.15
 NEW_SEAM_MIXED = 0.4
-SEAM_MOVE_ROWS = 3  # rows a seam of the view moves between frames (a bump, braking), at analysis size
 BLOCKINESS_MIN = 1.35  # gradients this concentrated on a block grid are compression damage, if new for the camera
 BLOCKINESS_RATIO = 1.25
 # A view needs this much spread of blue against red over its tiles to show a swap, and the frame's pattern must
@@ -69,112 +63,6 @@ def _new_flat_rows(s: CameraSignals, typical: CameraTypical) -> float:
     return float(np.mean(flat & textured))
 
 
-@dataclass(frozen=True, slots=True)
-class CameraTypical:
-    """Medians over a camera's recent healthy frames."""
-
-    sharpness: float
-    tiles: np.ndarray
-    mean: float
-    noise: float
-    structure: float
-    saturation: float
-    channel_share: np.ndarray  # each channel's share of the mean brightness
-    blue_red: float  # log(B / R)
-    tile_sharp: np.ndarray
-    blockiness: float
-    flat_rows: float
-    flat_area: float
-    tile_blue_red: np.ndarray | None = None  # per tile median of log(B / R)
-    tile_mean: np.ndarray | None = None  # per tile median brightness
-    tile_flat: np.ndarray | None = None  # per tile median share of textureless pixels
-    seam_rows: np.ndarray | None = None  # per row, the usual share of columns stepping there (or a few rows off)
-    seam_excess: float = 0.0  # how far above seam_rows the camera's own recent healthy frames reached
-
-
-def _blue_red(channels: tuple[float, float, float]) -> float:
-    return float(np.log((channels[0] + 4.0) / (channels[2] + 4.0)))
-
-
-class CameraBaseline:
-    """What a healthy frame of each camera looks like: medians of its recent healthy frames.
-
-    Night, fog and snow change every absolute figure (brightness, texture, noise, sharpness), so a camera is
-    judged against itself: a sudden departure from its own recent frames, with the same scene in view, is what a
-    smudge, a defocus, a gain fault or a failing sensor does; a steady dark or grey stream is a condition.
-    """
-
-    def __init__(self) -> None:
-        self._history: dict[str, deque[CameraSignals]] = {}
-        self._cache: dict[str, tuple[int, CameraTypical]] = {}  # sensor -> (updates when computed, medians)
-        self._updates: dict[str, int] = {}
-
-    def update(self, sensor: str, s: CameraSignals) -> None:
-        self._history.setdefault(sensor, deque(maxlen=HISTORY)).append(s)
-        self._updates[sensor] = self._updates.get(sensor, 0) + 1
-
-    def last(self, sensor: str) -> CameraSignals | None:
-        """The camera's most recent healthy frame."""
-        rows = self._history.get(sensor)
-        return rows[-1] if rows else None
-
-    def reset(self, sensor: str) -> None:
-        self._history.pop(sensor, None)
-        self._cache.pop(sensor, None)
-
-    def typical(self, sensor: str) -> CameraTypical | None:
-        """The medians, recomputed after every TYPICAL_EVERY healthy frames once the history is full (a median of
-        20 moves little in 4 frames; recomputing it for every frame was a tenth of a camera frame's cost)."""
-        rows = self._history.get(sensor)
-        if not rows:
-            return None
-        updates = self._updates.get(sensor, 0)
-        cached = self._cache.get(sensor)
-        if cached is not None and updates - cached[0] < (TYPICAL_EVERY if len(rows) == HISTORY else 1):
-            return cached[1]
-        typical = self._compute(rows)
-        self._cache[sensor] = (updates, typical)
-        return typical
-
-    @staticmethod
-    def _compute(rows: deque[CameraSignals]) -> CameraTypical:
-        # One median over a table of the scalars: ten np.median calls cost ten times as much for 20 rows.
-        (sharpness, mean, noise, structure, saturation, blockiness, flat_row_share, flat_area, *channels) = np.median(
-            np.array([(r.sharpness, r.mean, r.noise, r.structure, r.saturation, r.blockiness, r.flat_rows,
-                       r.flat_area, *r.channels) for r in rows]), axis=0).tolist()
-        shares = np.array(channels)
-        return CameraTypical(
-            sharpness=sharpness,
-            tiles=np.median(np.stack([r.tile_std for r in rows]), axis=0),
-            mean=mean,
-            noise=noise,
-            structure=structure,
-            saturation=saturation,
-            channel_share=shares / max(float(shares.mean()), 1e-6),
-            blue_red=_blue_red((channels[0], channels[1], channels[2])),
-            tile_sharp=np.median(np.stack([r.tile_sharp for r in rows if r.tile_sharp is not None]), axis=0),
-            blockiness=blockiness,
-            flat_rows=flat_row_share,
-            flat_area=flat_area,
-            tile_blue_red=_tile_median([r.tile_blue_red for r in rows]),
-            tile_mean=_tile_median([r.tile_mean for r in rows]),
-            tile_flat=_tile_median([r.tile_flat for r in rows]),
-            **_usual_seams(rows),
-        )
-
-
-def _usual_seams(rows: deque[CameraSignals]) -> dict[str, Any]:
-    """Where this camera's views step sharply (a hood, the horizon, lane edges), each row widened by the few rows
-    a bump or a pitch moves them, and the most its own recent frames rose above that (rain, a wiper, passing
-    trucks: a camera whose views change a lot is held to more)."""
-    profiles = [r.seam_rows for r in rows if r.seam_rows is not None]
-    if len(profiles) < len(rows) or len({p.shape for p in profiles}) != 1:
-        return {}
-    usual = cv2.dilate(np.median(np.stack(profiles), axis=0).astype(np.float32)[:, None],
-                       np.ones((2 * SEAM_MOVE_ROWS + 1, 1), np.uint8)).ravel()
-    return {"seam_rows": usual, "seam_excess": max(float(np.max(p - usual)) for p in profiles)}
-
-
 def _new_seam(s: CameraSignals, typical: CameraTypical | None) -> bool:
     """A tear where the camera's views have no seam: many columns step sharply at a row where its recent frames do
     not, by far more than any of them did, with unrelated brightness on either side. The absolute check (_torn)
@@ -189,10 +77,6 @@ def _new_seam(s: CameraSignals, typical: CameraTypical | None) -> bool:
     if float(rise[row]) < NEW_SEAM_MIN or float(rise[row]) - typical.seam_excess < NEW_SEAM_EXCESS:
         return False
     return mixed_at(np.ascontiguousarray(s.grey[:, ::2]), row) >= NEW_SEAM_MIXED
-
-
-def _tile_median(tiles: list[np.ndarray | None]) -> np.ndarray | None:
-    return None if any(t is None for t in tiles) else np.median(np.stack(tiles), axis=0)  # type: ignore[arg-type]
 
 
 def _shaded(s: CameraSignals, typical: CameraTypical) -> np.ndarray:
@@ -294,7 +178,7 @@ def _colour_fault(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical |
         return False  # a grey or NIR camera has no colour to lose; a faintly coloured view too little to compare
     if s.saturation < cfg.colour_min_ratio * typical.saturation:
         return True  # a colour camera gone grey: raw Bayer data, a wrong pixel format
-    base, now = typical.blue_red, _blue_red(s.channels)
+    base, now = typical.blue_red, blue_red(s.channels)
     if abs(base) > 0.15 and now * base < 0 and abs(now + base) < 0.5 * abs(base):
         return True  # red and blue swapped
     return _swapped_pattern(s.tile_blue_red, typical.tile_blue_red)
@@ -318,20 +202,22 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def faults(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | None = None,
-           last: CameraSignals | None = None) -> list[str]:
+           last: CameraSignals | None = None, level: float | None = None) -> list[str]:
     """Names of the faults these signals show, most telling first. `typical`: the camera's own recent healthy
     frames with the same scene in view (None at the start of a stream or after a scene cut: absolute limits only,
-    set to what no valid frame does); `last`: the camera's most recent healthy frame (a cover appears at once)."""
+    set to what no valid frame does); `last`: the camera's most recent healthy frame (a cover appears at once);
+    `level`: the brightness of its recent healthy frames across views, for exposure after a scene cut."""
     found: list[str] = []
-    fell = typical is not None and typical.mean > 20.0 and s.mean < cfg.exposure_fall_ratio * typical.mean
+    usual = typical.mean if typical is not None else level  # exposure is the camera's, whatever the view
+    fell = usual is not None and usual > 20.0 and s.mean < cfg.exposure_fall_ratio * usual
     if s.mean <= cfg.dark_max_mean or s.clipped_dark >= cfg.dark_clipped_max_fraction or fell:
         found.append("underexposed")
     # Exposure runaway: a night or dusk view whose gain jumps clips far less than the absolute limit, but no
     # scene doubles its brightness between two frames with the same view and burns a tenth of it white, nor rises
     # as far as a fall would be under-exposure (a dark NIR or night view whose gain jumps may clip nothing; valid
     # streams rose at most 1.4-fold against their recent median, CamVid at one frame a second).
-    base = max(typical.mean, 8.0) if typical is not None else 0.0
-    rose = typical is not None and (
+    base = max(usual, 8.0) if usual is not None else 0.0
+    rose = usual is not None and (
         (s.mean >= cfg.exposure_rise_ratio * base and s.clipped_bright >= RISE_MIN_CLIPPED)
         or (cfg.exposure_fall_ratio > 0 and s.mean * cfg.exposure_fall_ratio >= base))
     if s.mean >= cfg.bright_min_mean or s.clipped_bright >= cfg.bright_clipped_max_fraction or rose:
