@@ -76,6 +76,8 @@ def _new_seam(s: CameraSignals, typical: CameraTypical | None) -> bool:
     row = int(rise.argmax())
     if float(rise[row]) < NEW_SEAM_MIN or float(rise[row]) - typical.seam_excess < NEW_SEAM_EXCESS:
         return False
+    # The analysis picture, every other column as the rows' shares were taken (it is the seam's own picture
+    # wherever the reduced decode needed no further resize: a 1280 or 640 px camera).
     return mixed_at(np.ascontiguousarray(s.grey[:, ::2]), row) >= NEW_SEAM_MIXED
 
 
