@@ -11,7 +11,7 @@ one. Faults are placed as in the field evaluation (in place of a frame of the ru
 frames stand for what the recordings lack: a hard shadow (a bridge, a building) falling over part of a sunlit view
 between two frames halves its brightness there, and is no fault.
 
-    python scripts/evaluate_loso.py > models/evaluate_loso.json      # about 11 minutes on 2 cores
+    python scripts/evaluate_loso.py > models/evaluate_loso.json      # about 16 minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from _field_data import Source, camera_sources
 from _field_eval import CAMERA_OVERRIDES, faults_in_stream, frame_of, judge, make, valid
 
 from agent.config.model import ScoringConfig
-from agent.scoring import camera_checks
+from agent.scoring import camera_baseline, camera_checks
 
 PENALTY = 10.0  # one valid frame called harmful costs as much as ten faults missed
 SEED = 7
@@ -39,12 +39,22 @@ GROUPS: dict[str, tuple[tuple[str, ...], list[tuple[float, ...]], tuple[str, ...
                      list(itertools.product((0.02, 0.03, 0.04), (0.5, 0.6, 0.7, 0.8, 9.0))), ("channel_swap",)),
     # A name with a dot is a setting of the config (scoring.camera.*), not a module constant.
     "blur": (("camera.blur_min_ratio",), [(0.1,), (0.15,), (0.2,), (0.25,), (0.3,), (0.4,)], ("blur",)),
+    # A tear against the camera's own seams; NEW_SEAM_MIN 9 turns that check off.
+    "new_seam": (("NEW_SEAM_MIN", "NEW_SEAM_EXCESS", "NEW_SEAM_MIXED"),
+                 [*itertools.product((0.15, 0.2, 0.25), (0.1, 0.15, 0.2), (0.3, 0.4, 0.5)), (9.0, 0.15, 0.4)],
+                 ("tearing",)),
+    # Exposure after a scene cut against the camera's level across views (baseline.*: camera_baseline's
+    # constants); 1.0: only a level that never moved, about never.
+    "exposure_level": (("baseline.LEVEL_MAX_SPREAD",), [(1.0,), (2.0,), (3.0,), (4.0,), (6.0,), (1e9,)],
+                       ("overexposed", "underexposed", "occluded")),
 }
 
 
 def _get(name: str) -> float:
     if name.startswith("camera."):
         return float(getattr(ScoringConfig().camera, name.split(".", 1)[1]))
+    if name.startswith("baseline."):
+        return float(getattr(camera_baseline, name.split(".", 1)[1]))
     return float(getattr(camera_checks, name))
 
 
@@ -56,6 +66,9 @@ def _set(name: str, value: float | None) -> None:
             CAMERA_OVERRIDES.pop(key, None)
         else:
             CAMERA_OVERRIDES[key] = value
+    elif name.startswith("baseline."):
+        if value is not None:
+            setattr(camera_baseline, name.split(".", 1)[1], value)
     elif value is not None:
         setattr(camera_checks, name, value)
 

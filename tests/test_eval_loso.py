@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -48,6 +49,29 @@ def test_a_tie_keeps_the_shipped_setting(monkeypatch: pytest.MonkeyPatch) -> Non
     out = evaluate_loso.loso("channel_swap", 1)
     assert out["chosen_differs_from_shipped"] == 0
     assert all(row["chosen"]["SWAP_MIN_CORR"] == shipped[0] for row in out["per_source"].values())
+
+
+def test_a_grid_point_sets_the_constant_the_checks_read_and_the_shipped_value_comes_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import evaluate_loso
+
+    from agent.scoring import camera_baseline, camera_checks
+
+    names = ("baseline.LEVEL_MAX_SPREAD", "NEW_SEAM_MIN")  # a constant of camera_baseline, one of camera_checks
+    shipped = (camera_baseline.LEVEL_MAX_SPREAD, camera_checks.NEW_SEAM_MIN)
+    seen = []
+
+    def faults(*_: object) -> dict:
+        seen.append((camera_baseline.LEVEL_MAX_SPREAD, camera_checks.NEW_SEAM_MIN))
+        return {}
+
+    monkeypatch.setattr(evaluate_loso, "camera_sources", lambda: [SimpleNamespace(name="s", load=list)])
+    monkeypatch.setattr(evaluate_loso, "faults_in_stream", faults)
+    monkeypatch.setattr(evaluate_loso, "valid", lambda *_: ({"false_harmful": 0.0}, []))
+    monkeypatch.setattr(evaluate_loso, "shadowed", lambda *_: 0.0)
+    evaluate_loso._grid_results(names, [(2.5, 0.3)], ("tearing",), 1)
+    assert seen == [(2.5, 0.3)]
+    assert shipped == (camera_baseline.LEVEL_MAX_SPREAD, camera_checks.NEW_SEAM_MIN)
 
 
 def _verdicts(source: str, valid_p: float, fault_p: float, checks_catch: bool = False) -> list[tuple]:
