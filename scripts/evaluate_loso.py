@@ -11,7 +11,7 @@ one. Faults are placed as in the field evaluation (in place of a frame of the ru
 frames stand for what the recordings lack: a hard shadow (a bridge, a building) falling over part of a sunlit view
 between two frames halves its brightness there, and is no fault.
 
-    python scripts/evaluate_loso.py > models/evaluate_loso.json      # about 16 minutes on 2 cores
+    python scripts/evaluate_loso.py > models/evaluate_loso.json      # about 14 minutes on 2 cores
 """
 
 from __future__ import annotations
