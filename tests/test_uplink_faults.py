@@ -71,7 +71,10 @@ def test_broker_restart_mid_stream_loses_nothing(tmp_path: Path, backlog_spool: 
                 ingest.wait_frames(len(expected))
             finally:
                 stats = uplink.stop()
-        assert stats.connects >= 2 and stats.disconnects >= 1 and stats.acked >= FRAMES
+        assert stats.connects >= 2 and stats.disconnects >= 1
+        # Every frame left the spool on the ingest's receipt. A PUBACK lost with the broker can be overtaken by the
+        # receipt of the frame it acknowledged (the frame is then done, never counted as acked): CI saw 299 of 300.
+        assert stats.receipted == FRAMES and stats.spool_frames == 0, stats
         assert ingest.final["connects"] >= 2
     _assert_exactly_once(tmp_path / "ingest", expected)
 
