@@ -77,8 +77,10 @@ class HeuristicScorer:
         previous = self._previous_signals.get(frame.sensor)
         cut = still or camera_checks.scene_cut(signals, previous, cfg)
         typical = None if cut else self._camera_baseline.typical(frame.sensor)
+        # The brightness level across views only matters where this view has no medians (after a scene cut).
+        level = None if still or typical is not None else self._camera_baseline.level(frame.sensor)
         found = camera_checks.faults(signals, cfg, typical, None if cut else self._camera_baseline.last(frame.sensor),
-                                     None if still else self._camera_baseline.level(frame.sensor))
+                                     level)
         if not still and (repeated or camera_checks.frozen(previous.grey if previous else None, grey, cfg)):
             found.insert(0, "frozen")
         if not found and signals.structure <= cfg.blind_max_std and (
