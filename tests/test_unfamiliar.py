@@ -98,6 +98,21 @@ def test_a_gain_jump_on_a_dark_stream_that_clips_nothing_is_overexposure() -> No
     assert verdict.label is Label.HARMFUL and "overexposed" in verdict.reasons, verdict.reasons
 
 
+@pytest.mark.parametrize("seed", [0, 5])
+def test_mud_on_a_dark_stream_is_soiling_though_it_hides_little_texture(seed: int) -> None:
+    # Dark brown splashes over a dusk view cover areas with little texture to lose (the occlusion and soiling
+    # checks missed these two), but they turn part of the view flat and brown at once.
+    from _field_faults import mud
+
+    rng = np.random.default_rng(seed)
+    scorer = HeuristicScorer(ScoringConfig())
+    dusk = [_night(im, rng) for im in _images(8)]
+    for i, image in enumerate(dusk[:7]):
+        assert _judge(scorer, _jpeg(image, seq=i)).label is not Label.HARMFUL
+    verdict = _judge(scorer, _jpeg(mud(dusk[7], rng), seq=7))
+    assert verdict.label is Label.HARMFUL and "soiled" in verdict.reasons, verdict.reasons
+
+
 def _zoom_blur(image: np.ndarray, top: float) -> np.ndarray:
     """The mean of the view zoomed 1.00-`top` times about its centre, as a camera moving forward blurs it."""
     h, w = image.shape[:2]

@@ -31,6 +31,13 @@ SOIL_LOST_PER_GAINED = 4.0  # dirt takes at least this many times more detail aw
 SOIL_GAIN = 2.5  # a tile this much sharper than usual shows new detail: the view moved
 SOIL_MAX_GAINED = 0.05  # share of such tiles beyond which a loss of detail elsewhere is a moved view, not dirt
 SOIL_TEXTURED = 50.0  # tiles with less Laplacian variance than this (sky, road) say nothing about soiling
+# Opaque dirt (mud, dust): tiles whose share of textureless pixels rose this much and whose colour turned this much
+# redder (log blue/red), against the camera's usual and its last healthy frame alike (it lands at once), over this
+# share of the view: 2 of 64 tiles, chosen leave-one-source-out (models/evaluate_loso.json; valid streams measured
+# at most 1 tile, CamVid's red buses; the mud the other checks missed 5-13).
+DIRT_FLAT_RISE = 0.3
+DIRT_REDDER = 0.15
+DIRT_MIN_SHARE = 0.03
 # A tear at a row where the camera's frames have no seam: this share of columns more than usual steps there, this
 # much more than any of its recent healthy frames rose above their usual, and this share of them off their common
 # brightness ratio (valid streams: a rain camera's wiper and drops rose 0.31 with 0.12 of it off-ratio).
@@ -79,6 +86,20 @@ def _new_seam(s: CameraSignals, typical: CameraTypical | None) -> bool:
     # The analysis picture, every other column as the rows' shares were taken (it is the seam's own picture
     # wherever the reduced decode needed no further resize: a 1280 or 640 px camera).
     return mixed_at(np.ascontiguousarray(s.grey[:, ::2]), row) >= NEW_SEAM_MIXED
+
+
+def _dirty(s: CameraSignals, typical: CameraTypical | None, last: CameraSignals | None) -> bool:
+    """Opaque dirt on the lens: part of the view newly without texture and turned brown. Dark mud over a dusk or
+    night view hides little texture that was there, so the occlusion and soiling checks miss it; its colour does
+    not (a shadow keeps its colour or turns bluer)."""
+    if typical is None or s.tile_flat is None or s.tile_blue_red is None:
+        return False
+    if typical.tile_flat is None or typical.tile_blue_red is None:
+        return False
+    new = (s.tile_flat - typical.tile_flat > DIRT_FLAT_RISE) & (typical.tile_blue_red - s.tile_blue_red > DIRT_REDDER)
+    if last is not None and last.tile_flat is not None and last.tile_blue_red is not None:
+        new &= (s.tile_flat - last.tile_flat > DIRT_FLAT_RISE) & (last.tile_blue_red - s.tile_blue_red > DIRT_REDDER)
+    return float(new.mean()) >= DIRT_MIN_SHARE
 
 
 def _shaded(s: CameraSignals, typical: CameraTypical) -> np.ndarray:
@@ -248,7 +269,7 @@ def faults(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | None =
         or (typical is not None and s.sharpness < cfg.blur_min_ratio * typical.sharpness)
     ):
         found.append("blur")
-    if not found and _soiled(s, typical):
+    if not found and (_soiled(s, typical) or _dirty(s, typical, last)):
         found.append("soiled")
     return found
 
