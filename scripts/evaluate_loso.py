@@ -43,9 +43,11 @@ GROUPS: dict[str, tuple[tuple[str, ...], list[tuple[float, ...]], tuple[str, ...
     "new_seam": (("NEW_SEAM_MIN", "NEW_SEAM_EXCESS", "NEW_SEAM_MIXED"),
                  [*itertools.product((0.15, 0.2, 0.25), (0.1, 0.15, 0.2), (0.3, 0.4, 0.5)), (9.0, 0.15, 0.4)],
                  ("tearing",)),
+    # A vertical seam must be this much stronger than the camera's recent frames had; -1: the absolute check alone.
+    "vseam": (("VSEAM_RISE",), [(-1.0,), (0.05,), (0.1,), (0.15,), (0.2,)], ("tearing",)),
     # Opaque dirt: tiles newly textureless and redder; DIRT_MIN_SHARE 9 turns the check off.
     "dirt": (("DIRT_MIN_SHARE", "DIRT_REDDER"),
-             list(itertools.product((0.03, 0.05, 0.08, 0.12, 9.0), (0.1, 0.15, 0.25))),
+             list(itertools.product((0.03, 0.04, 0.05, 0.08, 0.12, 9.0), (0.1, 0.15, 0.25))),
              ("mud", "water_drops", "smear")),
     # Exposure after a scene cut against the camera's level across views (baseline.*: camera_baseline's
     # constants); 1.0: only a level that never moved, about never.

@@ -507,3 +507,19 @@ def test_replaying_the_bdd_folder_keeps_its_night_streets(shared_data: Path, tmp
     assert done.returncode == 0, done.stderr
     verdicts = [json.loads(line)["verdict"] for line in (out / "decisions.jsonl").read_text().splitlines()]
     assert len(verdicts) == 6 and "harmful" not in verdicts
+
+
+@pytest.mark.shared
+def test_a_dusk_drive_at_one_frame_a_second_has_no_false_tear_or_dirt(shared_data: Path) -> None:
+    # CamVid's dusk drive, frames 43-70: a van's side and a building's corner make long upright edges, which the
+    # absolute vertical-seam check called a tear at frame 57 though the camera's recent frames had them too; the
+    # same frame has two tiles turned flat and red (the van), under the dirt check's three.
+    files = sorted((shared_data / "camera" / "dusk_uk_camvid_0001TP").glob("*.jpg"))[43:71]
+    assert len(files) == 28
+    scorer = HeuristicScorer(ScoringConfig())
+    harmful = []
+    for seq, path in enumerate(files, start=43):
+        verdict = _judge(scorer, _jpeg(cv2.imread(str(path)), seq=seq))
+        if verdict.label is Label.HARMFUL:
+            harmful.append((seq, verdict.reasons))
+    assert harmful == []

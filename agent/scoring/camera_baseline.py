@@ -41,6 +41,7 @@ class CameraTypical:
     tile_flat: np.ndarray | None = None  # per tile median share of textureless pixels
     seam_rows: np.ndarray | None = None  # per row, the usual share of columns stepping there (or a few rows off)
     seam_excess: float = 0.0  # how far above seam_rows the camera's own recent healthy frames reached
+    vseam: float = 0.0  # the strongest vertical seam (share of rows) of its recent healthy frames
 
 
 def blue_red(channels: tuple[float, float, float]) -> float:
@@ -124,6 +125,7 @@ class CameraBaseline:
             tile_blue_red=_tile_median([r.tile_blue_red for r in rows]),
             tile_mean=_tile_median([r.tile_mean for r in rows]),
             tile_flat=_tile_median([r.tile_flat for r in rows]),
+            vseam=max(r.vseam for r in rows),
             **_usual_seams(rows),
         )
 
