@@ -46,7 +46,7 @@ NEW_SEAM_MIN = 0.2
 NEW_SEAM_EXCESS = 0.15
 NEW_SEAM_MIXED = 0.4
 # A vertical seam this much stronger than any of the camera's recent healthy frames had (every held-out choice,
-# models/evaluate_loso.json; CamVid's van side rose 0.07 over the frames before it, a wrap column 0.2-0.4).
+# models/evaluate_loso.json; a valid upright edge on CamVid rose 0.06 over the frames before it).
 VSEAM_RISE = 0.1
 BLOCKINESS_MIN = 1.35  # gradients this concentrated on a block grid are compression damage, if new for the camera
 BLOCKINESS_RATIO = 1.25
