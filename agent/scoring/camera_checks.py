@@ -100,10 +100,15 @@ def _dirty(s: CameraSignals, typical: CameraTypical | None, last: CameraSignals 
         return False
     if typical.tile_flat is None or typical.tile_blue_red is None:
         return False
-    new = (s.tile_flat - typical.tile_flat > DIRT_FLAT_RISE) & (typical.tile_blue_red - s.tile_blue_red > DIRT_REDDER)
+    new = _flatter_and_redder(s, typical.tile_flat, typical.tile_blue_red)
     if last is not None and last.tile_flat is not None and last.tile_blue_red is not None:
-        new &= (s.tile_flat - last.tile_flat > DIRT_FLAT_RISE) & (last.tile_blue_red - s.tile_blue_red > DIRT_REDDER)
+        new &= _flatter_and_redder(s, last.tile_flat, last.tile_blue_red)  # it landed since the last healthy frame
     return float(new.mean()) >= DIRT_MIN_SHARE
+
+
+def _flatter_and_redder(s: CameraSignals, flat: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """Tiles of `s` whose textureless share rose and whose log blue/red fell past the dirt limits."""
+    return (s.tile_flat - flat > DIRT_FLAT_RISE) & (colour - s.tile_blue_red > DIRT_REDDER)  # type: ignore[operator]
 
 
 def _shaded(s: CameraSignals, typical: CameraTypical) -> np.ndarray:
@@ -183,7 +188,7 @@ def scene_cut(s: CameraSignals, previous: CameraSignals | None, cfg: CameraScori
     return float(same.mean()) < OCCLUSION_KEPT_MIN
 
 
-def _torn(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | None = None) -> bool:
+def _torn(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | None) -> bool:
     across = s.seam >= cfg.tearing_min_seam and (s.seam_mixed >= cfg.tearing_min_mixed or s.flat_below)
     down = s.vseam >= cfg.tearing_min_seam and s.vseam_mixed >= cfg.tearing_min_mixed
     # A view's long upright edges (a building's corner, a van's side) are a vertical seam too, and they last: with
