@@ -9,8 +9,9 @@ checkout, recordings from it), each drive listed twice under two ids:
   --corpus long   every recorded sequence of 30 frames or more, whole (sample drive, KITTI, dusk, rain, highway and
                   vehicle-detection videos, a Velodyne VLP-16 capture): 14 drives, about 1,200 frames
 Every run is the same code as `edgesift replay --manifest` (outputs, summary, report) into a temporary folder,
-timed from start to the last drive written: the pool's workers and the Ray job's driver connection and worker
-processes start inside that time (the Ray cluster itself is started before, as a standing cluster would be).
+timed from start to the last drive written: the pool's fork server and workers and the Ray job's driver connection
+and worker processes start inside that time, in every run (the Ray cluster itself is started before, as a
+standing cluster would be).
 
 With --repeats N the 1-worker, 2-worker and Ray runs alternate N times (on one standing cluster), and each
 pair's ratio (2 workers / 1, Ray / 2 workers) and their medians are printed: the machine's speed drifts by 20-30%
@@ -118,7 +119,19 @@ class TreeCpu:
         self.cpu_s = sum(last - start for _, start, last in self._seen.values())
 
 
+def stop_fork_server() -> None:
+    """Python keeps one fork server per process for its life: without this, every pool run after the first would
+    find it running with the replay code imported, a start that a user's `edgesift replay` (one process per job)
+    always pays and that each Ray job pays in its workers. (A private API; a Python without it keeps the server.)"""
+    import multiprocessing.forkserver as forkserver
+
+    stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)
+    if callable(stop):
+        stop()
+
+
 def timed(drives: list[Drive], config: AgentConfig, **how: Any) -> dict[str, Any]:
+    stop_fork_server()
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp, TreeCpu() as cpu:
         started = time.perf_counter()
         run = run_corpus(drives, Path(tmp), config, progress=False, **how)
