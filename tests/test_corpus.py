@@ -19,7 +19,7 @@ from corpus_support import corpus_config, corpus_drives, corpus_files, decisions
 
 from agent.config.model import AgentConfig
 from agent.corpus.manifest import Drive, load_manifest
-from agent.corpus.runner import run_corpus
+from agent.corpus.runner import largest_first, run_corpus
 from agent.errors import ConfigError
 from agent.replay.runner import DECISIONS, run_replay
 
@@ -53,6 +53,19 @@ def test_manifest_errors_name_the_line(tmp_path: Path, text: str, message: str) 
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError, match=message):
         load_manifest(path)
+
+
+def test_drives_are_handed_out_largest_first(tmp_path: Path) -> None:
+    """A long drive started last ends alone while the other workers idle: the largest inputs go first, equal
+    sizes and unreadable inputs in manifest order."""
+    (tmp_path / "folder").mkdir()
+    for name, size in (("small.mcap", 10), ("big.mcap", 5000), ("same.mcap", 10), ("folder/a.png", 3000),
+                       ("folder/b.png", 3000)):
+        (tmp_path / name).write_bytes(b"x" * size)
+    drives = [Drive.model_validate({"id": i, "inputs": [str(tmp_path / p) for p in paths]}) for i, paths in
+              (("small", ["small.mcap"]), ("gone", ["missing.mcap"]), ("big", ["big.mcap"]),
+               ("same", ["same.mcap"]), ("folder", ["folder"]), ("two", ["big.mcap", "small.mcap"]))]
+    assert [d.id for d in largest_first(drives)] == ["folder", "two", "big", "small", "same", "gone"]
 
 
 @pytest.mark.slow

@@ -55,6 +55,16 @@ def drive_key(drive: Drive, config: dict[str, Any], kind: str, extra: dict[str, 
     (the drive then always runs, and fails with its reason)."""
     from agent import __version__
 
+    files = _input_files(drive)
+    if files is None:
+        return None
+    blob = {"kind": kind, "drive": drive.model_dump(mode="json"), "files": files, "config": config,
+            "edgesift": __version__, **extra}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+
+
+def _input_files(drive: Drive) -> list[list[Any]] | None:
+    """Per input: its path and (name, bytes, mtime) of each file in it; None when one cannot be read."""
     files = []
     try:
         for raw in drive.inputs:
@@ -64,9 +74,18 @@ def drive_key(drive: Drive, config: dict[str, Any], kind: str, extra: dict[str, 
                                        p.stat().st_mtime_ns) for p in paths]])
     except OSError:
         return None
-    blob = {"kind": kind, "drive": drive.model_dump(mode="json"), "files": files, "config": config,
-            "edgesift": __version__, **extra}
-    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+    return files
+
+
+def largest_first(drives: Sequence[Drive]) -> list[Drive]:
+    """The drives by their inputs' size, largest first (ties, and unreadable inputs last, in manifest order): a
+    long drive started last would leave the other workers idle while it ends alone."""
+    def size(drive: Drive) -> int:
+        files = _input_files(drive) or []
+        return sum(entry[1] for _, entries in files for entry in entries)
+
+    sizes = {d.id: size(d) for d in drives}
+    return sorted(drives, key=lambda d: -sizes[d.id])
 
 
 def _done(folder: Path, key: str | None) -> dict[str, Any] | None:
@@ -168,6 +187,7 @@ def run_corpus(
             results[drive.id] = {**saved, "reused": True}
         else:
             todo.append(drive)
+    todo = largest_first(todo)
     executor = make_executor(workers, ray, len(todo))
     # Fewer drives than cores: each drive assesses its frames ahead on the spare ones; side by side, one core each.
     threads = 1 if ray or not todo else max(1, min(4, (workers or default_workers()) // len(todo)))
