@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import json
 import sys
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -268,8 +269,16 @@ def summary(per_source: dict, sources: list[Source], kind: str) -> dict:
     return out
 
 
+def source_seed(seed: int, name: str, per_source: bool) -> int:
+    """The seed a source's faults are drawn with: one of its own, derived from `seed` and its name, so that each
+    source gets other draws of a fault's variant, row and severity (with one seed for all, every source got the
+    same ten tears, and a check fitted to catch those ten looked better than it is: tearing 89% with shared
+    draws, 74-76% with per-source ones); or `seed` itself with per_source False (the evaluation before)."""
+    return seed + zlib.crc32(name.encode()) % 1_000_000 if per_source else seed
+
+
 def evaluate(kinds: tuple[str, ...] = KINDS, seed: int = 7, with_faults: bool = True, max_items: int = 40,
-             modalities: tuple[str, ...] = ("camera", "lidar")) -> dict:
+             modalities: tuple[str, ...] = ("camera", "lidar"), seed_per_source: bool = True) -> dict:
     result: dict = {}
     for modality, sources, genuine_sources in (("camera", camera_sources(), camera_genuine_faults()),
                                                ("lidar", lidar_sources(), lidar_genuine_faults())):
@@ -283,7 +292,7 @@ def evaluate(kinds: tuple[str, ...] = KINDS, seed: int = 7, with_faults: bool = 
                 row: dict = {"condition": s.condition, "seen_by_models": s.seen_by_models}
                 row["valid"], scores[s.name] = valid(kind, s, items)
                 if with_faults:
-                    recall = faults_in_stream(kind, s, items, seed, max_items)
+                    recall = faults_in_stream(kind, s, items, source_seed(seed, s.name, seed_per_source), max_items)
                     row["recall_trained"] = {k: v for k, v in recall.items() if k in TRAINED[modality]}
                     row["recall_unseen"] = {k: v for k, v in recall.items() if k not in TRAINED[modality]}
                 per_source[s.name] = row

@@ -30,6 +30,10 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
     parser.add_argument("--no-faults", action="store_true", help="valid frames and genuine faults only")
     parser.add_argument("--max-items", type=int, default=40, help="frames per source that get each fault")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the faults' random draws (kind, row, severity)")
+    parser.add_argument("--shared-draws", action="store_true",
+                        help="every source's faults drawn from --seed itself, as the evaluation was before (by "
+                             "default each source has a seed of its own, derived from --seed and its name)")
     parser.add_argument("--modalities", nargs="+", default=["camera", "lidar"], choices=("camera", "lidar"))
     parser.add_argument("--camera-folds", type=Path, help="a folder from scripts/train_camera_loso.py: each camera "
                         "source is scored with the model trained without its fold (proxy and hybrid)")
@@ -56,7 +60,7 @@ def main() -> None:
     if args.sweep:
         _field_eval.RECORDS = []
     result = evaluate(tuple(args.kinds), with_faults=not args.no_faults, max_items=args.max_items,
-                      modalities=tuple(args.modalities))
+                      modalities=tuple(args.modalities), seed=args.seed, seed_per_source=not args.shared_draws)
     if args.sweep:
         for modality, sources in (("camera", camera_sources()), ("lidar", lidar_sources())):
             if modality in args.modalities:

@@ -7,9 +7,9 @@ frames and on its frames under a hard shadow, recall on the fault kinds the sett
 held out, the grid point that does best on all the other sources (mean recall minus PENALTY x mean false-harmful
 rate, valid and shadowed; a tie keeps the shipped value) is applied to it. The report gives, per source, the
 held-out figures of that choice beside the shipped setting's, and how often the choice differs from the shipped
-one. Faults are placed as in the field evaluation (in place of a frame of the running recording). The shadowed
-frames stand for what the recordings lack: a hard shadow (a bridge, a building) falling over part of a sunlit view
-between two frames halves its brightness there, and is no fault.
+one. Faults are placed and drawn as in the field evaluation (in place of a frame of the running recording, each
+source with a seed of its own). The shadowed frames stand for what the recordings lack: a hard shadow (a bridge, a
+building) falling over part of a sunlit view between two frames halves its brightness there, and is no fault.
 
     python scripts/evaluate_loso.py > models/evaluate_loso.json      # about 14 minutes on 2 cores
 """
@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 from _field_data import Source, camera_sources
-from _field_eval import CAMERA_OVERRIDES, faults_in_stream, frame_of, judge, make, valid
+from _field_eval import CAMERA_OVERRIDES, faults_in_stream, frame_of, judge, make, source_seed, valid
 
 from agent.config.model import ScoringConfig
 from agent.scoring import camera_baseline, camera_checks
@@ -51,6 +51,8 @@ GROUPS: dict[str, tuple[tuple[str, ...], list[tuple[float, ...]], tuple[str, ...
              ("mud", "water_drops", "smear")),
     # Exposure after a scene cut against the camera's level across views (baseline.*: camera_baseline's
     # constants); 1.0: only a level that never moved, about never.
+    # A block grid of a period new for the camera (pixelation by other scales than 1/2, 1/4, 1/8); 0: off.
+    "grid": (("GRID_NEW",), [(0.0,), (2.0,), (2.5,), (3.0,), (4.0,), (6.0,)], ("compression",)),
     "exposure_level": (("baseline.LEVEL_MAX_SPREAD",), [(1.0,), (2.0,), (3.0,), (4.0,), (6.0,), (1e9,)],
                        ("overexposed", "underexposed", "occluded")),
 }
@@ -111,7 +113,7 @@ def _grid_results(names: tuple[str, ...], grid: list[tuple[float, ...]], kinds: 
             for s in sources:
                 items = loaded[s.name]
                 step = max(1, len(items) // max_items)
-                recall = faults_in_stream("heuristic", s, items, SEED, max_items, kinds)
+                recall = faults_in_stream("heuristic", s, items, source_seed(SEED, s.name, True), max_items, kinds)
                 rows[s.name] = {"false_harmful": valid("heuristic", s, items)[0]["false_harmful"],
                                 "shadowed_harmful": round(shadowed(s, items[::step]), 4),
                                 # None: no fault of the group changes this camera's frames (a swap on a grey one)
