@@ -523,3 +523,25 @@ def test_a_dusk_drive_at_one_frame_a_second_has_no_false_tear_or_dirt(shared_dat
         if verdict.label is Label.HARMFUL:
             harmful.append((seq, verdict.reasons))
     assert harmful == []
+
+
+@pytest.mark.parametrize("check_on", [True, False])
+def test_pixelation_by_a_scale_that_is_no_power_of_two_is_compression_damage(check_on: bool, monkeypatch) -> None:
+    # A frame shrunk to 0.3 and blown up again (a scaler fault) has blocks of 3 and 4 pixels in turn: no 2, 4 or
+    # 8 pixel grid. It is a grid new for the camera at its own period (with the check off it passes as valid).
+    from agent.scoring import camera_checks
+
+    if not check_on:
+        monkeypatch.setattr(camera_checks, "GRID_NEW", 0.0)
+    images = [cv2.imdecode(np.frombuffer(f.payload or b"", np.uint8), cv2.IMREAD_COLOR)
+              for f in sample_frames("camera")[:11]]
+    scorer = HeuristicScorer(ScoringConfig())
+    valid = sum(_judge(scorer, _jpeg(image, seq=i)).label is not Label.HARMFUL for i, image in enumerate(images[:10]))
+    assert valid >= 6  # the sample drive holds faults of its own
+    h, w = images[10].shape[:2]
+    small = cv2.resize(images[10], (round(w * 0.3), round(h * 0.3)), interpolation=cv2.INTER_AREA)
+    verdict = _judge(scorer, _jpeg(cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST), seq=10))
+    if check_on:
+        assert verdict.label is Label.HARMFUL and "compression" in verdict.reasons, verdict.reasons
+    else:
+        assert verdict.label is not Label.HARMFUL, verdict.reasons

@@ -38,6 +38,7 @@ class CameraTypical:
     flat_area: float
     tile_blue_red: np.ndarray | None = None  # per tile median of log(B / R)
     tile_mean: np.ndarray | None = None  # per tile median brightness
+    grid_spectrum: np.ndarray | None = None  # median block-grid spectrum (a JPEG source's own 8-pixel grid)
     tile_flat: np.ndarray | None = None  # per tile median share of textureless pixels
     seam_rows: np.ndarray | None = None  # per row, the usual share of columns stepping there (or a few rows off)
     seam_excess: float = 0.0  # how far above seam_rows the camera's own recent healthy frames reached
@@ -125,6 +126,7 @@ class CameraBaseline:
             tile_blue_red=_tile_median([r.tile_blue_red for r in rows]),
             tile_mean=_tile_median([r.tile_mean for r in rows]),
             tile_flat=_tile_median([r.tile_flat for r in rows]),
+            grid_spectrum=_tile_median([r.grid_spectrum for r in rows]),
             vseam=max(r.vseam for r in rows),
             **_usual_seams(rows),
         )

@@ -50,6 +50,11 @@ NEW_SEAM_MIXED = 0.4
 VSEAM_RISE = 0.1
 BLOCKINESS_MIN = 1.35  # gradients this concentrated on a block grid are compression damage, if new for the camera
 BLOCKINESS_RATIO = 1.25
+# A block grid of any period that the camera's recent healthy frames do not have: the grid spectrum this many times
+# their median at some period (each held to at least GRID_FLOOR: a picture's own content peaks up to about 3 times
+# the spectrum's median). Chosen leave-one-source-out (models/evaluate_loso.json, group grid); 0 turns it off.
+GRID_NEW = 2.5
+GRID_FLOOR = 3.0
 # A view needs this much spread of blue against red over its tiles to show a swap, and the frame's pattern must
 # mirror the usual one at least this strongly; both chosen leave-one-source-out (models/evaluate_loso.json).
 SWAP_MIN_SPREAD = 0.02
@@ -90,6 +95,14 @@ def _new_seam(s: CameraSignals, typical: CameraTypical | None) -> bool:
     # The analysis picture, every other column as the rows' shares were taken (it is the seam's own picture
     # wherever the reduced decode needed no further resize: a 1280 or 640 px camera).
     return mixed_at(np.ascontiguousarray(s.grey[:, ::2]), row) >= NEW_SEAM_MIXED
+
+
+def _new_grid(s: CameraSignals, typical: CameraTypical) -> bool:
+    """Blocks of a period the camera's frames do not have (pixelation by 0.3: blocks of 3 and 4 pixels in turn);
+    against its own spectrum, so a source that is JPEG-blocky throughout keeps its 8-pixel grid."""
+    if GRID_NEW <= 0 or s.grid_spectrum is None or typical.grid_spectrum is None:
+        return False
+    return float(np.max(s.grid_spectrum / np.maximum(typical.grid_spectrum, GRID_FLOOR))) >= GRID_NEW
 
 
 def _dirty(s: CameraSignals, typical: CameraTypical | None, last: CameraSignals | None) -> bool:
@@ -268,7 +281,8 @@ def faults(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | None =
     if (typical is not None and s.flat_rows >= FLAT_ROWS_MIN and "uniform" not in found
             and _new_flat_rows(s, typical) >= FLAT_ROWS_MIN):
         found.append("corrupt")  # mid-grey decoder fill where the picture was: lost packets
-    if typical is not None and s.blockiness > max(BLOCKINESS_MIN, BLOCKINESS_RATIO * typical.blockiness):
+    if typical is not None and (s.blockiness > max(BLOCKINESS_MIN, BLOCKINESS_RATIO * typical.blockiness)
+                                or _new_grid(s, typical)):
         found.append("compression")
     noise_limit = cfg.noise_max_sigma
     if typical is not None:

@@ -3,6 +3,7 @@ seams, colour, block-grid periodicity, flat areas. No judgement here (see camera
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -24,6 +25,8 @@ SEAM_ISOLATION = 2.5  # the step must exceed this many times the column's steps 
 SEAM_RATIO_SPREAD = 0.25  # |log brightness ratio - the seam's median| beyond this is not one shadow's darkening
 SEAM_EDGE = 0.08  # rows (columns) this close to the image's edge are left out (a car's hood makes a seam there)
 SEAM_FLAT_MIN_HEIGHT = 0.15  # a one-colour band below a seam at least this tall is decoder fill
+# Block grids from pixelation (2.2 pixels) to a JPEG's 8 at the grid picture's scale, spaced by 3.5% of a period.
+GRID_PERIODS = np.geomspace(2.2, 8.5, 40)
 _LEVELS = np.arange(256, dtype=np.float64)
 # 2 mid > 2 ISOLATION near + 4  <=>  mid > (2 ISOLATION near + 4) // 2 for integer steps; capped at 255, where no
 # uint8 step exceeds it.
@@ -60,6 +63,7 @@ class CameraSignals:
     tile_blue_red: np.ndarray | None = None  # TILE_GRID x TILE_GRID log(blue / red): where the view is blue or red
     tile_flat: np.ndarray | None = None  # TILE_GRID x TILE_GRID share of pixels without local texture
     seam_rows: np.ndarray | None = None  # per row, the share of columns stepping there (see _seam)
+    grid_spectrum: np.ndarray | None = None  # at GRID_PERIODS: periodicity of the column steps (_block_grid)
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -187,9 +191,11 @@ def _median_rows(a: np.ndarray) -> np.ndarray:
     return (part[k // 2 - 1] + part[k // 2]) / 2.0
 
 
-def _blockiness(grey: np.ndarray) -> float:
+def _block_grid(grey: np.ndarray) -> tuple[float, np.ndarray | None]:
     """How strongly the gradients follow a 2/4/8-pixel grid (the block grid of a JPEG or H.264 frame at the
-    reduced decode's scale, or pixelation): the gradient at the grid's columns over the mean gradient."""
+    reduced decode's scale, or pixelation): the gradient at the grid's columns over the mean gradient; and the
+    spectrum of the column step profile at GRID_PERIODS, for a grid of any period (pixelation by a
+    scale that is not 1/2, 1/4 or 1/8 makes blocks of 3 or 4 pixels in turn, which no fixed period folds)."""
     best = 1.0
     # Exact integer steps (absdiff of uint8) and their sums per column / per row in OpenCV: a third of NumPy's cost.
     steps = (cv2.reduce(cv2.absdiff(grey[:, 1:], grey[:, :-1]), 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
@@ -202,7 +208,27 @@ def _blockiness(grey: np.ndarray) -> float:
             if n >= 4 * period:
                 phases = _median_rows(d[:n].reshape(-1, period))  # median: one straight edge is no grid
                 best = max(best, float(phases.max() / max(float(phases.mean()), 1e-3)))
-    return best
+    # The columns' steps only: pixelation and a codec's blocks are square, and the rows' profile is the shorter.
+    return best, _grid_spectrum(steps[0])
+
+
+def _grid_spectrum(steps: np.ndarray) -> np.ndarray | None:
+    """A step profile's Fourier magnitude at GRID_PERIODS, over its mean between those periods (a picture's own
+    content spreads over every period; a block grid is a peak at its period and that period's harmonics)."""
+    n = steps.size
+    if n < 64:
+        return None
+    spectrum = np.abs(np.fft.rfft(steps))
+    lo, hi, first, last = _grid_bins(n)
+    return np.maximum(spectrum[lo], spectrum[hi]) / (float(spectrum[first:last].mean()) + 1e-6)
+
+
+@functools.lru_cache(maxsize=16)
+def _grid_bins(n: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """For a profile of n steps: the transform's bins either side of each of GRID_PERIODS (the periods fall between
+    bins: the larger neighbour stands for each), and the bins from the longest period to the shortest."""
+    lo = (n / GRID_PERIODS).astype(np.intp)
+    return lo, np.minimum(lo + 1, n // 2), int(n / GRID_PERIODS[-1]), int(n / GRID_PERIODS[0]) + 1
 
 
 def _flat_area(grey: np.ndarray) -> tuple[float, np.ndarray]:
@@ -273,6 +299,7 @@ def measure(grey: np.ndarray, seam_grey: np.ndarray | None = None, image: np.nda
     count = max(1.0, float(hist.sum()))
     mean = float(hist @ _LEVELS) / count
     _, lap_std = cv2.meanStdDev(lap)
+    blockiness, grid_spectrum = _block_grid(grey if block_grey is None else np.ascontiguousarray(block_grey))
     return CameraSignals(
         sharpness=float(lap_std[0, 0]) ** 2,
         mean=mean,
@@ -296,7 +323,8 @@ def measure(grey: np.ndarray, seam_grey: np.ndarray | None = None, image: np.nda
         corner_dark=bool(corners.max() < 20.0 and tile_mean[2:-2, 2:-2].mean() > 50.0),
         tile_mean=tile_mean,
         tile_sharp=tile_sharp,
-        blockiness=_blockiness(grey if block_grey is None else np.ascontiguousarray(block_grey)),
+        blockiness=blockiness,
+        grid_spectrum=grid_spectrum,
         flat_rows=float(flat_rows(grey).mean()),
         flat_area=flat_area,
         tile_flat=tile_flat,
