@@ -53,6 +53,10 @@ GROUPS: dict[str, tuple[tuple[str, ...], list[tuple[float, ...]], tuple[str, ...
     # constants); 1.0: only a level that never moved, about never.
     # A block grid of a period new for the camera (pixelation by other scales than 1/2, 1/4, 1/8); 0: off.
     "grid": (("GRID_NEW",), [(0.0,), (2.0,), (2.5,), (3.0,), (4.0,), (6.0,)], ("compression",)),
+    # Drops or a smear since the last healthy frame: share of textured tiles lost, most allowed to gain; 9: off.
+    "soft_since_last": (("LAST_LOST_MIN", "LAST_MAX_GAINED"),
+                        list(itertools.product((0.05, 0.1, 0.15, 0.2, 0.3, 9.0), (0.02, 0.05, 0.1))),
+                        ("water_drops", "smear", "mud")),
     "exposure_level": (("baseline.LEVEL_MAX_SPREAD",), [(1.0,), (2.0,), (3.0,), (4.0,), (6.0,), (1e9,)],
                        ("overexposed", "underexposed", "occluded")),
 }

@@ -31,6 +31,11 @@ SOIL_LOST_PER_GAINED = 4.0  # dirt takes at least this many times more detail aw
 SOIL_GAIN = 2.5  # a tile this much sharper than usual shows new detail: the view moved
 SOIL_MAX_GAINED = 0.05  # share of such tiles beyond which a loss of detail elsewhere is a moved view, not dirt
 SOIL_TEXTURED = 50.0  # tiles with less Laplacian variance than this (sky, road) say nothing about soiling
+# Drops or a smear that landed since the camera's last healthy frame: this share of its textured tiles lost most
+# of their detail (for their brightness) against that frame and against the usual, while under LAST_MAX_GAINED of
+# them gained detail (a moved view gains some). Chosen leave-one-source-out (group soft_since_last); 9: off.
+LAST_LOST_MIN = 0.1
+LAST_MAX_GAINED = 0.05
 # Opaque dirt (mud, dust): tiles whose share of textureless pixels rose this much and whose colour turned this much
 # redder (log blue/red), against the camera's usual and its last healthy frame alike (it lands at once), over this
 # share of the view: 3 of 64 tiles. Valid frames reached 2 (a red van close by in CamVid); leave-one-source-out
@@ -186,6 +191,33 @@ def _soiled(s: CameraSignals, typical: CameraTypical | None) -> bool:
             and float(kept.mean()) >= OCCLUSION_KEPT_MIN * share)
 
 
+def _soft_since_last(s: CameraSignals, typical: CameraTypical | None, last: CameraSignals | None) -> bool:
+    """Drops on the lens between two frames: round patches of the view lost their detail, where the rest kept
+    it. Against the last healthy frame a moving view hardly changes, so drops over a few textured tiles stand
+    out that the comparison with the camera's usual (a median of frames that differ more) leaves in the noise.
+    Detail is taken for the tile's brightness: a shadow darkens a tile and keeps its contrast."""
+    if typical is None or last is None or s.tile_sharp is None or last.tile_sharp is None:
+        return False
+    if s.tile_sharp.shape != last.tile_sharp.shape or s.tile_mean is None or last.tile_mean is None:
+        return False
+    textured = last.tile_sharp > SOIL_TEXTURED
+    share = float(textured.mean())
+    if share < SOIL_TEXTURED_MIN:
+        return False
+    now, before = _contrast(s.tile_sharp, s.tile_mean), _contrast(last.tile_sharp, last.tile_mean)
+    lost = textured & (now < SOIL_LOST * before) & (s.tile_sharp < SOIL_LOST * typical.tile_sharp)
+    gained = s.tile_sharp > SOIL_GAIN * np.maximum(last.tile_sharp, SOIL_TEXTURED)
+    return float(lost.mean()) >= LAST_LOST_MIN * share and float(gained.mean()) < LAST_MAX_GAINED * share
+
+
+def _contrast(sharp: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Laplacian variance per soiling tile over its squared brightness (the 8x8 brightness tiles spread over the
+    16x16 soiling grid): what a change of light leaves alone."""
+    scale = sharp.shape[0] // mean.shape[0]
+    light = np.repeat(np.repeat(mean, scale, axis=0), scale, axis=1) + 8.0
+    return sharp / (light * light)
+
+
 def scene_cut(s: CameraSignals, previous: CameraSignals | None, cfg: CameraScoring) -> bool:
     """The view changed entirely since the previous frame (unrelated stills, a moved camera): a different
     picture and hardly a tile the same. A damaged frame keeps part of the scene (occlusion, a tear), or keeps its
@@ -295,7 +327,7 @@ def faults(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | None =
         or (typical is not None and s.sharpness < cfg.blur_min_ratio * typical.sharpness)
     ):
         found.append("blur")
-    if not found and (_soiled(s, typical) or _dirty(s, typical, last)):
+    if not found and (_soiled(s, typical) or _dirty(s, typical, last) or _soft_since_last(s, typical, last)):
         found.append("soiled")
     return found
 
