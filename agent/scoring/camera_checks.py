@@ -57,7 +57,8 @@ BLOCKINESS_MIN = 1.35  # gradients this concentrated on a block grid are compres
 BLOCKINESS_RATIO = 1.25
 # A block grid of any period that the camera's recent healthy frames do not have: the grid spectrum this many times
 # their median at some period (each held to at least GRID_FLOOR: a picture's own content peaks up to about 3 times
-# the spectrum's median). Chosen leave-one-source-out (models/evaluate_loso.json, group grid); 0 turns it off.
+# the spectrum's mean over those periods). Chosen leave-one-source-out (models/evaluate_loso.json, group grid); 0:
+# off.
 GRID_NEW = 2.5
 GRID_FLOOR = 3.0
 # A view needs this much spread of blue against red over its tiles to show a swap, and the frame's pattern must
