@@ -74,6 +74,13 @@ def _task_workers() -> list[psutil.Process]:
     return found
 
 
+def _parent(proc: psutil.Process) -> int | None:
+    try:
+        return proc.ppid()
+    except psutil.Error:  # it ended since it was listed
+        return None
+
+
 def _mid_job(proc: subprocess.Popen, find, act, timeout: float = 120.0):
     """While the job runs, wait until `find()` returns something, then `act()` on it; returns it (None: never)."""
     deadline = time.monotonic() + timeout
@@ -106,10 +113,11 @@ def test_a_node_lost_mid_job_changes_nothing(ray_cluster, corpus, tmp_path: Path
     out = tmp_path / "out"
     proc = _replay_on_ray(manifest, config, out, ray_cluster.address)
 
-    def worker_node():  # one CPU per node: with two drives running, one runs on the worker node
-        if len(_task_workers()) < 2:
-            return None
-        return next(n for n in ray_cluster.list_all_nodes() if n is not ray_cluster.head_node)
+    node = next(n for n in ray_cluster.list_all_nodes() if n is not ray_cluster.head_node)
+    raylet = node.all_processes["raylet"][0].process.pid
+
+    def worker_node():  # as soon as a drive runs there: a task worker is a child of its node's raylet
+        return node if any(_parent(w) == raylet for w in _task_workers()) else None
 
     # its raylet and workers die with their drives
     lost = _mid_job(proc, worker_node, lambda node: ray_cluster.remove_node(node, allow_graceful=False))
