@@ -19,7 +19,7 @@ from corpus_support import corpus_config, corpus_drives, corpus_files, decisions
 
 from agent.config.model import AgentConfig
 from agent.corpus.manifest import Drive, load_manifest
-from agent.corpus.runner import largest_first, run_corpus
+from agent.corpus.runner import input_files, largest_first, run_corpus
 from agent.errors import ConfigError
 from agent.replay.runner import DECISIONS, run_replay
 
@@ -65,7 +65,8 @@ def test_drives_are_handed_out_largest_first(tmp_path: Path) -> None:
     drives = [Drive.model_validate({"id": i, "inputs": [str(tmp_path / p) for p in paths]}) for i, paths in
               (("small", ["small.mcap"]), ("gone", ["missing.mcap"]), ("big", ["big.mcap"]),
                ("same", ["same.mcap"]), ("folder", ["folder"]), ("two", ["big.mcap", "small.mcap"]))]
-    assert [d.id for d in largest_first(drives)] == ["folder", "two", "big", "small", "same", "gone"]
+    files = {d.id: input_files(d) for d in drives}
+    assert [d.id for d in largest_first(drives, files)] == ["folder", "two", "big", "small", "same", "gone"]
 
 
 @pytest.mark.slow

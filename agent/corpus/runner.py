@@ -50,12 +50,12 @@ def drive_config(config: AgentConfig) -> dict[str, Any]:
     return data
 
 
-def drive_key(drive: Drive, config: dict[str, Any], kind: str, extra: dict[str, Any]) -> str | None:
-    """What a drive's outputs depend on (inputs as files on disk, config, code); None when the inputs are unreadable
-    (the drive then always runs, and fails with its reason)."""
+def drive_key(drive: Drive, config: dict[str, Any], kind: str, extra: dict[str, Any],
+              files: list[list[Any]] | None) -> str | None:
+    """What a drive's outputs depend on (`files`: its inputs on disk, from input_files; config, code); None when
+    the inputs are unreadable (the drive then always runs, and fails with its reason)."""
     from agent import __version__
 
-    files = _input_files(drive)
     if files is None:
         return None
     blob = {"kind": kind, "drive": drive.model_dump(mode="json"), "files": files, "config": config,
@@ -63,7 +63,7 @@ def drive_key(drive: Drive, config: dict[str, Any], kind: str, extra: dict[str, 
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 
-def _input_files(drive: Drive) -> list[list[Any]] | None:
+def input_files(drive: Drive) -> list[list[Any]] | None:
     """Per input: its path and (name, bytes, mtime) of each file in it; None when one cannot be read."""
     files = []
     try:
@@ -77,15 +77,14 @@ def _input_files(drive: Drive) -> list[list[Any]] | None:
     return files
 
 
-def largest_first(drives: Sequence[Drive]) -> list[Drive]:
-    """The drives by their inputs' size, largest first (ties, and unreadable inputs last, in manifest order): a
-    long drive started last would leave the other workers idle while it ends alone."""
+def largest_first(drives: Sequence[Drive], files: dict[str, list[list[Any]] | None]) -> list[Drive]:
+    """The drives by their inputs' size (`files`: input_files per drive id), largest first (ties, and unreadable
+    inputs last, in manifest order): a long drive started last would leave the other workers idle while it ends
+    alone."""
     def size(drive: Drive) -> int:
-        files = _input_files(drive) or []
-        return sum(entry[1] for _, entries in files for entry in entries)
+        return sum(entry[1] for _, entries in files.get(drive.id) or [] for entry in entries)
 
-    sizes = {d.id: size(d) for d in drives}
-    return sorted(drives, key=lambda d: -sizes[d.id])
+    return sorted(drives, key=lambda d: -size(d))
 
 
 def _done(folder: Path, key: str | None) -> dict[str, Any] | None:
@@ -178,7 +177,8 @@ def run_corpus(
     drives_dir.mkdir(parents=True, exist_ok=True)
     cfg = drive_config(config)
     extra = {"baselines": baselines} if kind != REPLAY else {}
-    keys = {d.id: drive_key(d, cfg, kind, extra) for d in drives}
+    files = {d.id: input_files(d) for d in drives}  # one walk of each drive's inputs: its key and its size
+    keys = {d.id: drive_key(d, cfg, kind, extra, files[d.id]) for d in drives}
     results: dict[str, dict[str, Any]] = {}
     todo: list[Drive] = []
     for drive in drives:
@@ -187,7 +187,7 @@ def run_corpus(
             results[drive.id] = {**saved, "reused": True}
         else:
             todo.append(drive)
-    todo = largest_first(todo)
+    todo = largest_first(todo, files)
     executor = make_executor(workers, ray, len(todo))
     # Fewer drives than cores: each drive assesses its frames ahead on the spare ones; side by side, one core each.
     threads = 1 if ray or not todo else max(1, min(4, (workers or default_workers()) // len(todo)))
