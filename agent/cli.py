@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agent import __version__
-from agent.config import AgentConfig, load_config, validate_file
 from agent.corpus import cli as corpus_cli
 from agent.errors import EdgesiftError
 from agent.fleet import cli as fleet_cli
@@ -24,11 +23,12 @@ EXIT_USAGE = 2
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from agent.replay.runner import REPORT, run_replay  # deferred: keeps `edgesift --help` fast
-    from agent.sources.clocks import parse_start
-
     if corpus_cli.wanted(args):
         return corpus_cli.cmd_replay(args)
+    from agent.config import load_config  # deferred (as every heavy import here): keeps `edgesift --help` fast
+    from agent.replay.runner import REPORT, run_replay
+    from agent.sources.clocks import parse_start
+
     config = load_config(args.config)
     start_ns = parse_start(args.start) if args.start else None
     uplink_cli.check_broker_first(args, config)
@@ -53,7 +53,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from agent.app import App  # deferred: keeps `edgesift --help` fast
+    from agent.app import App
+    from agent.config import load_config
     from agent.daemon.lifecycle import setup_logging
 
     config = load_config(args.config)
@@ -62,6 +63,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_validate(args: argparse.Namespace) -> int:
+    from agent.config import validate_file
+
     config, issues = validate_file(args.file)
     if config is None:
         for issue in issues:
@@ -73,6 +76,8 @@ def _cmd_config_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_schema(args: argparse.Namespace) -> int:
+    from agent.config import AgentConfig
+
     print(json.dumps(AgentConfig.model_json_schema(), indent=2))
     return EXIT_OK
 

@@ -322,3 +322,22 @@ def test_a_task_that_returns_its_files_replays_in_memory_when_there_is_room(tmp_
     assert in_memory["decisions_sha256"] == on_disk["decisions_sha256"] == direct["decisions_sha256"]
     assert set(in_memory["files"]) == set(on_disk["files"]) == {
         str(p.relative_to(tmp_path / "direct")) for p in (tmp_path / "direct").rglob("*") if p.is_file()}
+
+
+def test_a_pool_job_starts_its_fork_server_before_it_imports_the_agent() -> None:
+    """The CLI module imports no config (pydantic) or replay code, so a corpus job can start the pool's fork server
+    first: the server imports the replay code while the job imports its own (side by side on two cores)."""
+    code = (
+        "import argparse, sys, multiprocessing.forkserver as fs\n"
+        "import agent.cli, agent.corpus.cli as corpus_cli\n"
+        "assert 'agent.config' not in sys.modules and 'agent.replay.runner' not in sys.modules\n"
+        "corpus_cli.start_pool_early(argparse.Namespace(ray=None, workers=1))\n"
+        "assert fs._forkserver._forkserver_pid is None, 'one worker runs inline: no server'\n"
+        "corpus_cli.start_pool_early(argparse.Namespace(ray=None, workers=2))\n"
+        "assert fs._forkserver._forkserver_pid, 'no fork server started'\n"
+        "from agent.processes import CORPUS_PRELOAD\n"
+        "assert fs._forkserver._preload_modules == CORPUS_PRELOAD\n"
+        "assert 'agent.config' not in sys.modules, 'the server imports the agent, not the job'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 0, done.stderr

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import ConfigError
+from agent.processes import CORPUS_PRELOAD, default_workers, start_fork_server
 
 
 def _workers(text: str) -> int:
@@ -47,23 +48,32 @@ def wanted(args: argparse.Namespace, workers_without_manifest: bool = True) -> b
     return bool(args.manifest)
 
 
+def start_pool_early(args: argparse.Namespace) -> None:
+    """A job for the local pool starts its fork server first, before this process imports the agent: the two
+    import side by side (a pool's start was 0.3 s of one core's wall time before any drive ran). A manifest of
+    one drive then runs inline and the server goes unused, at no cost to the job's wall time."""
+    if not args.ray and (args.workers or default_workers()) > 1:
+        start_fork_server(CORPUS_PRELOAD)
+
+
 def _progress(args: argparse.Namespace) -> bool | None:
     return False if args.quiet else None
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from agent.config import load_config
-    from agent.corpus.manifest import load_manifest
-    from agent.corpus.report import write_fleet_report
-    from agent.corpus.runner import run_corpus
-    from agent.corpus.summary import fleet_summary
-
     if getattr(args, "broker", None):
         raise ConfigError("--broker streams one replay's spool; for a corpus run `edgesift uplink --spool "
                           "DIR/drives/<id>/spool` per drive")
     if getattr(args, "start", None):
         raise ConfigError("--start sets one replay's clock; a corpus's drives keep their own (or start together "
                           "when they have none)")
+    start_pool_early(args)
+    from agent.config import load_config
+    from agent.corpus.manifest import load_manifest
+    from agent.corpus.report import write_fleet_report
+    from agent.corpus.runner import run_corpus
+    from agent.corpus.summary import fleet_summary
+
     drives = load_manifest(args.manifest)
     config = load_config(args.config)
     out = Path(args.out)

@@ -17,19 +17,12 @@ from typing import Any, Protocol
 
 from agent.corpus.job import DriveJob, count_frames_into, run_drive
 from agent.errors import ConfigError
-from agent.processes import fork_server
+from agent.processes import CORPUS_PRELOAD, fork_server
 
 log = logging.getLogger(__name__)
 
 Done = tuple[DriveJob, dict[str, Any]]
 TASK_EVENTS_ENV = "RAY_task_events_report_interval_ms"  # read by Ray's core worker when ray.init starts it
-
-
-def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def failed(job: DriveJob, reason: str) -> dict[str, Any]:
@@ -77,7 +70,7 @@ class PoolExecutor:
         self.slots = workers
         self._retries = retries
         self.counter: Any = None
-        self._context = fork_server(["agent.corpus.job", "agent.replay.runner", "agent.tune.cache"])
+        self._context = fork_server(CORPUS_PRELOAD)
         self.counter = self._context.Value("q", 0)  # frames decided by every worker: the progress bar
 
     def run(self, jobs: Sequence[DriveJob]) -> Iterator[Done]:

@@ -24,9 +24,10 @@ from typing import Any
 from tqdm import tqdm
 
 from agent.config.model import AgentConfig
-from agent.corpus.executors import Executor, InlineExecutor, PoolExecutor, RayExecutor, default_workers
+from agent.corpus.executors import Executor, InlineExecutor, PoolExecutor, RayExecutor
 from agent.corpus.job import REPLAY, DriveJob
 from agent.corpus.manifest import Drive
+from agent.processes import default_workers
 from agent.spool.files import flush_disk, fsync_dir
 
 DRIVES = "drives"

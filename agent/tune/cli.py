@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.config import load_config
 from agent.corpus import cli as corpus_cli
 
 
@@ -65,13 +64,17 @@ def _line(name: str, row: dict[str, Any], pseudo: bool = False) -> str:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from agent.tune.runner import run_tune  # deferred: keeps `edgesift --help` fast
+    corpus = corpus_cli.wanted(args, workers_without_manifest=False)
+    if corpus:
+        corpus_cli.start_pool_early(args)
+    from agent.config import load_config  # deferred: keeps `edgesift --help` fast (and the pool's start early)
+    from agent.tune.runner import run_tune
     from agent.tune.sweep import Target
 
     config = load_config(args.config)
     target = Target(args.target_mb_per_hour, args.target_keep_rate)
     out = Path(args.out)
-    if corpus_cli.wanted(args, workers_without_manifest=False):
+    if corpus:
         return corpus_cli.cmd_tune(args, config, target)
     result = run_tune(args.inputs, out, config, target, Path(args.labels) if args.labels else None,
                       baselines=not args.no_baselines, progress=False if args.quiet else None,
