@@ -13,9 +13,13 @@ timed from start to the last drive written: the pool's fork server and workers a
 and worker processes start inside that time, in every run (the Ray cluster itself is started before, as a
 standing cluster would be).
 
-With --repeats N the 1-worker, 2-worker and Ray runs alternate N times (on one standing cluster), and each
-pair's ratio (2 workers / 1, Ray / 2 workers) and their medians are printed: the machine's speed drifts by 20-30%
-within minutes, and runs back to back share most of the drift.
+With --repeats N the 1-worker and 2-worker runs alternate N times, with no Ray cluster standing (its idle
+daemons take 3% of a core, which a user of the local pool does not have), then 2-worker and Ray runs alternate N
+times on one standing cluster; each pair's ratio (2 workers / 1, Ray / 2 workers) and their medians are printed:
+the machine's speed drifts by 20-30% within minutes, and runs back to back share most of the drift. The same pairs
+then run as `edgesift replay --manifest` jobs (`as_cli_jobs`, unless --no-cli): a new process each, timed from its
+start to its exit, so each pays its interpreter, imports, pool or Ray connection, summary and report, as a user's
+job does (the in-process runs start with the agent imported, which favours one inline worker).
 
 The machine is shared, so beside wall time each run states CPU time: of the whole process tree (driver, pool
 workers or Ray's processes: GCS, raylets, workers), of the drives themselves (inside the tasks) and the
@@ -34,6 +38,8 @@ import argparse
 import contextlib
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -151,6 +157,47 @@ def timed(drives: list[Drive], config: AgentConfig, **how: Any) -> dict[str, Any
     return out
 
 
+def cli_job(manifest: Path, config: Path, **how: Any) -> dict[str, Any]:
+    """One `edgesift replay --manifest` job as a user runs it: a new process, timed from its start to its exit
+    (interpreter, imports, the pool's or Ray's start, the drives, summary and report)."""
+    extra = ["--ray", how["ray"]] if "ray" in how else ["--workers", str(how["workers"])]
+    with tempfile.TemporaryDirectory(prefix="bench-fleet-cli-") as tmp:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "agent", "replay", "--manifest", str(manifest), "--config",
+                        str(config), "--out", tmp, "--quiet", *extra], check=True, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - started
+        summary = json.loads((Path(tmp) / "summary.json").read_text(encoding="utf-8"))
+    frames = sum(int(d["frames_in"]) for d in summary["per_drive"] if d["ok"])
+    return {"wall_s": round(wall, 2), "frames_per_s": round(frames / wall, 2),
+            "digests": {d["id"]: d["decisions_sha256"] for d in summary["per_drive"] if d["ok"]}}
+
+
+@contextlib.contextmanager
+def cli_inputs(drives: list[Drive], config: AgentConfig) -> Iterator[tuple[Path, Path]]:
+    """The corpus as a manifest file and the config as a file, for `edgesift replay` jobs."""
+    with tempfile.TemporaryDirectory(prefix="bench-fleet-manifest-") as tmp:
+        manifest, config_file = Path(tmp) / "drives.jsonl", Path(tmp) / "config.yaml"
+        manifest.write_text("".join(d.model_dump_json() + "\n" for d in drives), encoding="utf-8")
+        config_file.write_text(json.dumps(config.model_dump(mode="json")), encoding="utf-8")  # JSON is YAML
+        yield manifest, config_file
+
+
+def cli_pairs(files: tuple[Path, Path], first: dict[str, Any], second: dict[str, Any], repeats: int,
+              reference: dict[str, str]) -> dict[str, Any]:
+    """Jobs run `first` then `second` way, alternating `repeats` times: the ratio a user sees (second's speed over
+    first's), where every job pays its own start (the in-process runs start with the agent imported)."""
+    def name(how: dict[str, Any]) -> str:
+        return "ray" if "ray" in how else f"{how['workers']}_worker{'s' if how['workers'] > 1 else ''}"
+
+    pairs = []
+    for _ in range(max(1, repeats)):
+        a, b = cli_job(*files, **first), cli_job(*files, **second)
+        pairs.append({f"{name(first)}_s": a["wall_s"], f"{name(second)}_s": b["wall_s"],
+                      "ratio": round(a["wall_s"] / b["wall_s"], 3),
+                      "identical": a["digests"] == b["digests"] == reference})
+    return {"pairs": pairs, "ratio_median": round(float(np.median([p["ratio"] for p in pairs])), 3)}
+
+
 def frame_costs(results: list[dict[str, Any]], clock: str) -> dict[str, float]:
     """Seconds (`clock`: wall_s or cpu_s) per camera frame, per LiDAR scan and per drive, fitted over the drives."""
     rows, secs = [], []
@@ -189,48 +236,56 @@ def main() -> None:
                         help="run 1 worker, 2 workers and Ray this many times, alternating, and report every pair's "
                              "ratio and their median: the machine's speed drifts by 20-30%% within minutes, and runs "
                              "back to back share most of the drift")
+    parser.add_argument("--no-cli", action="store_true", help="skip the runs as `edgesift replay` jobs")
     args = parser.parse_args()
     max_frames = args.max_frames if args.max_frames is not None else (40 if args.corpus == "short" else 0)
     config = AgentConfig(inputs=InputsConfig(max_frames=max_frames))
     drives = corpus(args.corpus)
     load_before = os.getloadavg()
-    with ray_cluster(args.ray_worker_niceness, skip=args.no_ray) as cluster:
-        triples = []
-        for _ in range(max(1, args.repeats)):
-            one, two = timed(drives, config, workers=1), timed(drives, config, workers=2)
-            ray = ray_run(drives, config, cluster) if cluster else None
-            triples.append((one, two, ray))
-    one, two, ray = triples[0]
+    # 1 worker against 2 with no Ray cluster standing (its idle daemons take 3% of a core, not there for a user of
+    # the local pool); then the pool against Ray, back to back on the standing cluster.
+    pairs = [(timed(drives, config, workers=1), timed(drives, config, workers=2)) for _ in range(max(1, args.repeats))]
+    one, two = pairs[0]
+    reference = one["digests"]
+    cli: dict[str, Any] = {}
+    with cli_inputs(drives, config) as files:
+        if not args.no_cli:
+            cli["scaling"] = cli_pairs(files, {"workers": 1}, {"workers": 2}, args.repeats, reference)
+        with ray_cluster(args.ray_worker_niceness, skip=args.no_ray) as cluster:
+            ray_pairs = [(timed(drives, config, workers=2), ray_run(drives, config, cluster))
+                         for _ in range(max(1, args.repeats))] if cluster else []
+            if cluster and not args.no_cli:
+                cli["ray"] = cli_pairs(files, {"workers": 2}, {"ray": cluster.address}, args.repeats, reference)
     out: dict[str, Any] = {"corpus": args.corpus, "drives": len(drives), "max_frames_per_drive": max_frames or None,
                            "cpus": os.cpu_count(),
                            "load_avg_before": [round(x, 2) for x in load_before]}
     runs = {"1_worker": one, "2_workers": two}
-    if len(triples) > 1:
-        ratios = [b["frames_per_s"] / a["frames_per_s"] for a, b, _ in triples]
-        out["pairs"] = [{"1_worker_frames_per_s": a["frames_per_s"], "2_workers_frames_per_s": b["frames_per_s"],
-                         "speedup": round(r, 3), "identical": a["digests"] == b["digests"] == one["digests"]}
-                        for (a, b, _), r in zip(triples, ratios, strict=True)]
-        out["speedup_2_workers_median"] = round(float(np.median(ratios)), 3)
-        if cluster:
-            ray_ratios = [c["frames_per_s"] / b["frames_per_s"] for _, b, c in triples]
-            out["ray_pairs"] = [{"2_workers_frames_per_s": b["frames_per_s"], "ray_frames_per_s": c["frames_per_s"],
-                                 "ray_vs_local_2": round(r, 3), "identical": c["digests"] == one["digests"],
-                                 "ray_extra_executor_cpu_s": round(c.get("executor_cpu_s", 0.0)
-                                                                   - b.get("executor_cpu_s", 0.0), 2)}
-                                for (_, b, c), r in zip(triples, ray_ratios, strict=True)]
-            out["ray_vs_local_2_median"] = round(float(np.median(ray_ratios)), 3)
-    if ray is not None:
-        runs["ray_2_nodes"] = ray
+    ratios = [b["frames_per_s"] / a["frames_per_s"] for a, b in pairs]
+    out["pairs"] = [{"1_worker_frames_per_s": a["frames_per_s"], "2_workers_frames_per_s": b["frames_per_s"],
+                     "speedup": round(r, 3), "identical": a["digests"] == b["digests"] == reference}
+                    for (a, b), r in zip(pairs, ratios, strict=True)]
+    out["speedup_2_workers_median"] = round(float(np.median(ratios)), 3)
+    if ray_pairs:
+        ray_ratios = [c["frames_per_s"] / b["frames_per_s"] for b, c in ray_pairs]
+        out["ray_pairs"] = [{"2_workers_frames_per_s": b["frames_per_s"], "ray_frames_per_s": c["frames_per_s"],
+                             "ray_vs_local_2": round(r, 3), "identical": b["digests"] == c["digests"] == reference,
+                             "ray_extra_executor_cpu_s": round(c.get("executor_cpu_s", 0.0)
+                                                               - b.get("executor_cpu_s", 0.0), 2)}
+                            for (b, c), r in zip(ray_pairs, ray_ratios, strict=True)]
+        out["ray_vs_local_2_median"] = round(float(np.median(ray_ratios)), 3)
+        two_beside_ray, runs["ray_2_nodes"] = ray_pairs[0]
+        two_beside_ray.pop("results")
+    if cli:
+        out["as_cli_jobs"] = cli
     out["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
     wall_costs, cpu_costs = frame_costs(one["results"], "wall_s"), frame_costs(one["results"], "cpu_s")
-    reference = one["digests"]
     for name, run in runs.items():
         run["identical_to_1_worker"] = run.pop("digests") == reference
         run.pop("results")
         out[name] = run
     out["speedup_2_workers"] = round(two["frames_per_s"] / one["frames_per_s"], 3)
     if "ray_2_nodes" in runs:
-        ray = runs["ray_2_nodes"]
+        ray, two = runs["ray_2_nodes"], two_beside_ray
         out["ray_vs_local_2"] = round(ray["frames_per_s"] / two["frames_per_s"], 3)
         out["ray_overhead_s_per_drive"] = round((ray["wall_s"] - two["wall_s"]) / len(drives) * 2, 3)
         if "cpu_s" in ray and "cpu_s" in two:  # CPU time does not depend on what else the shared machine runs
