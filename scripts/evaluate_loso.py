@@ -26,7 +26,7 @@ from _field_data import Source, camera_sources
 from _field_eval import CAMERA_OVERRIDES, faults_in_stream, frame_of, judge, make, source_seed, valid
 
 from agent.config.model import ScoringConfig
-from agent.scoring import camera_baseline, camera_checks
+from agent.scoring import camera_baseline, camera_checks, camera_motion
 
 PENALTY = 10.0  # one valid frame called harmful costs as much as ten faults missed
 SEED = 7
@@ -37,7 +37,8 @@ GROUPS: dict[str, tuple[tuple[str, ...], list[tuple[float, ...]], tuple[str, ...
                 ("water_drops", "smear", "mud")),
     "channel_swap": (("SWAP_MIN_SPREAD", "SWAP_MIN_CORR"),
                      list(itertools.product((0.02, 0.03, 0.04), (0.5, 0.6, 0.7, 0.8, 9.0))), ("channel_swap",)),
-    # A name with a dot is a setting of the config (scoring.camera.*), not a module constant.
+    # A name with a dot is a setting of the config (camera.: scoring.camera.*) or another module's constant
+    # (baseline.: camera_baseline, motion.: camera_motion), not a camera_checks constant.
     "blur": (("camera.blur_min_ratio",), [(0.1,), (0.15,), (0.2,), (0.25,), (0.3,), (0.4,)], ("blur",)),
     # A tear against the camera's own seams; NEW_SEAM_MIN 9 turns that check off.
     "new_seam": (("NEW_SEAM_MIN", "NEW_SEAM_EXCESS", "NEW_SEAM_MIXED"),
@@ -57,16 +58,23 @@ GROUPS: dict[str, tuple[tuple[str, ...], list[tuple[float, ...]], tuple[str, ...
     "soft_since_last": (("LAST_LOST_MIN", "LAST_MAX_GAINED"),
                         list(itertools.product((0.05, 0.1, 0.15, 0.2, 0.3, 9.0), (0.02, 0.05, 0.1))),
                         ("water_drops", "smear", "mud")),
+    # A new seam with the frame below it unlike the last healthy frame moved a little (camera_motion); 9: off.
+    "moved_below_seam": (("motion.MOVED_SEAM_RISE", "motion.MOVED_STEP"),
+                         list(itertools.product((0.08, 0.12, 0.16, 0.2, 9.0), (0.3, 0.4, 0.5, 0.6, 0.8))),
+                         ("tearing",)),
     "exposure_level": (("baseline.LEVEL_MAX_SPREAD",), [(1.0,), (2.0,), (3.0,), (4.0,), (6.0,), (1e9,)],
                        ("overexposed", "underexposed", "occluded")),
 }
 
 
+_MODULES = {"baseline": camera_baseline, "motion": camera_motion}  # prefixes of other modules' constants
+
+
 def _get(name: str) -> float:
     if name.startswith("camera."):
         return float(getattr(ScoringConfig().camera, name.split(".", 1)[1]))
-    if name.startswith("baseline."):
-        return float(getattr(camera_baseline, name.split(".", 1)[1]))
+    if "." in name:
+        return float(getattr(_MODULES[name.split(".", 1)[0]], name.split(".", 1)[1]))
     return float(getattr(camera_checks, name))
 
 
@@ -78,9 +86,9 @@ def _set(name: str, value: float | None) -> None:
             CAMERA_OVERRIDES.pop(key, None)
         else:
             CAMERA_OVERRIDES[key] = value
-    elif name.startswith("baseline."):
+    elif "." in name:
         if value is not None:
-            setattr(camera_baseline, name.split(".", 1)[1], value)
+            setattr(_MODULES[name.split(".", 1)[0]], name.split(".", 1)[1], value)
     elif value is not None:
         setattr(camera_checks, name, value)
 

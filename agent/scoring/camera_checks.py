@@ -8,6 +8,7 @@ import numpy as np
 
 from agent.config.model import CameraScoring
 from agent.scoring.camera_baseline import CameraBaseline, CameraTypical, blue_red
+from agent.scoring.camera_motion import moved_below_seam
 from agent.scoring.camera_signals import TILE_GRID, CameraSignals, analysis_greys, flat_rows, measure, mixed_at, seam
 
 __all__ = ["CameraBaseline", "CameraSignals", "CameraTypical", "analysis_greys", "conditions", "faults", "frozen",
@@ -305,7 +306,8 @@ def faults(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | None =
         found.append("overexposed")
     if s.std <= cfg.uniform_max_std:
         found.append("uniform")
-    if _torn(s, cfg, typical) or _new_seam(s, typical):
+    if (_torn(s, cfg, typical) or _new_seam(s, typical)
+            or moved_below_seam(s, None if typical is None else typical.seam_rows, last)):
         found.append("tearing")
     if "uniform" not in found and _occluded(s, cfg, typical, last):
         found.append("occluded")
