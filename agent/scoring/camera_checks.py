@@ -306,11 +306,13 @@ def faults(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | None =
         found.append("overexposed")
     if s.std <= cfg.uniform_max_std:
         found.append("uniform")
-    if (_torn(s, cfg, typical) or _new_seam(s, typical)
-            or moved_below_seam(s, None if typical is None else typical.seam_rows, last)):
+    if _torn(s, cfg, typical) or _new_seam(s, typical):
         found.append("tearing")
     if "uniform" not in found and _occluded(s, cfg, typical, last):
         found.append("occluded")
+    # A cover that lands (or an exposure jump) is no small move of the last frame either: told as what it is.
+    if not found and moved_below_seam(s, None if typical is None else typical.seam_rows, last):
+        found.append("tearing")
     if not found and _colour_fault(s, cfg, typical):
         found.append("colour_fault")
     if (typical is not None and s.flat_rows >= FLAT_ROWS_MIN and "uniform" not in found
