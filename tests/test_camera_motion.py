@@ -7,26 +7,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from camera_support import jpeg as _jpeg
+from camera_support import judge as _judge
 
 from agent.config.model import ScoringConfig
-from agent.frame import Encoding, Frame, Modality
 from agent.scoring import camera_motion
-from agent.scoring.base import Label, Verdict
+from agent.scoring.base import Label
 from agent.scoring.heuristic import HeuristicScorer
-
-
-def _jpeg(image: np.ndarray, seq: int) -> Frame:
-    data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
-    h, w = image.shape[:2]
-    return Frame("cam", Modality.CAMERA, seq * 100_000_000, seq, len(data), "test", Encoding.JPEG, data,
-                 meta={"width": str(w), "height": str(h)})
-
-
-def _judge(scorer: HeuristicScorer, frame: Frame) -> Verdict:
-    verdict = scorer.score(frame)
-    if verdict.label is not Label.HARMFUL:
-        scorer.remember(frame, verdict)
-    return verdict
 
 
 def _kitti(shared_data: Path) -> list[np.ndarray]:
@@ -49,12 +36,12 @@ def test_a_tear_with_a_faint_seam_is_caught_against_the_last_frame(check_on: boo
     for at, row, kind in ((9, 0.35, "later"), (14, 0.45, "later"), (19, 0.45, "shifted"), (29, 0.45, "shifted")):
         scorer = HeuristicScorer(ScoringConfig())
         for seq in range(at - 8, at):
-            assert _judge(scorer, _jpeg(images[seq], seq)).label is not Label.HARMFUL, seq
+            assert _judge(scorer, _jpeg(images[seq], seq=seq)).label is not Label.HARMFUL, seq
         torn = images[at].copy()
         h, w = torn.shape[:2]
         below = images[(at + 15) % 30] if kind == "later" else np.roll(images[at], int(0.3 * w), axis=1)
         torn[int(row * h):] = below[int(row * h):]
-        verdict = scorer.score(_jpeg(torn, at))
+        verdict = scorer.score(_jpeg(torn, seq=at))
         caught.append(verdict.label is Label.HARMFUL and "tearing" in verdict.reasons)
     assert caught == [check_on] * 4
 
@@ -68,7 +55,7 @@ def test_the_whole_kitti_drive_and_its_frames_in_the_last_frames_place_stay_vali
     seq = 0
     for image in images:
         for _ in range(2):
-            verdict = _judge(scorer, _jpeg(image, seq))
+            verdict = _judge(scorer, _jpeg(image, seq=seq))
             assert verdict.label is not Label.HARMFUL or verdict.reasons == ("frozen",), (seq, verdict.reasons)
             seq += 1
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from camera_support import jpeg as _jpeg
+from camera_support import judge as _judge
 from conftest import sample_frames
 
 from agent.config.model import AgentConfig, ScoringConfig
@@ -23,22 +25,8 @@ from agent.scoring.heuristic import HeuristicScorer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 
-def _jpeg(image: np.ndarray, sensor: str = "cam", seq: int = 0) -> Frame:
-    data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
-    h, w = image.shape[:2]
-    return Frame(sensor, Modality.CAMERA, seq * 100_000_000, seq, len(data), "test", Encoding.JPEG, data,
-                 meta={"width": str(w), "height": str(h)})
-
-
 def _scan(points: np.ndarray, sensor: str = "velo", seq: int = 0) -> Frame:
     return Frame(sensor, Modality.LIDAR, seq * 100_000_000, seq, points.nbytes, "test", Encoding.RAW, None, points)
-
-
-def _judge(scorer: HeuristicScorer, frame: Frame) -> Verdict:
-    verdict = scorer.score(frame)
-    if verdict.label is not Label.HARMFUL:
-        scorer.remember(frame, verdict)
-    return verdict
 
 
 def _images(n: int = 8) -> list[np.ndarray]:
