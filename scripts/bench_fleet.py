@@ -233,9 +233,9 @@ def main() -> None:
                         help="the cluster's worker_niceness: 0 (the default here) runs Ray's workers at the pool's "
                              "priority; Ray's own default, 15, lets any other process take their cores first")
     parser.add_argument("--repeats", type=int, default=1,
-                        help="run 1 worker, 2 workers and Ray this many times, alternating, and report every pair's "
-                             "ratio and their median: the machine's speed drifts by 20-30%% within minutes, and runs "
-                             "back to back share most of the drift")
+                        help="run 1 and 2 workers, then 2 workers and Ray (and each as CLI jobs) this many times, "
+                             "alternating, and report every pair's ratio and their median: the machine's speed drifts "
+                             "by 20-30%% within minutes, and runs back to back share most of the drift")
     parser.add_argument("--no-cli", action="store_true", help="skip the runs as `edgesift replay` jobs")
     args = parser.parse_args()
     max_frames = args.max_frames if args.max_frames is not None else (40 if args.corpus == "short" else 0)
