@@ -62,6 +62,9 @@ GROUPS: dict[str, tuple[tuple[str, ...], list[tuple[float, ...]], tuple[str, ...
     "moved_below_seam": (("motion.MOVED_SEAM_RISE", "motion.MOVED_STEP"),
                          list(itertools.product((0.08, 0.12, 0.16, 0.2, 9.0), (0.3, 0.4, 0.5, 0.6, 0.8))),
                          ("tearing",)),
+    # The rows below some row matching the last frame far sideways (camera_motion.shifted_below); margin 9: off.
+    "shifted_below": (("motion.SHIFT_MIN", "motion.SHIFT_MARGIN"),
+                      list(itertools.product((8, 12, 16, 24), (0.1, 0.2, 0.3, 0.4, 9.0))), ("tearing",)),
     "exposure_level": (("baseline.LEVEL_MAX_SPREAD",), [(1.0,), (2.0,), (3.0,), (4.0,), (6.0,), (1e9,)],
                        ("overexposed", "underexposed", "occluded")),
 }

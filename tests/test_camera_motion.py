@@ -23,14 +23,19 @@ def _kitti(shared_data: Path) -> list[np.ndarray]:
 
 
 @pytest.mark.shared
-@pytest.mark.parametrize("check_on", [True, False])
-def test_a_tear_with_a_faint_seam_is_caught_against_the_last_frame(check_on: bool, shared_data: Path,
+@pytest.mark.parametrize(("checks", "expected"), [
+    ("both", [True] * 4), ("shift only", [False, False, True, True]), ("none", [False] * 4)])
+def test_a_tear_with_a_faint_seam_is_caught_against_the_last_frame(checks: str, expected: list[bool],
+                                                                    shared_data: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     # The KITTI drive: below 35-45% of the height, the picture 15 frames later (a similar road and layout), or
-    # this frame shifted sideways by 30%. Their seams are too faint for the seam checks alone (check off: all
-    # pass as valid); against the last frame, the part below the seam is no small move of it.
-    if not check_on:
+    # this frame shifted sideways by 30%. Their seams are too faint for the seam checks alone (checks off: all
+    # pass as valid); against the last frame, the part below the seam is no small move of it, and the shifted
+    # part is the last frame moved far sideways (which shifted_below sees without any seam).
+    if checks != "both":
         monkeypatch.setattr(camera_motion, "MOVED_STEP", 9.0)
+    if checks == "none":
+        monkeypatch.setattr(camera_motion, "SHIFT_MARGIN", 9.0)
     images = _kitti(shared_data)
     caught = []
     for at, row, kind in ((9, 0.35, "later"), (14, 0.45, "later"), (19, 0.45, "shifted"), (29, 0.45, "shifted")):
@@ -43,7 +48,7 @@ def test_a_tear_with_a_faint_seam_is_caught_against_the_last_frame(check_on: boo
         torn[int(row * h):] = below[int(row * h):]
         verdict = scorer.score(_jpeg(torn, seq=at))
         caught.append(verdict.label is Label.HARMFUL and "tearing" in verdict.reasons)
-    assert caught == [check_on] * 4
+    assert caught == expected
 
 
 @pytest.mark.shared
@@ -79,3 +84,21 @@ def test_residual_rows_find_the_part_below_a_tear() -> None:
     # (the best of 119 placements of unrelated texture still matches it partly: 0.42-0.45 here)
     assert float(rows[:3].max()) < 0.05 and float(rows[4:].min()) > 0.35, rows.round(2)
     assert camera_motion.residual_rows(torn[:40], picture[:40]) is None  # too small to tell
+
+
+def test_shifted_below_needs_the_lower_rows_moved_far_and_the_upper_ones_not() -> None:
+    # Textured pictures: the last frame moved 3 pixels (a valid frame) or 60 pixels as a whole (a sharp turn) is
+    # no tear; below row 60 moved 60 pixels along (bytes lost in the stream) while above it is where it was is.
+    rng = np.random.default_rng(1)
+    last = cv2.GaussianBlur(rng.integers(0, 255, (180, 320)).astype(np.uint8), (0, 0), 2)
+    small = np.roll(last, 3, axis=1)
+    turn = np.roll(last, 60, axis=1)
+    torn = small.copy()
+    torn[60:] = np.roll(last[60:], 60, axis=1)
+    assert not camera_motion.shifted_below(small, last)
+    assert not camera_motion.shifted_below(turn, last)
+    assert camera_motion.shifted_below(torn, last)
+    torn_low = small.copy()  # only the bottom block row moved: too little of the picture to tell
+    torn_low[170:] = np.roll(last[170:], 60, axis=1)
+    assert not camera_motion.shifted_below(torn_low, last)
+    assert not camera_motion.shifted_below(torn[:, :200], last)  # a last frame of another size: no judgement

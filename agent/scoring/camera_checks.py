@@ -8,7 +8,7 @@ import numpy as np
 
 from agent.config.model import CameraScoring
 from agent.scoring.camera_baseline import CameraBaseline, CameraTypical, blue_red
-from agent.scoring.camera_motion import moved_below_seam
+from agent.scoring.camera_motion import moved_below_seam, shifted_below
 from agent.scoring.camera_signals import TILE_GRID, CameraSignals, analysis_greys, flat_rows, measure, mixed_at, seam
 
 __all__ = ["CameraBaseline", "CameraSignals", "CameraTypical", "analysis_greys", "conditions", "faults", "frozen",
@@ -311,7 +311,8 @@ def faults(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | None =
     if "uniform" not in found and _occluded(s, cfg, typical, last):
         found.append("occluded")
     # A cover that lands (or an exposure jump) is no small move of the last frame either: told as what it is.
-    if not found and moved_below_seam(s, None if typical is None else typical.seam_rows, last):
+    if not found and (moved_below_seam(s, None if typical is None else typical.seam_rows, last)
+                      or (typical is not None and last is not None and shifted_below(s.grey, last.grey))):
         found.append("tearing")
     if not found and _colour_fault(s, cfg, typical):
         found.append("colour_fault")

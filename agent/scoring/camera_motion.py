@@ -5,7 +5,9 @@ shifted sideways steps only faintly at its row, where the seam checks (camera_ch
 it stands out: every part of a valid frame is some part of the frame before it moved by a few pixels, the part
 below a tear is not. So, only where the seam checks see some new seam: each block of the frame is matched against
 the last healthy frame within a small reach, and the blocks below the seam must match far worse than those just
-above it.
+above it. And wherever a frame has the same view as the camera's recent ones, whatever its seams: the rows below
+some row matching the last frame far sideways, those above it where they were (a sideways tear, or bytes lost in
+an uncompressed stream, which moves every later pixel along).
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ MOVED_SEAM_RISE = 0.12
 # rise of 0.08, which calls 4% of its valid frames harmful.
 MOVED_STEP = 0.5
 ROWS_AROUND = 1  # block rows a seam needs above and below it (KITTI's wide frames have 6 at 160 pixels)
+# A sideways tear: the rows below some row match the last frame best at least SHIFT_MIN pixels (of MOTION_WIDTH)
+# along, SHIFT_MARGIN better (normalised correlation of their detail) than at any move within MOTION_REACH, and the
+# (up to) two block rows above it match it best within reach. No valid pair of consecutive frames in the data
+# had its best match that far for the lower rows of the picture (a view that turns moves all of it).
+SHIFT_MIN = 12
+SHIFT_MARGIN = 0.1
 
 
 def residual_rows(grey: np.ndarray, last: np.ndarray) -> np.ndarray | None:
@@ -80,3 +88,39 @@ def moved_below_seam(s: CameraSignals, usual_seam_rows: np.ndarray | None, last:
             if step >= MOVED_STEP:
                 return True
     return False
+
+
+def shifted_below(grey: np.ndarray, last: np.ndarray) -> bool:
+    """Below some block row (with one or two above and two or more below it) the frame is the last frame moved
+    far sideways, above it the last frame moved a little."""
+    h = round(grey.shape[0] * MOTION_WIDTH / grey.shape[1])
+    n = h // MOTION_BLOCK
+    if n < 4 or grey.shape != last.shape:
+        return False
+    size = (MOTION_WIDTH, h)
+    now = _detail(cv2.resize(grey, size, interpolation=cv2.INTER_AREA))[: n * MOTION_BLOCK]
+    before = _detail(cv2.resize(last, size, interpolation=cv2.INTER_AREA))[: n * MOTION_BLOCK]
+    # Circular cross-correlation along each row, summed per block row (the spectra, before the one inverse
+    # transform per block row): how well it matches at each sideways move.
+    cross = np.fft.rfft(now, axis=1) * np.conj(np.fft.rfft(before, axis=1))
+    lags = np.fft.irfft(cross.reshape(n, MOTION_BLOCK, -1).sum(axis=1), n=MOTION_WIDTH, axis=1)
+    # Columns: the lags within reach, those SHIFT_MIN or more along, those between, both pictures' energy.
+    moves = np.abs(np.fft.fftfreq(MOTION_WIDTH, 1.0 / MOTION_WIDTH))  # how far each lag moves, in pixels
+    order = [moves <= MOTION_REACH[0], moves >= SHIFT_MIN, (moves > MOTION_REACH[0]) & (moves < SHIFT_MIN)]
+    table = np.column_stack([*(lags[:, k] for k in order), np.square(now).reshape(n, -1).sum(axis=1),
+                             np.square(before).reshape(n, -1).sum(axis=1)])
+    # From each block row down (two or more rows), and the (up to) two rows above it, all at once.
+    ends = np.concatenate([np.zeros((1, table.shape[1])), np.cumsum(table, axis=0)])
+    below = _normalised(ends[n] - ends[1:n - 1])
+    above = _normalised(ends[1:n - 1] - ends[np.maximum(np.arange(1, n - 1) - 2, 0)])
+    near_n, far_n = int(order[0].sum()), int(order[1].sum())
+    near, far = slice(0, near_n), slice(near_n, near_n + far_n)
+    best_far = below[:, far].max(axis=1)
+    # The best far match must be the best of all (not the slope of a broad peak within reach), by the margin.
+    shifted = (best_far - below[:, near].max(axis=1) >= SHIFT_MARGIN) & (best_far >= below[:, far.stop:].max(axis=1))
+    return bool(np.any(shifted & (above[:, near].max(axis=1) >= above[:, far].max(axis=1))))
+
+
+def _normalised(table: np.ndarray) -> np.ndarray:
+    """The lags' normalised correlation (by both pictures' energy, the last two columns)."""
+    return table[:, :-2] / np.maximum(np.sqrt(table[:, -2] * table[:, -1]), 1e-6)[:, None]
