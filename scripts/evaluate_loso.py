@@ -65,6 +65,8 @@ GROUPS: dict[str, tuple[tuple[str, ...], list[tuple[float, ...]], tuple[str, ...
     # The rows below some row matching the last frame far sideways (camera_motion.shifted_below); margin 9: off.
     "shifted_below": (("motion.SHIFT_MIN", "motion.SHIFT_MARGIN"),
                       list(itertools.product((8, 12, 16, 24), (0.1, 0.2, 0.3, 0.4, 9.0))), ("tearing",)),
+    # A cover: a view left with under this share of its textured area is covered, not a new scene; 0: off.
+    "cover_left": (("COVER_TEXTURE_LEFT",), [(0.0,), (0.2,), (0.3,), (0.4,), (0.5,), (0.6,)], ("occluded",)),
     "exposure_level": (("baseline.LEVEL_MAX_SPREAD",), [(1.0,), (2.0,), (3.0,), (4.0,), (6.0,), (1e9,)],
                        ("overexposed", "underexposed", "occluded")),
 }

@@ -24,6 +24,9 @@ COVERED_MIN_AREA = 0.08  # share of the picture newly without texture: something
 # view that grows flatter frame by frame (a car leaving tree shadows: +0.003-0.006 a frame at 25 fps) is the scene.
 COVERED_MIN_JUMP = 0.04
 CUT_MAX_NEW_FLAT = 0.3  # a view this much more textureless than before is covered, not a new scene
+# ... as is one left with under this share of the textured area it had: a view mostly flat already (a gated NIR or
+# night camera, 70% flat) cannot gain 0.3. Consecutive valid frames kept at least 0.89 of it (CamVid, 1 a second).
+COVER_TEXTURE_LEFT = 0.4
 SOIL_LOST = 0.2  # a tile whose sharpness fell below this share of its usual is behind a drop or smear
 SOIL_MIN_FRACTION = 0.2  # share of the view that must be soiled
 SOIL_TEXTURED_MIN = 0.15  # a view with fewer textured tiles than this says nothing about soiling
@@ -167,8 +170,13 @@ def _occluded(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | Non
         # a shadow halves the texture too: what went textureless in shaded tiles is not covered
         new_flat -= float(np.sum(np.maximum(s.tile_flat - typical.tile_flat, 0.0)[shade])) / shade.size
     sudden = last is None or s.flat_area - last.flat_area >= COVERED_MIN_JUMP
-    return sudden and new_flat >= COVERED_MIN_AREA and (float(kept.mean()) >= OCCLUSION_KEPT_MIN
-                                                        or new_flat >= CUT_MAX_NEW_FLAT)
+    most = _covered_most(typical.flat_area + new_flat, typical.flat_area)
+    return sudden and new_flat >= COVERED_MIN_AREA and (float(kept.mean()) >= OCCLUSION_KEPT_MIN or most)
+
+
+def _covered_most(flat: float, flat_before: float) -> bool:
+    """So much of the view went textureless that something covers the lens (a new scene keeps some texture)."""
+    return flat - flat_before >= CUT_MAX_NEW_FLAT or 1.0 - flat <= COVER_TEXTURE_LEFT * (1.0 - flat_before)
 
 
 def _soiled(s: CameraSignals, typical: CameraTypical | None) -> bool:
@@ -228,7 +236,7 @@ def scene_cut(s: CameraSignals, previous: CameraSignals | None, cfg: CameraScori
         return False
     if float(np.linalg.norm(previous.descriptor - s.descriptor)) <= cfg.scene_cut_distance:
         return False
-    if s.flat_area - previous.flat_area >= CUT_MAX_NEW_FLAT:
+    if _covered_most(s.flat_area, previous.flat_area):
         return False  # most of the view went textureless: something covers the lens, not a new scene
     same = ((np.abs(s.tile_mean - previous.tile_mean) < 0.25 * previous.tile_mean + 8.0)
             & (s.tile_std >= 0.6 * previous.tile_std) & (s.tile_std <= 1.6 * previous.tile_std + 2.0))
