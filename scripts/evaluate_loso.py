@@ -67,6 +67,9 @@ GROUPS: dict[str, tuple[tuple[str, ...], list[tuple[float, ...]], tuple[str, ...
                       list(itertools.product((8, 12, 16, 24), (0.1, 0.2, 0.3, 0.4, 9.0))), ("tearing",)),
     # A cover: a view left with under this share of its textured area is covered, not a new scene; 0: off.
     "cover_left": (("COVER_TEXTURE_LEFT",), [(0.0,), (0.2,), (0.3,), (0.4,), (0.5,), (0.6,)], ("occluded",)),
+    # Impulse noise: share of pixels standing out, times the camera's usual and last share; ratio 1e9: off.
+    "speckle": (("SPECKLE_MIN", "SPECKLE_RATIO"), list(itertools.product((0.02, 0.05, 0.1), (2.0, 3.0, 4.0, 6.0, 1e9))),
+                ("noise",)),
     "exposure_level": (("baseline.LEVEL_MAX_SPREAD",), [(1.0,), (2.0,), (3.0,), (4.0,), (6.0,), (1e9,)],
                        ("overexposed", "underexposed", "occluded")),
 }

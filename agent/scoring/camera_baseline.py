@@ -43,6 +43,7 @@ class CameraTypical:
     seam_rows: np.ndarray | None = None  # per row, the usual share of columns stepping there (or a few rows off)
     seam_excess: float = 0.0  # how far above seam_rows the camera's own recent healthy frames reached
     vseam: float = 0.0  # the strongest vertical seam (share of rows) of its recent healthy frames
+    speckle: float = 0.0  # median share of pixels standing out of their neighbourhood
 
 
 def blue_red(channels: tuple[float, float, float]) -> float:
@@ -106,9 +107,10 @@ class CameraBaseline:
     @staticmethod
     def _compute(rows: deque[CameraSignals]) -> CameraTypical:
         # One median over a table of the scalars: ten np.median calls cost ten times as much for 20 rows.
-        (sharpness, mean, noise, structure, saturation, blockiness, flat_row_share, flat_area, *channels) = np.median(
-            np.array([(r.sharpness, r.mean, r.noise, r.structure, r.saturation, r.blockiness, r.flat_rows,
-                       r.flat_area, *r.channels) for r in rows]), axis=0).tolist()
+        (sharpness, mean, noise, structure, saturation, blockiness, flat_row_share, flat_area, speckle,
+         *channels) = np.median(np.array([(r.sharpness, r.mean, r.noise, r.structure, r.saturation, r.blockiness,
+                                           r.flat_rows, r.flat_area, r.speckle, *r.channels) for r in rows]),
+                                axis=0).tolist()
         shares = np.array(channels)
         return CameraTypical(
             sharpness=sharpness,
@@ -128,6 +130,7 @@ class CameraBaseline:
             tile_flat=_tile_median([r.tile_flat for r in rows]),
             grid_spectrum=_tile_median([r.grid_spectrum for r in rows]),
             vseam=max(r.vseam for r in rows),
+            speckle=speckle,
             **_usual_seams(rows),
         )
 

@@ -27,6 +27,10 @@ CUT_MAX_NEW_FLAT = 0.3  # a view this much more textureless than before is cover
 # ... as is one left with under this share of the textured area it had: a view mostly flat already (a gated NIR or
 # night camera, 70% flat) cannot gain 0.3. Consecutive valid frames kept at least 0.89 of it (CamVid, 1 a second).
 COVER_TEXTURE_LEFT = 0.4
+# Impulse noise: this share of pixels or more standing out of their neighbourhood, and this many times the
+# camera's usual share. Valid frames with 0.02 or more had at most 2.0 times it (CamVid, 1 a second).
+SPECKLE_MIN = 0.05
+SPECKLE_RATIO = 4.0
 SOIL_LOST = 0.2  # a tile whose sharpness fell below this share of its usual is behind a drop or smear
 SOIL_MIN_FRACTION = 0.2  # share of the view that must be soiled
 SOIL_TEXTURED_MIN = 0.15  # a view with fewer textured tiles than this says nothing about soiling
@@ -177,6 +181,15 @@ def _occluded(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | Non
 def _covered_most(flat: float, flat_before: float) -> bool:
     """So much of the view went textureless that something covers the lens (a new scene keeps some texture)."""
     return flat - flat_before >= CUT_MAX_NEW_FLAT or 1.0 - flat <= COVER_TEXTURE_LEFT * (1.0 - flat_before)
+
+
+def _speckled(s: CameraSignals, typical: CameraTypical | None, last: CameraSignals | None) -> bool:
+    """Impulse noise (salt and pepper, a burst of hot pixels), which the noise estimate's median does not see:
+    many more pixels standing out of their neighbourhood than the camera's recent frames and its last healthy
+    one had (a view that grows busier frame by frame raises both)."""
+    if typical is None or last is None:
+        return False
+    return s.speckle >= SPECKLE_MIN and s.speckle >= SPECKLE_RATIO * max(typical.speckle, last.speckle)
 
 
 def _soiled(s: CameraSignals, typical: CameraTypical | None) -> bool:
@@ -333,7 +346,7 @@ def faults(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | None =
     noise_limit = cfg.noise_max_sigma
     if typical is not None:
         noise_limit = min(noise_limit, max(cfg.noise_min_sigma, cfg.noise_max_ratio * typical.noise))
-    if s.noise > noise_limit:
+    if s.noise > noise_limit or _speckled(s, typical, last):
         found.append("noisy")
     # Blur is meaningless on a uniform or black image; report only the root cause there.
     if not found and (

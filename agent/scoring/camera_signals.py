@@ -18,6 +18,9 @@ SOIL_GRID = 16  # drops and splashes are smaller than the 8x8 tiles: sharpness i
 # White noise of sigma s gives a response of std 6 s; the median over the image ignores the few real edges.
 NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
 NOISE_SCALE = 1.0 / (0.6745 * 6.0)
+# ... whose median is blind to impulse noise (salt and pepper, hot pixels): what counts those is the share of
+# responses this strong (a pixel 10 grey levels of white noise would reach at one sigma).
+SPECKLE_LEVEL = 60
 # Tearing: a straight seam across the width (or down the height: the part below a tear shifted sideways), one or
 # two pixels wide, that the rows (columns) just beside it do not have.
 SEAM_MIN_STEP = 12.0  # grey levels: smaller row-to-row steps are texture
@@ -64,6 +67,7 @@ class CameraSignals:
     tile_flat: np.ndarray | None = None  # TILE_GRID x TILE_GRID share of pixels without local texture
     seam_rows: np.ndarray | None = None  # per row, the share of columns stepping there (see _seam)
     grid_spectrum: np.ndarray | None = None  # at GRID_PERIODS: periodicity of the column steps (_block_grid)
+    speckle: float = 0.0  # share of pixels standing out of their neighbourhood (noise response > SPECKLE_LEVEL)
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -308,6 +312,7 @@ def measure(grey: np.ndarray, seam_grey: np.ndarray | None = None, image: np.nda
         clipped_bright=float(hist[250:].sum()) / count,
         flat_tiles=float(flat.mean()),
         noise=float(np.median(np.abs(response))) * NOISE_SCALE if response.size else 0.0,
+        speckle=float(np.count_nonzero(np.abs(response) > SPECKLE_LEVEL)) / max(1, response.size),
         seam=seam_share,
         seam_mixed=seam_mixed,
         flat_below=flat_below,
