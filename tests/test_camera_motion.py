@@ -86,7 +86,7 @@ def test_residual_rows_find_the_part_below_a_tear() -> None:
     assert camera_motion.residual_rows(torn[:40], picture[:40]) is None  # too small to tell
 
 
-def test_shifted_below_needs_the_lower_rows_moved_far_and_the_upper_ones_not() -> None:
+def test_shifted_below_needs_the_lower_rows_moved_far_and_the_upper_ones_not(monkeypatch: pytest.MonkeyPatch) -> None:
     # Textured pictures: the last frame moved 3 pixels (a valid frame) or 60 pixels as a whole (a sharp turn) is
     # no tear; below row 60 moved 60 pixels along (bytes lost in the stream) while above it is where it was is.
     rng = np.random.default_rng(1)
@@ -102,3 +102,5 @@ def test_shifted_below_needs_the_lower_rows_moved_far_and_the_upper_ones_not() -
     torn_low[170:] = np.roll(last[170:], 60, axis=1)
     assert not camera_motion.shifted_below(torn_low, last)
     assert not camera_motion.shifted_below(torn[:, :200], last)  # a last frame of another size: no judgement
+    monkeypatch.setattr(camera_motion, "SHIFT_MIN", camera_motion.MOTION_REACH[0])  # no move between near and far
+    assert camera_motion.shifted_below(torn, last) and not camera_motion.shifted_below(small, last)

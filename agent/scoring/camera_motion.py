@@ -115,9 +115,9 @@ def shifted_below(grey: np.ndarray, last: np.ndarray) -> bool:
     above = _normalised(ends[1:n - 1] - ends[np.maximum(np.arange(1, n - 1) - 2, 0)])
     near_n, far_n = int(order[0].sum()), int(order[1].sum())
     near, far = slice(0, near_n), slice(near_n, near_n + far_n)
-    best_far = below[:, far].max(axis=1)
+    best_far, best_between = below[:, far].max(axis=1), below[:, far.stop:].max(axis=1, initial=-np.inf)
     # The best far match must be the best of all (not the slope of a broad peak within reach), by the margin.
-    shifted = (best_far - below[:, near].max(axis=1) >= SHIFT_MARGIN) & (best_far >= below[:, far.stop:].max(axis=1))
+    shifted = (best_far - below[:, near].max(axis=1) >= SHIFT_MARGIN) & (best_far >= best_between)
     return bool(np.any(shifted & (above[:, near].max(axis=1) >= above[:, far].max(axis=1))))
 
 
