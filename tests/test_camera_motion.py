@@ -11,7 +11,7 @@ from camera_support import jpeg as _jpeg
 from camera_support import judge as _judge
 
 from agent.config.model import ScoringConfig
-from agent.scoring import camera_motion
+from agent.scoring import camera_checks, camera_motion
 from agent.scoring.base import Label
 from agent.scoring.heuristic import HeuristicScorer
 
@@ -95,12 +95,28 @@ def test_shifted_below_needs_the_lower_rows_moved_far_and_the_upper_ones_not(mon
     turn = np.roll(last, 60, axis=1)
     torn = small.copy()
     torn[60:] = np.roll(last[60:], 60, axis=1)
-    assert not camera_motion.shifted_below(small, last)
-    assert not camera_motion.shifted_below(turn, last)
-    assert camera_motion.shifted_below(torn, last)
     torn_low = small.copy()  # only the bottom block row moved: too little of the picture to tell
     torn_low[170:] = np.roll(last[170:], 60, axis=1)
-    assert not camera_motion.shifted_below(torn_low, last)
-    assert not camera_motion.shifted_below(torn[:, :200], last)  # a last frame of another size: no judgement
+
+    def shifted(picture: np.ndarray, before: np.ndarray = last) -> bool:
+        return camera_motion.shifted_below(camera_checks.measure(picture), camera_checks.measure(before))
+
+    assert not shifted(small) and not shifted(turn) and shifted(torn) and not shifted(torn_low)
+    assert not shifted(torn[:, :200])  # a last frame of another size: no judgement
     monkeypatch.setattr(camera_motion, "SHIFT_MIN", camera_motion.MOTION_REACH[0])  # no move between near and far
-    assert camera_motion.shifted_below(torn, last) and not camera_motion.shifted_below(small, last)
+    assert shifted(torn) and not shifted(small)
+
+
+def test_a_frame_keeps_what_the_check_derived_until_it_is_no_longer_the_last_healthy_one() -> None:
+    # The next frame's check reuses the last healthy frame's row spectra; older frames in the history drop them.
+    rng = np.random.default_rng(2)
+    pictures = [cv2.GaussianBlur(rng.integers(0, 255, (180, 320)).astype(np.uint8), (0, 0), 2) for _ in range(3)]
+    first, second, third = (camera_checks.measure(p) for p in pictures)
+    baseline = camera_checks.CameraBaseline()
+    baseline.update("cam", first)
+    camera_motion.shifted_below(second, first)
+    assert "row_spectra" in first.scratch and "row_spectra" in second.scratch
+    baseline.update("cam", second)
+    assert not first.scratch and "row_spectra" in second.scratch
+    camera_motion.shifted_below(third, second)
+    assert "row_spectra" in third.scratch

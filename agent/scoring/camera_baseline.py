@@ -67,7 +67,10 @@ class CameraBaseline:
         self._levels: dict[str, deque[float]] = {}
 
     def update(self, sensor: str, s: CameraSignals) -> None:
-        self._history.setdefault(sensor, deque(maxlen=HISTORY)).append(s)
+        rows = self._history.setdefault(sensor, deque(maxlen=HISTORY))
+        if rows:
+            rows[-1].scratch.clear()  # what checks derived from the last healthy frame: only the newest needs it
+        rows.append(s)
         self._updates[sensor] = self._updates.get(sensor, 0) + 1
         self._levels.setdefault(sensor, deque(maxlen=HISTORY)).append(s.mean)
 

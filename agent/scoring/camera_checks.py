@@ -333,7 +333,7 @@ def faults(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | None =
         found.append("occluded")
     # A cover that lands (or an exposure jump) is no small move of the last frame either: told as what it is.
     if not found and (moved_below_seam(s, None if typical is None else typical.seam_rows, last)
-                      or (typical is not None and last is not None and shifted_below(s.grey, last.grey))):
+                      or (typical is not None and last is not None and shifted_below(s, last))):
         found.append("tearing")
     if not found and _colour_fault(s, cfg, typical):
         found.append("colour_fault")

@@ -12,6 +12,8 @@ an uncompressed stream, which moves every later pixel along).
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -30,6 +32,7 @@ MOVED_SEAM_RISE = 0.12
 # these two; the others, with CamVid held out (dusk at one frame a second, where much moves between frames), choose a
 # rise of 0.08, which calls 4% of its valid frames harmful.
 MOVED_STEP = 0.5
+_LOG_LEVELS = np.log(np.arange(256, dtype=np.float32) + 4.0)  # log(grey + 4) of every uint8 level
 ROWS_AROUND = 1  # block rows a seam needs above and below it (KITTI's wide frames have 6 at 160 pixels)
 # A sideways tear: the rows below some row match the last frame best at least SHIFT_MIN pixels (of MOTION_WIDTH)
 # along, SHIFT_MARGIN better (normalised correlation of their detail) than at any move within MOTION_REACH, and the
@@ -63,7 +66,7 @@ def residual_rows(grey: np.ndarray, last: np.ndarray) -> np.ndarray | None:
 
 def _detail(picture: np.ndarray) -> np.ndarray:
     """Log brightness less its local mean: a shadow or a gain change scales the light, which this ignores."""
-    light = np.log(picture.astype(np.float32) + 4.0)
+    light = cv2.LUT(picture, _LOG_LEVELS)
     return light - cv2.blur(light, (MOTION_BLOCK + 1, MOTION_BLOCK + 1))
 
 
@@ -90,35 +93,56 @@ def moved_below_seam(s: CameraSignals, usual_seam_rows: np.ndarray | None, last:
     return False
 
 
-def shifted_below(grey: np.ndarray, last: np.ndarray) -> bool:
+def shifted_below(s: CameraSignals, last: CameraSignals) -> bool:
     """Below some block row (with one or two above and two or more below it) the frame is the last frame moved
     far sideways, above it the last frame moved a little."""
-    h = round(grey.shape[0] * MOTION_WIDTH / grey.shape[1])
-    n = h // MOTION_BLOCK
-    if n < 4 or grey.shape != last.shape:
+    now, before = _row_spectra(s), _row_spectra(last)
+    if now is None or before is None or now[0].shape != before[0].shape:
         return False
-    size = (MOTION_WIDTH, h)
-    now = _detail(cv2.resize(grey, size, interpolation=cv2.INTER_AREA))[: n * MOTION_BLOCK]
-    before = _detail(cv2.resize(last, size, interpolation=cv2.INTER_AREA))[: n * MOTION_BLOCK]
+    (spectra, energy), (spectra_before, energy_before) = now, before
+    n = len(energy)
     # Circular cross-correlation along each row, summed per block row (the spectra, before the one inverse
     # transform per block row): how well it matches at each sideways move.
-    cross = np.fft.rfft(now, axis=1) * np.conj(np.fft.rfft(before, axis=1))
-    lags = np.fft.irfft(cross.reshape(n, MOTION_BLOCK, -1).sum(axis=1), n=MOTION_WIDTH, axis=1)
+    cross = (spectra * np.conj(spectra_before)).reshape(n, MOTION_BLOCK, -1).sum(axis=1)
+    lags = np.fft.irfft(cross, n=MOTION_WIDTH, axis=1)
     # Columns: the lags within reach, those SHIFT_MIN or more along, those between, both pictures' energy.
-    moves = np.abs(np.fft.fftfreq(MOTION_WIDTH, 1.0 / MOTION_WIDTH))  # how far each lag moves, in pixels
-    order = [moves <= MOTION_REACH[0], moves >= SHIFT_MIN, (moves > MOTION_REACH[0]) & (moves < SHIFT_MIN)]
-    table = np.column_stack([*(lags[:, k] for k in order), np.square(now).reshape(n, -1).sum(axis=1),
-                             np.square(before).reshape(n, -1).sum(axis=1)])
+    order, near_n, far_n = _lag_order(MOTION_REACH[0], SHIFT_MIN)
+    table = np.empty((n, MOTION_WIDTH + 2))
+    table[:, :MOTION_WIDTH], table[:, -2], table[:, -1] = lags[:, order], energy, energy_before
     # From each block row down (two or more rows), and the (up to) two rows above it, all at once.
-    ends = np.concatenate([np.zeros((1, table.shape[1])), np.cumsum(table, axis=0)])
+    ends = np.zeros((n + 1, MOTION_WIDTH + 2))
+    np.cumsum(table, axis=0, out=ends[1:])
     below = _normalised(ends[n] - ends[1:n - 1])
     above = _normalised(ends[1:n - 1] - ends[np.maximum(np.arange(1, n - 1) - 2, 0)])
-    near_n, far_n = int(order[0].sum()), int(order[1].sum())
     near, far = slice(0, near_n), slice(near_n, near_n + far_n)
     best_far, best_between = below[:, far].max(axis=1), below[:, far.stop:].max(axis=1, initial=-np.inf)
     # The best far match must be the best of all (not the slope of a broad peak within reach), by the margin.
     shifted = (best_far - below[:, near].max(axis=1) >= SHIFT_MARGIN) & (best_far >= best_between)
     return bool(np.any(shifted & (above[:, near].max(axis=1) >= above[:, far].max(axis=1))))
+
+
+def _row_spectra(s: CameraSignals) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each row's spectrum of the frame's detail at MOTION_WIDTH and each block row's energy; kept with the
+    frame's signals, as the frame is the next one's last healthy frame (computed once, not twice)."""
+    if "row_spectra" not in s.scratch:
+        h = round(s.grey.shape[0] * MOTION_WIDTH / s.grey.shape[1])
+        n = h // MOTION_BLOCK
+        found = None
+        if n >= 4:
+            detail = _detail(cv2.resize(s.grey, (MOTION_WIDTH, h), interpolation=cv2.INTER_AREA))[: n * MOTION_BLOCK]
+            found = np.fft.rfft(detail, axis=1), np.square(detail).reshape(n, -1).sum(axis=1)
+        s.scratch["row_spectra"] = found
+    return s.scratch["row_spectra"]
+
+
+@functools.lru_cache(maxsize=8)
+def _lag_order(reach: int, shift_min: float) -> tuple[np.ndarray, int, int]:
+    """The correlation lags in the order: within reach, shift_min or more along, between; and the first two counts."""
+    moves = np.abs(np.fft.fftfreq(MOTION_WIDTH, 1.0 / MOTION_WIDTH))  # how far each lag moves, in pixels
+    near = moves <= reach
+    far = (moves >= shift_min) & ~near
+    order = np.concatenate([np.flatnonzero(near), np.flatnonzero(far), np.flatnonzero(~near & ~far)])
+    return order, int(near.sum()), int(far.sum())
 
 
 def _normalised(table: np.ndarray) -> np.ndarray:

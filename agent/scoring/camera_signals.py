@@ -4,7 +4,7 @@ seams, colour, block-grid periodicity, flat areas. No judgement here (see camera
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -68,6 +68,8 @@ class CameraSignals:
     seam_rows: np.ndarray | None = None  # per row, the share of columns stepping there (see _seam)
     grid_spectrum: np.ndarray | None = None  # at GRID_PERIODS: periodicity of the column steps (_block_grid)
     speckle: float = 0.0  # share of pixels standing out of their neighbourhood (noise response > SPECKLE_LEVEL)
+    # What later checks derive from the frame, kept for when it is the camera's last healthy frame
+    scratch: dict = field(default_factory=dict, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, float]:
         return {
