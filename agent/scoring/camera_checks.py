@@ -27,8 +27,8 @@ CUT_MAX_NEW_FLAT = 0.3  # a view this much more textureless than before is cover
 # ... as is one left with under this share of the textured area it had: a view mostly flat already (a gated NIR or
 # night camera, 70% flat) cannot gain 0.3. Consecutive valid frames kept at least 0.89 of it (CamVid, 1 a second).
 COVER_TEXTURE_LEFT = 0.4
-# Impulse noise: this share of pixels or more standing out of their neighbourhood, and this many times the
-# camera's usual share. Valid frames with 0.02 or more had at most 2.0 times it (CamVid, 1 a second).
+# Impulse noise: this share of pixels or more standing out of their neighbourhood, and this many times the larger
+# of the camera's usual share and its last healthy frame's. Valid frames with 0.05 or more reached 1.13 times it.
 SPECKLE_MIN = 0.05
 SPECKLE_RATIO = 4.0
 SOIL_LOST = 0.2  # a tile whose sharpness fell below this share of its usual is behind a drop or smear
