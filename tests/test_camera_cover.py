@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from camera_support import jpeg as _jpeg
@@ -21,11 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 
 def _gated(shared_data: Path) -> np.ndarray:
-    files = sorted((shared_data / "camera/dense_stf_examples_germany_sweden").glob("gated*.tiff"))
-    raw = cv2.imread(str(files[0]), cv2.IMREAD_UNCHANGED).astype(np.float32)  # 10 bits
-    grey = np.clip(raw / 1023.0 * 255.0, 0, 255).astype(np.uint8)
-    grey = cv2.resize(grey, (640, round(grey.shape[0] * 640 / grey.shape[1])), interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    from _field_data import _fit, _tiff_8bit  # as the field evaluation reads it: 10 bits to 8, 640 px wide
+
+    return _fit(_tiff_8bit(sorted((shared_data / "camera/dense_stf_examples_germany_sweden").glob("gated*.tiff"))[0],
+                           False))
 
 
 @pytest.mark.shared

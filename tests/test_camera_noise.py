@@ -3,28 +3,16 @@ share of pixels standing out of their neighbourhood (camera_checks._speckled).""
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 from camera_support import jpeg as _jpeg
 from camera_support import judge as _judge
-from conftest import sample_frames
+from camera_support import night, sample_images
 
 from agent.config.model import ScoringConfig
 from agent.scoring import camera_checks
 from agent.scoring.base import Label
 from agent.scoring.heuristic import HeuristicScorer
-
-
-def _night_drive(n: int) -> list[np.ndarray]:
-    from agent.sources.decode import image_of
-
-    rng = np.random.default_rng(2)
-    frames = []
-    for f in sample_frames("camera")[:n]:
-        image = cv2.resize(image_of(f), (640, 193), interpolation=cv2.INTER_AREA) / 255.0
-        frames.append(np.clip(255.0 * image ** 2.2 * 0.3 + rng.normal(0, 2.5, image.shape), 0, 255).astype(np.uint8))
-    return frames
 
 
 def _salt_and_pepper(image: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
@@ -40,7 +28,8 @@ def test_salt_and_pepper_on_a_dark_stream_is_noise(check_on: bool, monkeypatch: 
     # median of the noise estimate; the share of pixels standing out of their neighbourhood jumps.
     if not check_on:
         monkeypatch.setattr(camera_checks, "SPECKLE_RATIO", 1e9)
-    frames = _night_drive(9)
+    rng = np.random.default_rng(2)
+    frames = [night(image, rng) for image in sample_images(9)]
     scorer = HeuristicScorer(ScoringConfig())
     for seq, image in enumerate(frames[:8]):
         assert _judge(scorer, _jpeg(image, seq=seq)).label is not Label.HARMFUL, seq

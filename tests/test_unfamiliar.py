@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from camera_support import jpeg as _jpeg
 from camera_support import judge as _judge
+from camera_support import night as _night
+from camera_support import sample_images as _images
 from conftest import sample_frames
 
 from agent.config.model import AgentConfig, ScoringConfig
@@ -27,17 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 def _scan(points: np.ndarray, sensor: str = "velo", seq: int = 0) -> Frame:
     return Frame(sensor, Modality.LIDAR, seq * 100_000_000, seq, points.nbytes, "test", Encoding.RAW, None, points)
-
-
-def _images(n: int = 8) -> list[np.ndarray]:
-    from agent.sources.decode import image_of
-
-    return [cv2.resize(image_of(f), (640, 193), interpolation=cv2.INTER_AREA) for f in sample_frames("camera")[:n]]
-
-
-def _night(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    f = 255.0 * (image / 255.0) ** 2.2 * 0.3 + rng.normal(0, 2.5, image.shape)
-    return np.clip(f, 0, 255).astype(np.uint8)
 
 
 def test_a_steady_dark_stream_is_valid_and_a_sudden_black_frame_in_it_is_harmful() -> None:
