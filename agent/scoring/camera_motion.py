@@ -28,11 +28,11 @@ DETAIL_FLOOR = 0.03  # log brightness: blocks with less detail than this (3 grey
 MOVED_SEAM_RISE = 0.12
 # ... with the block rows below it this much worse matched than the (up to) four above it (median residual over block
 # detail). Structure (width, blocks, reach, rows around) chosen on other fault draws (seeds 8 and 9) than the
-# evaluation's; leave-one-source-out (models/evaluate_loso.json, group moved_below_seam) 23 of 24 sources choose
-# these two; the others, with CamVid held out (dusk at one frame a second, where much moves between frames), choose a
-# rise of 0.08, which calls 4% of its valid frames harmful.
+# evaluation's; leave-one-source-out (models/evaluate_loso.json, group moved_below_seam) 22 of 24 sources choose
+# these two; with CamVid held out (dusk at one frame a second, where much moves between frames) the others choose a
+# rise of 0.08, which calls 4% of its valid frames harmful, with the synthetic fog held out 0.16 and 0.4, which calls
+# one of its shadowed frames harmful.
 MOVED_STEP = 0.5
-_LOG_LEVELS = np.log(np.arange(256, dtype=np.float32) + 4.0)  # log(grey + 4) of every uint8 level
 ROWS_AROUND = 1  # block rows a seam needs above and below it (KITTI's wide frames have 6 at 160 pixels)
 # A sideways tear: the rows below some row match the last frame best at least SHIFT_MIN pixels (of MOTION_WIDTH)
 # along, SHIFT_MARGIN better (normalised correlation of their detail) than at any move within MOTION_REACH, and the
@@ -40,19 +40,25 @@ ROWS_AROUND = 1  # block rows a seam needs above and below it (KITTI's wide fram
 # had its best match that far for the lower rows of the picture (a view that turns moves all of it).
 SHIFT_MIN = 12
 SHIFT_MARGIN = 0.1
+_LOG_LEVELS = np.log(np.arange(256, dtype=np.float32) + 4.0)  # log(grey + 4) of every uint8 level
 
 
 def residual_rows(grey: np.ndarray, last: np.ndarray) -> np.ndarray | None:
     """Per block row, the median over its blocks of how badly the best-matching block of `last` within reach fits:
     the mean absolute difference of their detail (_detail) over the block's own; None for a picture too small or
     a last frame of another size."""
-    h = round(grey.shape[0] * MOTION_WIDTH / grey.shape[1])
-    rows, cols = h // MOTION_BLOCK, MOTION_WIDTH // MOTION_BLOCK
-    if rows < 6 or grey.shape != last.shape:
+    if grey.shape != last.shape:
+        return None
+    return _residual_rows(_detail_at_width(grey), _detail_at_width(last))
+
+
+def _residual_rows(now: np.ndarray, before: np.ndarray) -> np.ndarray | None:
+    """residual_rows of two detail pictures at MOTION_WIDTH."""
+    rows, cols = now.shape[0] // MOTION_BLOCK, MOTION_WIDTH // MOTION_BLOCK
+    if rows < 6 or now.shape != before.shape:
         return None
     hh, ww = rows * MOTION_BLOCK, cols * MOTION_BLOCK
-    now = _detail(cv2.resize(grey, (MOTION_WIDTH, h), interpolation=cv2.INTER_AREA))[:hh, :ww]
-    before = _detail(cv2.resize(last, (MOTION_WIDTH, h), interpolation=cv2.INTER_AREA))
+    now = now[:hh, :ww]
     rx, ry = MOTION_REACH
     padded = cv2.copyMakeBorder(before, ry, ry, rx, rx, cv2.BORDER_REPLICATE)
     best = np.full((rows, cols), np.inf, np.float32)
@@ -62,6 +68,20 @@ def residual_rows(grey: np.ndarray, last: np.ndarray) -> np.ndarray | None:
             cv2.min(best, cv2.resize(cv2.absdiff(now, moved), (cols, rows), interpolation=cv2.INTER_AREA), best)
     texture = cv2.resize(np.abs(now), (cols, rows), interpolation=cv2.INTER_AREA)
     return np.median(best / (texture + DETAIL_FLOOR), axis=1)
+
+
+def _detail_at_width(grey: np.ndarray) -> np.ndarray:
+    """The grey picture's detail at MOTION_WIDTH."""
+    h = round(grey.shape[0] * MOTION_WIDTH / grey.shape[1])
+    return _detail(cv2.resize(grey, (MOTION_WIDTH, h), interpolation=cv2.INTER_AREA))
+
+
+def _frame_detail(s: CameraSignals) -> np.ndarray:
+    """_detail_at_width of the frame, kept with its signals: both tear checks use it, for this frame and again when
+    it is the next frame's last healthy one."""
+    if "detail" not in s.scratch:
+        s.scratch["detail"] = _detail_at_width(s.grey)
+    return s.scratch["detail"]
 
 
 def _detail(picture: np.ndarray) -> np.ndarray:
@@ -79,7 +99,7 @@ def moved_below_seam(s: CameraSignals, usual_seam_rows: np.ndarray | None, last:
     seams = np.flatnonzero(rise >= MOVED_SEAM_RISE)
     if seams.size == 0:
         return False
-    rows = residual_rows(s.grey, last.grey)
+    rows = _residual_rows(_frame_detail(s), _frame_detail(last))
     if rows is None:
         return False
     # seam_rows[k] is the step from grey row k + 2 to k + 4: the seam lies at about row k + 3
@@ -125,11 +145,11 @@ def _row_spectra(s: CameraSignals) -> tuple[np.ndarray, np.ndarray] | None:
     """Each row's spectrum of the frame's detail at MOTION_WIDTH and each block row's energy; kept with the
     frame's signals, as the frame is the next one's last healthy frame (computed once, not twice)."""
     if "row_spectra" not in s.scratch:
-        h = round(s.grey.shape[0] * MOTION_WIDTH / s.grey.shape[1])
-        n = h // MOTION_BLOCK
+        detail = _frame_detail(s)
+        n = detail.shape[0] // MOTION_BLOCK
         found = None
         if n >= 4:
-            detail = _detail(cv2.resize(s.grey, (MOTION_WIDTH, h), interpolation=cv2.INTER_AREA))[: n * MOTION_BLOCK]
+            detail = detail[: n * MOTION_BLOCK]
             found = np.fft.rfft(detail, axis=1), np.square(detail).reshape(n, -1).sum(axis=1)
         s.scratch["row_spectra"] = found
     return s.scratch["row_spectra"]
