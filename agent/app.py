@@ -119,7 +119,9 @@ class App:
                                        extra_stats=self.metrics.snapshot)
         self.remote: Any = None
         shards = cfg.daemon.scoring_threads
-        self.scoring = [ScoringLoop(self.hub, self._handle, k, shards) for k in range(shards)]
+        # Measuring ahead keeps a process per scoring thread while the thread has frames: only with enough of them.
+        ahead = self._ahead if self.measure is not None and cfg.daemon.measure_processes >= shards else None
+        self.scoring = [ScoringLoop(self.hub, self._handle, k, shards, ahead) for k in range(shards)]
         self.notifier = SystemdNotifier()
         self.metrics_port = 0
         self._snip_lock = threading.Lock()  # the snippet keeper is shared by the scoring threads
@@ -251,6 +253,12 @@ class App:
         if self.measure is not None and hasattr(scorer, "measurer"):
             scorer.measurer = self.measure  # the heuristic checks (and the hybrid's) measure in those processes
         return TimedScorer(scorer)
+
+    def _ahead(self, frame: Frame) -> None:
+        scorer: Any = self.pipeline.scorer  # a config change swaps in a new one: ask the one in use now
+        measure_ahead = getattr(getattr(scorer, "inner", scorer), "measure_ahead", None)
+        if callable(measure_ahead):
+            measure_ahead(frame)
 
     def _handle(self, frame: Frame) -> None:
         if self._delay_s:

@@ -127,6 +127,8 @@ def main() -> int:
     parser.add_argument("--scoring-threads", type=int, default=2)
     parser.add_argument("--measure-processes", type=int, default=2,
                         help="daemon.measure_processes: processes that decode and measure frames (0 = in the threads)")
+    parser.add_argument("--no-ahead", action="store_true",
+                        help="scoring threads wait for each frame's measuring (no frame sent to its process ahead)")
     parser.add_argument("--phases", choices=("together", "spread"), default="together",
                         help="together: every camera captures at the same instant (hardware-triggered rigs, the "
                         "worst case); spread: free-running cameras, their captures spread over the frame period")
@@ -183,6 +185,8 @@ def main() -> int:
 
         for loop in app.scoring:
             loop._handle = timed  # type: ignore[attr-defined]
+            if args.no_ahead:
+                loop._ahead = None  # type: ignore[attr-defined]
         proc = psutil.Process()
         app.start()
         server = threading.Thread(target=app.serve, daemon=True)
@@ -193,6 +197,7 @@ def main() -> int:
             values.clear()
         handle_s.clear()
         shed_start = sum(app.hub.shed().values())
+        ahead_start = app.measure.ahead_sent if app.measure is not None else 0
         cpu0, wall0, peak, tree_peak = tree_cpu(proc), time.monotonic(), 0, {"rss": 0, "pss": 0}
         while time.monotonic() - wall0 < args.seconds:
             time.sleep(0.2)
@@ -202,6 +207,7 @@ def main() -> int:
         cpu1, wall = tree_cpu(proc), time.monotonic() - wall0
         shed = {k: v for k, v in app.hub.shed().items() if v}
         inference = app.metrics.inference
+        ahead = (app.measure.ahead_sent - ahead_start) if app.measure is not None else 0
         app.request_stop()
         server.join(30)
 
@@ -214,7 +220,7 @@ def main() -> int:
                  "lidar_points": int(np.mean([len(s) for s in scans])),
                  "seconds": round(wall, 1), "warmup_s": args.warmup,
                  "scoring_threads": args.scoring_threads, "measure_processes": args.measure_processes,
-                 "camera_phases": args.phases},
+                 "camera_phases": args.phases, "measure_ahead": bool(app.measure) and not args.no_ahead},
         "frames_decided": len(latencies),
         "frames_offered_per_s": round(args.cameras * args.fps + args.lidars * args.lidar_hz, 1),
         "frames_decided_per_s": round(len(latencies) / wall, 1),
@@ -229,6 +235,7 @@ def main() -> int:
                        **{f"p99_{m}": round(1000 * float(np.percentile(v, 99)), 2)
                           for m, v in by_modality.items() if v}},
         "shed": sum(shed.values()) - shed_start, "shed_by_sensor": shed,
+        "camera_frames_measured_ahead": round(ahead / max(1, len(by_modality["camera"])), 3),
         "scoring_thread": {"busy_percent": round(100 * sum(handle_s) / wall, 1),
                            "mean_handle_ms": round(1000 * float(np.mean(handle_s or [0])), 2),
                            "p99_handle_ms": round(1000 * float(np.percentile(handle_s or [0], 99)), 2),

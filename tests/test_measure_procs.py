@@ -25,6 +25,7 @@ from agent.frame import Encoding, Frame, Modality
 from agent.scoring import camera_signals
 from agent.scoring.factory import make_scorer
 from agent.scoring.heuristic import HeuristicScorer
+from agent.scoring.measure import LocalMeasurer
 
 
 def _jpeg_frame(sensor: str, seq: int, data: bytes) -> Frame:
@@ -84,6 +85,63 @@ def test_measuring_in_processes_gives_the_decisions_of_measuring_in_the_thread(k
     labels = {row[2].value for row in local}
     assert "harmful" in labels and labels - {"harmful"}  # both kinds in the stream: the comparison means something
     assert local[-1][3] == ("undecodable",)  # the truncated JPEG's DecodeError crossed the process boundary
+
+
+def test_frames_measured_ahead_give_the_decisions_of_measuring_in_turn() -> None:
+    """As the daemon's scoring thread does: the next camera frame is sent to the thread's process before the
+    current frame is judged (LiDAR scans and the truncated JPEG among them)."""
+    config = load_config(None)
+    frames = _stream()
+    local = _decisions(make_scorer(config), frames)
+    processes = MeasureProcesses(1, 30.0)
+    try:
+        processes.start()
+        scorer = make_scorer(config)
+        scorer.measurer = processes
+        remote = []
+        for frame, following in zip(frames, [*frames[1:], None], strict=True):
+            if following is not None:
+                scorer.measure_ahead(following)
+            remote += _decisions(scorer, [frame])
+        sent = processes.ahead_sent
+        idle = processes._idle.qsize()
+    finally:
+        processes.close()
+    assert remote == local
+    assert sent == sum(f.modality is Modality.CAMERA for f in frames[1:])
+    assert idle == 1  # the stream is over: the thread gave its process back
+
+
+def test_a_frame_measured_ahead_and_lost_with_its_process_costs_that_frame_only() -> None:
+    failures: list[str] = []
+    processes = MeasureProcesses(1, 30.0, failures.append)
+    small, other = sample_frames("camera")[:2]
+    big = _big_png_frame()
+    try:
+        processes.start()
+        reference = processes.camera(small, 320)
+        # Dies on the frame sent ahead while the thread waits for the frame it judges now (asked after it): the
+        # frame judged now is measured by a new process, the one ahead fails in its turn.
+        processes.ahead(big, 320)
+        victim = processes._workers[0]._process.pid
+        killer = threading.Timer(0.25, lambda: os.kill(victim, signal.SIGKILL))
+        killer.start()
+        assert processes.camera(small, 320).as_dict() == reference.as_dict()
+        killer.join()
+        assert processes._workers[0]._process.pid != victim
+        with pytest.raises(MeasureError, match="died"):
+            processes.camera(big, 320)
+        assert processes.camera(small, 320).as_dict() == reference.as_dict()
+        # Sent ahead at one width, judged at another (a config change): measured again at the new one; the
+        # unclaimed answer is dropped when the next frame is sent ahead, and the process is given back.
+        processes.ahead(small, 320)
+        assert processes.camera(small, 160).grey.shape[1] == 160
+        processes.ahead(other, 320)
+        assert processes.camera(other, 320).as_dict() == LocalMeasurer().camera(other, 320).as_dict()
+        assert processes._idle.qsize() == 1
+    finally:
+        processes.close()
+    assert failures == ["died"]
 
 
 def _big_png_frame() -> Frame:

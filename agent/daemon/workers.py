@@ -133,10 +133,14 @@ class SourceWorker:
 
 
 class ScoringLoop:
-    """The scoring thread: takes frames fairly from the hub and hands each to `handle` until stopped and drained."""
+    """The scoring thread: takes frames fairly from the hub and hands each to `handle` until stopped and drained.
+    With `ahead`, the frame after the one being handled is taken first and given to `ahead` (its history-free
+    measuring starts elsewhere while this one is judged): one frame a thread held out of its queue."""
 
-    def __init__(self, hub: FrameHub, handle: Callable[[Frame], None], shard: int = 0, shards: int = 1) -> None:
+    def __init__(self, hub: FrameHub, handle: Callable[[Frame], None], shard: int = 0, shards: int = 1,
+                 ahead: Callable[[Frame], None] | None = None) -> None:
         self._hub, self._handle, self._shard, self._shards = hub, handle, shard, shards
+        self._ahead = ahead
         self.heartbeat = time.monotonic()
         self.errors = 0
         self._stop = threading.Event()
@@ -147,13 +151,21 @@ class ScoringLoop:
         self._thread.start()
 
     def _run(self) -> None:
+        following: Frame | None = None
         while not self._abandon.is_set():
             self.heartbeat = time.monotonic()
-            frame = self._hub.take(0.2, self._shard, self._shards)
+            frame, following = following or self._hub.take(0.2, self._shard, self._shards), None
             if frame is None:
                 if self._stop.is_set():
                     return  # stopped and drained
                 continue
+            if self._ahead is not None:
+                following = self._hub.take(0.0, self._shard, self._shards)
+                if following is not None:
+                    try:
+                        self._ahead(following)
+                    except Exception:
+                        log.exception("scoring: measuring ahead %s/%d failed", following.sensor, following.seq)
             try:
                 self._handle(frame)
             except Exception:

@@ -37,6 +37,14 @@ class HeuristicScorer:
         self.context = SceneContext()
         self.measurer: Measurer = LocalMeasurer()  # the daemon may hand the measuring to other processes
 
+    def measure_ahead(self, frame: Frame) -> None:
+        """Start measuring a camera frame that is judged next on its sensor, where the measurer can (the daemon's
+        measuring processes): the same signals `assess` then collects."""
+        ahead = getattr(self.measurer, "ahead", None)
+        if frame.modality is Modality.CAMERA and callable(ahead):
+            own = self._cfg.for_sensor(frame.sensor)
+            ahead(frame, (own.camera or self._cfg.camera).analysis_width)
+
     def score(self, frame: Frame) -> Verdict:
         return self.complete(frame, self.assess(frame))
 
