@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -110,6 +111,24 @@ def test_frames_measured_ahead_give_the_decisions_of_measuring_in_turn() -> None
     assert remote == local
     assert sent == sum(f.modality is Modality.CAMERA for f in frames[1:])
     assert idle == 1  # the stream is over: the thread gave its process back
+
+
+def test_a_frame_sent_ahead_fits_in_the_socket_while_the_process_is_busy() -> None:
+    """A 720p JPEG (about 140 KB) sent while the process still measures the last frame must not wait for it to
+    read: the socket is widened past Linux's default (212 KB counted with overhead, where it did wait)."""
+    processes = MeasureProcesses(1, 30.0)
+    try:
+        processes.start()
+        conn = processes._workers[0]._conn
+        assert conn is not None
+        sock = socket.socket(fileno=conn.fileno())
+        try:
+            room = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        finally:
+            sock.detach()
+    finally:
+        processes.close()
+    assert room >= 400_000
 
 
 def test_a_frame_measured_ahead_and_lost_with_its_process_costs_that_frame_only() -> None:
