@@ -28,6 +28,9 @@ class Metrics:
         self.measure_failures = PCounter("edgesift_measure_failures", "Frames whose measuring process died or "
                                          "hung (recorded error:scoring; the process is replaced)", ["cause"],
                                          registry=r)
+        self.measured_ahead = PCounter("edgesift_frames_measured_ahead", "Camera frames sent to a measuring "
+                                       "process before their turn (sent), or not for want of a free one (no_process)",
+                                       ["result"], registry=r)
         self.reloads = PCounter("edgesift_config_reloads", "Config reloads (SIGHUP)", ["result"], registry=r)
         self.failed = Gauge("edgesift_sensor_failed", "1 when the sensor gave up after too many restarts",
                             ["sensor"], registry=r)

@@ -94,7 +94,8 @@ def test_frames_measured_ahead_give_the_decisions_of_measuring_in_turn() -> None
     config = load_config(None)
     frames = _stream()
     local = _decisions(make_scorer(config), frames)
-    processes = MeasureProcesses(1, 30.0)
+    told: list[bool] = []
+    processes = MeasureProcesses(1, 30.0, on_ahead=told.append)
     try:
         processes.start()
         scorer = make_scorer(config)
@@ -109,7 +110,7 @@ def test_frames_measured_ahead_give_the_decisions_of_measuring_in_turn() -> None
     finally:
         processes.close()
     assert remote == local
-    assert sent == sum(f.modality is Modality.CAMERA for f in frames[1:])
+    assert sent == sum(f.modality is Modality.CAMERA for f in frames[1:]) == len(told) and all(told)
     assert idle == 1  # the stream is over: the thread gave its process back
 
 

@@ -215,7 +215,8 @@ class MeasureProcesses:
     """`count` measuring processes shared by the scoring threads; a thread borrows one per frame (with as many
     processes as scoring threads, no thread ever waits for one), or keeps one while it measures ahead."""
 
-    def __init__(self, count: int, timeout_s: float, on_failure: Callable[[str], None] | None = None) -> None:
+    def __init__(self, count: int, timeout_s: float, on_failure: Callable[[str], None] | None = None,
+                 on_ahead: Callable[[bool], None] | None = None) -> None:
         context = fork_server(_PRELOAD)
         self._workers = [_Worker(context, k) for k in range(count)]
         self._idle: queue.Queue[_Worker] = queue.Queue(maxsize=count)  # holds only these workers: never overflows
@@ -224,6 +225,7 @@ class MeasureProcesses:
         self._held: dict[int, _Worker] = {}  # scoring thread -> the process it keeps while it measures ahead
         self._timeout_s = timeout_s
         self._on_failure = on_failure
+        self._on_ahead = on_ahead  # told True for a frame sent ahead, False for one kept for its turn
         self._closed = False
         self._count_lock = threading.Lock()
         self.failures = 0
@@ -251,6 +253,8 @@ class MeasureProcesses:
             except queue.Empty:
                 with self._count_lock:
                     self.ahead_skipped += 1
+                if self._on_ahead is not None:
+                    self._on_ahead(False)
                 return
             self._held[thread] = worker
         try:
@@ -261,6 +265,8 @@ class MeasureProcesses:
         worker.forget(keep=2)  # the frame being judged and this one
         with self._count_lock:
             self.ahead_sent += 1
+        if self._on_ahead is not None:
+            self._on_ahead(True)
 
     def camera(self, frame: Frame, width: int) -> CameraSignals:
         result: CameraSignals = self._call(("camera", (frame, width)), (id(frame), width))
