@@ -154,7 +154,8 @@ class ScoringLoop:
         following: Frame | None = None
         while not self._abandon.is_set():
             self.heartbeat = time.monotonic()
-            frame, following = following or self._hub.take(0.2, self._shard, self._shards), None
+            frame = following if following is not None else self._hub.take(0.2, self._shard, self._shards)
+            following = None
             if frame is None:
                 if self._stop.is_set():
                     return  # stopped and drained
