@@ -115,7 +115,8 @@ class DaemonConfig(StrictModel):
     measure_processes: int = Field(
         0, ge=0, le=16, description="Processes that decode and measure frames for the scoring threads (0 = the "
         "threads measure themselves). With many cameras set it to scoring_threads: the measuring then runs "
-        "on every core instead of sharing one interpreter lock with the rest of the daemon."
+        "on every core instead of sharing one interpreter lock with the rest of the daemon, and each thread's "
+        "next camera frame is measured while the thread judges the current one."
     )
     measure_timeout_s: float = Field(
         10.0, gt=0.0, le=600.0, description="A measuring process that takes longer on one frame is killed and "
