@@ -103,11 +103,11 @@ class App:
         self.spool = Spool.open(Path(cfg.spool.path), cfg.spool)
         self.measure: MeasureProcesses | None = None
         if cfg.daemon.measure_processes:
-            ahead = {True: self.metrics.measured_ahead.labels("sent"),
-                     False: self.metrics.measured_ahead.labels("no_process")}
+            sent_ahead = {True: self.metrics.measured_ahead.labels("sent"),
+                          False: self.metrics.measured_ahead.labels("no_process")}
             self.measure = MeasureProcesses(cfg.daemon.measure_processes, cfg.daemon.measure_timeout_s,
                                             lambda cause: self.metrics.measure_failures.labels(cause).inc(),
-                                            lambda sent: ahead[sent].inc())
+                                            lambda sent: sent_ahead[sent].inc())
         self.scorer = self._timed(make_scorer(cfg))
         self.pipeline = FramePipeline(self.scorer, Policy(cfg.policy), self.spool)
         self.snippets = SnippetKeeper(cfg.snippets)
