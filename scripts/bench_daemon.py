@@ -197,7 +197,8 @@ def main() -> int:
             values.clear()
         handle_s.clear()
         shed_start = sum(app.hub.shed().values())
-        ahead_start = app.measure.ahead_sent if app.measure is not None else 0
+        sent_ahead = app.metrics.measured_ahead.labels("sent")
+        ahead_start = sent_ahead._value.get()
         cpu0, wall0, peak, tree_peak = tree_cpu(proc), time.monotonic(), 0, {"rss": 0, "pss": 0}
         while time.monotonic() - wall0 < args.seconds:
             time.sleep(0.2)
@@ -207,7 +208,7 @@ def main() -> int:
         cpu1, wall = tree_cpu(proc), time.monotonic() - wall0
         shed = {k: v for k, v in app.hub.shed().items() if v}
         inference = app.metrics.inference
-        ahead = (app.measure.ahead_sent - ahead_start) if app.measure is not None else 0
+        ahead = sent_ahead._value.get() - ahead_start
         app.request_stop()
         server.join(30)
 

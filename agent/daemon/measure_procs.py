@@ -229,8 +229,6 @@ class MeasureProcesses:
         self._closed = False
         self._count_lock = threading.Lock()
         self.failures = 0
-        self.ahead_sent = 0  # frames sent ahead of their turn
-        self.ahead_skipped = 0  # ... and not sent: no process free (the frame is measured in its turn)
 
     def start(self) -> None:
         """Start every process and wait until each answers (at most the timeout): sources started before would
@@ -251,8 +249,6 @@ class MeasureProcesses:
             try:
                 worker = self._idle.get_nowait()
             except queue.Empty:
-                with self._count_lock:
-                    self.ahead_skipped += 1
                 if self._on_ahead is not None:
                     self._on_ahead(False)
                 return
@@ -263,8 +259,6 @@ class MeasureProcesses:
             self._release(thread, worker)
             return
         worker.forget(keep=2)  # the frame being judged and this one
-        with self._count_lock:
-            self.ahead_sent += 1
         if self._on_ahead is not None:
             self._on_ahead(True)
 
