@@ -110,22 +110,28 @@ def test_a_worker_killed_mid_job_changes_nothing(ray_cluster, corpus, tmp_path: 
 
 def test_a_node_lost_mid_job_changes_nothing(ray_cluster, corpus, tmp_path: Path) -> None:
     manifest, config, reference, ids = corpus
-    out = tmp_path / "out"
-    proc = _replay_on_ray(manifest, config, out, ray_cluster.address)
-
     node = next(n for n in ray_cluster.list_all_nodes() if n is not ray_cluster.head_node)
     raylet = node.all_processes["raylet"][0].process.pid
 
     def worker_node():  # as soon as a drive runs there: a task worker is a child of its node's raylet
         return node if any(_parent(w) == raylet for w in _task_workers()) else None
 
-    # its raylet and workers die with their drives
-    lost = _mid_job(proc, worker_node, lambda node: ray_cluster.remove_node(node, allow_graceful=False))
-    try:
-        stdout, stderr = proc.communicate(timeout=300)
-    finally:
+    # Ray places the drives: a job can end with none of them seen on the second node (a worker that started late
+    # there, the head taking the rest), which tests no loss, so such a run (its decisions still checked) is done
+    # again: two CI runs on a fresh clone failed so.
+    for attempt in range(3):
+        out = tmp_path / f"out{attempt}"
+        proc = _replay_on_ray(manifest, config, out, ray_cluster.address)
+        # its raylet and workers die with their drives
+        lost = _mid_job(proc, worker_node, lambda node: ray_cluster.remove_node(node, allow_graceful=False))
+        try:
+            stdout, stderr = proc.communicate(timeout=300)
+        finally:
+            if lost is not None:
+                ray_cluster.add_node(num_cpus=1, object_store_memory=STORE)  # back to two nodes for any later test
         if lost is not None:
-            ray_cluster.add_node(num_cpus=1, object_store_memory=STORE)  # back to two nodes for any later test
+            break
+        assert proc.returncode == 0 and decisions_of(out) == reference, stderr
     assert lost is not None, "never saw a drive running on each node"
     assert proc.returncode == 0, stderr
     assert decisions_of(out) == reference
