@@ -198,3 +198,39 @@ def test_scores_are_reused_only_for_the_same_inputs_and_scoring_config(sample_dr
     (out / "scores.cache").write_bytes(b"not a cache")  # a damaged cache is ignored and rewritten
     assert not run_tune([str(drive)], out, other, Target(), baselines=False, progress=False)["timing"]["scores_reused"]
     assert run_tune([str(drive)], out, other, Target(), baselines=False, progress=False)["timing"]["scores_reused"]
+
+
+def test_scores_made_by_other_code_are_not_reused(sample_drive: Path, tmp_path: Path, monkeypatch) -> None:
+    # The version string changes at a release only; a check changed in between (a pulled checkout) must score
+    # again, or tune would sweep the old code's verdicts while replay gives the new code's.
+    import shutil
+
+    from agent import fingerprint
+    from agent.corpus.manifest import Drive
+    from agent.corpus.runner import drive_key
+    from agent.tune.runner import run_tune
+    from agent.tune.sweep import Target
+
+    drive = tmp_path / "drive.mcap"
+    shutil.copy(sample_drive, drive)
+    out, config = tmp_path / "t", AgentConfig()
+    assert not run_tune([str(drive)], out, config, Target(), baselines=False, progress=False)["timing"]["scores_reused"]
+    corpus_drive = Drive(id="d", vehicle="v", inputs=(str(drive),))
+    key = drive_key(corpus_drive, {}, "replay", {}, [])
+    monkeypatch.setattr(fingerprint, "code_fingerprint", lambda: "other code")
+    assert not run_tune([str(drive)], out, config, Target(), baselines=False, progress=False)["timing"]["scores_reused"]
+    assert drive_key(corpus_drive, {}, "replay", {}, []) != key  # a finished corpus drive is replayed again too
+
+
+def test_the_code_fingerprint_changes_with_any_source_file(tmp_path: Path) -> None:
+    from agent.fingerprint import fingerprint
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.py").write_text("X = 1\n")
+    (tmp_path / "sub" / "b.py").write_text("Y = 2\n")
+    (tmp_path / "notes.txt").write_text("not code")
+    first = fingerprint(tmp_path)
+    (tmp_path / "notes.txt").write_text("still not code")
+    assert fingerprint(tmp_path) == first
+    (tmp_path / "sub" / "b.py").write_text("Y = 3\n")
+    assert fingerprint(tmp_path) != first

@@ -56,11 +56,12 @@ def drive_key(drive: Drive, config: dict[str, Any], kind: str, extra: dict[str, 
     """What a drive's outputs depend on (`files`: its inputs on disk, from input_files; config, code); None when
     the inputs are unreadable (the drive then always runs, and fails with its reason)."""
     from agent import __version__
+    from agent.fingerprint import code_fingerprint
 
     if files is None:
         return None
     blob = {"kind": kind, "drive": drive.model_dump(mode="json"), "files": files, "config": config,
-            "edgesift": __version__, **extra}
+            "edgesift": __version__, "code": code_fingerprint(), **extra}
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 

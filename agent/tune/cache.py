@@ -113,14 +113,16 @@ CACHE_FORMAT = 2  # 2: nbytes is the stored size
 def cache_key(inputs: list[str], config: AgentConfig, baselines: bool) -> dict[str, Any]:
     """What the cached scores depend on: the inputs as files on disk, the scoring and model config, the code."""
     from agent import __version__
+    from agent.fingerprint import code_fingerprint
 
     files = []
     for raw in inputs:
         path = Path(raw)
         paths = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         files.append([str(path.resolve()), [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in paths]])
-    return {"format": CACHE_FORMAT, "edgesift": __version__, "inputs": files, "baselines": baselines,
-            "scoring": config.scoring.model_dump(mode="json"), "model": config.model.model_dump(mode="json"),
+    return {"format": CACHE_FORMAT, "edgesift": __version__, "code": code_fingerprint(), "inputs": files,
+            "baselines": baselines, "scoring": config.scoring.model_dump(mode="json"),
+            "model": config.model.model_dump(mode="json"),
             "spool_codec": [config.spool.jpeg_quality, config.spool.zstd_level],
             "inputs_config": config.inputs.model_dump(mode="json")}
 
