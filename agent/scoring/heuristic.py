@@ -115,11 +115,14 @@ class HeuristicScorer:
         repeated = self._repeated(frame, points[::FROZEN_SAMPLE_STRIDE].tobytes() + str(points.shape).encode()
                                   if points.size else None)
         signals = self.measurer.lidar(points, cfg, model)
-        found = lidar_checks.faults(signals, cfg, self._lidar_baseline.typical(frame.sensor), model,
-                                    partial=frame.meta.get(PARTIAL_ROTATION) == "1")
-        if repeated:
+        # A scan from a folder of unrelated snapshots (other units, other models) is judged on its own, by the
+        # absolute limits, as the first scan of a stream is: no history of "its" sensor is its own.
+        still = frame.meta.get("still") == "1"
+        found = lidar_checks.faults(signals, cfg, None if still else self._lidar_baseline.typical(frame.sensor),
+                                    model, partial=frame.meta.get(PARTIAL_ROTATION) == "1")
+        if repeated and not still:
             found.insert(0, "frozen")
-        if not found:
+        if not found and not still:
             self._lidar_baseline.update(frame.sensor, signals)
         self.context.note(frame.sensor, Modality.LIDAR, frame.t_ns, not found and signals.valid >= cfg.min_points)
         return self._verdict(found, signals.descriptor, signals.as_dict(), cfg.redundant_max_distance, ())

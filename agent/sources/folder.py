@@ -1,7 +1,9 @@
 """A folder of camera images and/or LiDAR scan files, and nuScenes-style sample folders.
 
 A plain folder is one camera (its images) plus, when it also holds scans (.bin, .pcd, .ply), one LiDAR: a KITTI
-object folder (000008.png beside 000008.bin) or a recorder's dump. A nuScenes folder names each file
+object folder (000008.png beside 000008.bin) or a recorder's dump. Files that are not one numbered recording
+(images.numbered_sequence: hash-named dash-cam stills, snapshots of several LiDAR models) are marked as stills,
+each judged on its own rather than against the one before it. A nuScenes folder names each file
 `<log>__<CHANNEL>__<timestamp_us>.<ext>`, or holds one CAM_*/LIDAR_* folder per sensor; every channel becomes
 its own sensor, timed by the microsecond stamp in the file names.
 
@@ -82,7 +84,8 @@ class FolderSource(Source):
             streams.append(_stills(_timed(folder, images, self.camera, self._hz, image_file_item, self.limits),
                                    not numbered_sequence(images)))
         if scans:
-            streams.append(_timed(folder, scans, self.lidar, self._hz, point_file_item, self.limits))
+            streams.append(_stills(_timed(folder, scans, self.lidar, self._hz, point_file_item, self.limits),
+                                   not numbered_sequence(scans)))
         return heapq.merge(*streams, key=lambda item: item.t_ns)
 
 
@@ -94,7 +97,7 @@ def _timed(folder: Path, names: list[str], sensor: str, hz: float, read,  # type
 
 
 def _stills(items: Iterator[Item], stills: bool) -> Iterator[Item]:
-    """Mark the frames of a folder of unrelated pictures (see images.numbered_sequence) as stills."""
+    """Mark the frames of a folder of unrelated pictures or scans (see images.numbered_sequence) as stills."""
     for item in items:
         if stills and isinstance(item, Frame):
             item.meta[STILL] = "1"

@@ -63,15 +63,16 @@ def image_file_item(path: Path, sensor: str, seq: int, t_ns: int, limits: InputL
     )
 
 
-STILL = "still"  # Frame.meta key: an image unrelated to the one before it (scorers judge it on its own)
+STILL = "still"  # Frame.meta key: an image or scan unrelated to the one before it (scorers judge it on its own)
 _TRAILING_NUMBER = re.compile(r"^(.*?)(\d+)$")
 
 
 def numbered_sequence(names: list[str]) -> bool:
     """Whether the files look like the frames of one recording: a shared prefix and increasing frame numbers
     (0000000001.png, 0001TP_006690.jpg). Hash-named stills (BDD's 0ace96c3-48481887.jpg) are not: each comes from
-    another car, another day, and comparing one with the last says nothing about the camera."""
-    parsed = [_TRAILING_NUMBER.match(Path(n).stem) for n in names]
+    another car, another day, and comparing one with the last says nothing about the camera. Nor are snapshots of
+    several LiDAR units (40p_<t>.bin, vls128_<t>.bin, 0001_left.bin beside 0001_top.bin)."""
+    parsed = [_TRAILING_NUMBER.match(Path(n).stem.removesuffix(".pcd")) for n in names]  # nuScenes' .pcd.bin
     if len(names) < 2 or not all(parsed):
         return len(names) < 2
     prefixes = {m.group(1) for m in parsed if m}
