@@ -69,10 +69,15 @@ def test_a_model_without_edgesift_metadata_is_refused_unless_it_is_a_byo_model(t
 
 def test_provider_preference_falls_back_to_what_is_available_and_logs_it(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="agent.model.runtime"):
-        chosen = choose_providers(["tensorrt", "cuda", "cpu"], available=["CPUExecutionProvider"])
+        chosen = choose_providers(["tensorrt", "cuda", "cpu"], available=["CPUExecutionProvider", "TestProvider"])
     assert chosen == ["CPUExecutionProvider"]
-    assert "TensorrtExecutionProvider is not available" in caplog.text
-    assert "CUDAExecutionProvider is not available" in caplog.text
+    assert "TensorrtExecutionProvider, CUDAExecutionProvider are not available" in caplog.text
+    assert "running on CPUExecutionProvider" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="agent.model.runtime"):  # the next model: said once already
+        assert choose_providers(["tensorrt", "cuda", "cpu"], available=["CPUExecutionProvider", "TestProvider"]) == [
+            "CPUExecutionProvider"]
+    assert "not available" not in caplog.text
     assert choose_providers(["openvino"], available=["OpenVINOExecutionProvider", "CPUExecutionProvider"]) == [
         "OpenVINOExecutionProvider", "CPUExecutionProvider"]
     # The real session: preferring only accelerators this build lacks still runs, on CPU.

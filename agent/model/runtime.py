@@ -33,25 +33,33 @@ PROVIDER_NAMES = {
     "cpu": "CPUExecutionProvider",
 }
 CPU = "CPUExecutionProvider"
+_MISSING_LOGGED: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()  # what choose_providers has warned about
 
 
 def choose_providers(preference: Sequence[str], available: Sequence[str] | None = None) -> list[str]:
     """The preferred execution providers that this onnxruntime build has, in preference order, CPU always last.
 
-    Every preferred provider that is missing is logged, so a vehicle that silently runs on CPU instead of its
-    accelerator shows it in the log.
+    The preferred providers that are missing are logged, so a vehicle that silently runs on CPU instead of its
+    accelerator shows it in the log: in one line, once per process for the same preference (each model loaded,
+    each tune or replay worker, would otherwise repeat it for every accelerator in the default list).
     """
     have = list(_ort().get_available_providers() if available is None else available)
     chosen: list[str] = []
+    missing: list[str] = []
     for name in preference:
         full = PROVIDER_NAMES.get(name.lower(), name)
         if full in have:
             if full not in chosen:
                 chosen.append(full)
-        else:
-            log.warning("execution provider %s is not available (have %s); falling back", full, ", ".join(have))
+        elif full not in missing:
+            missing.append(full)
     if CPU not in chosen:
         chosen.append(CPU)
+    said = (tuple(missing), tuple(have))
+    if missing and said not in _MISSING_LOGGED:
+        _MISSING_LOGGED.add(said)  # bounded: one entry per distinct preference and build
+        log.warning("execution providers %s are not available (have %s); running on %s", ", ".join(missing),
+                    ", ".join(have), ", ".join(chosen))
     return chosen
 
 
