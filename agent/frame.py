@@ -26,6 +26,9 @@ class Encoding(str, enum.Enum):
 # ended mid-rotation. Evidence of an incomplete scan from the source itself, where a cold scan's points alone cannot
 # tell it from a unit that sees part of its circle.
 PARTIAL_ROTATION = "partial_rotation"
+# Frame.meta key a source sets on a frame that is a file of its own (a folder of images or scans, KITTI, nuScenes):
+# the file's name, which the decision record carries, so that a user can tell which file was dropped and why.
+FILE = "file"
 
 
 @dataclass(slots=True)

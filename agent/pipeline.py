@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 
 from agent.errors import DecodeError, SpoolError
-from agent.frame import Frame
+from agent.frame import FILE, Frame
 from agent.policy import Policy, rules
 from agent.scoring.base import Label, Scorer, Verdict
 from agent.spool import Spool
@@ -98,6 +98,8 @@ class FramePipeline:
             "frame_id": fid,
             "signals": verdict.signals,
         }
+        if FILE in frame.meta:
+            record["file"] = frame.meta[FILE]
         if error is not None:
             record["verdict"] = "error"
             record["error"] = f"{type(error).__name__}: {error}"[:300]

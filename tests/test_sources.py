@@ -89,7 +89,7 @@ def test_kitti_without_timestamps_uses_nominal_rate(tmp_path: Path) -> None:
         png = drive / "image_02" / "data" / f"{k:010d}.png"
         assert frame.modality is Modality.CAMERA and frame.encoding is Encoding.PNG and frame.array is None
         assert frame.payload == png.read_bytes() and frame.nbytes == png.stat().st_size
-        assert frame.meta == {"width": "1242", "height": "375"}
+        assert frame.meta == {"width": "1242", "height": "375", "file": png.name}
         assert frame.seq == k
     for k, scan in enumerate(by_sensor(items, "velodyne")):
         assert isinstance(scan, Frame) and scan.array is not None
@@ -196,7 +196,7 @@ def test_image_folder_of_real_jpegs(tmp_path: Path) -> None:
     for item, name in zip(items, names, strict=True):
         assert isinstance(item, Frame) and item.sensor == "dashcam"
         assert item.encoding is Encoding.JPEG and item.payload == (folder / name).read_bytes()
-        assert item.meta == {"width": "1242", "height": "375"} and item.array is None
+        assert item.meta == {"width": "1242", "height": "375", "file": name} and item.array is None
     assert image_of(items[0]).shape == (375, 1242, 3)
 
 
@@ -217,7 +217,8 @@ def test_image_folder_flags_truncated_jpeg_and_png(tmp_path: Path) -> None:
     ]
     assert items[0].sensor == "front_cam"
     # a, b, c, d: not the numbered frames of one recording, so each is a still (judged on its own)
-    assert isinstance(items[2], Frame) and items[2].meta == {"width": "1242", "height": "375", "still": "1"}
+    assert isinstance(items[2], Frame) and items[2].meta == {"width": "1242", "height": "375", "file": "c.png",
+                                                         "still": "1"}
 
 
 # --- video ---------------------------------------------------------------------------------------------------

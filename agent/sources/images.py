@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from agent.errors import DecodeError
-from agent.frame import Frame, Item, Modality, Skip
+from agent.frame import FILE, Frame, Item, Modality, Skip
 from agent.sources.imageinfo import image_meta, inspect_image
 from agent.sources.limits import DEFAULT_LIMITS, InputLimits, TooLarge, check_pixels, read_bounded
 
@@ -59,7 +59,7 @@ def image_file_item(path: Path, sensor: str, seq: int, t_ns: int, limits: InputL
         source=source,
         encoding=encoding,
         payload=data,
-        meta=image_meta(width, height),
+        meta={**image_meta(width, height), FILE: path.name},
     )
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from agent.errors import InputError
-from agent.frame import Encoding, Frame, Item, Modality, Skip
+from agent.frame import FILE, Encoding, Frame, Item, Modality, Skip
 from agent.sources.base import NS_PER_S, SeqCounter, Source, nominal_t_ns
 from agent.sources.images import IMAGE_SUFFIXES, image_file_item, list_files
 from agent.sources.limits import DEFAULT_LIMITS, InputLimits, TooLarge, read_bounded
@@ -128,7 +128,7 @@ def lidar_file_item(path: Path, sensor: str, seq: int, t_ns: int, limits: InputL
         encoding=Encoding.XYZI_F32,
         payload=data,
         array=points,
-        meta={"points": str(len(points)), "sensor_model": "velodyne-hdl64"},  # every KITTI drive: one HDL-64E
+        meta={"points": str(len(points)), "sensor_model": "velodyne-hdl64", FILE: path.name},  # one HDL-64E
     )
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from agent.errors import DecodeError
-from agent.frame import Encoding, Frame, Item, Modality, Skip
+from agent.frame import FILE, Encoding, Frame, Item, Modality, Skip
 from agent.sources.base import NS_PER_S, SeqCounter
 from agent.sources.limits import DEFAULT_LIMITS, InputLimits, TooLarge, check_points, read_bounded
 
@@ -154,7 +154,8 @@ def point_file_item(path: Path, sensor: str, seq: int, t_ns: int, limits: InputL
     points = np.ascontiguousarray(points, dtype=np.float32)
     return Frame(
         sensor=sensor, modality=Modality.LIDAR, t_ns=t_ns, seq=seq, nbytes=len(data), source=source,
-        encoding=Encoding.XYZI_F32, payload=points.tobytes(), array=points, meta={"points": str(len(points))},
+        encoding=Encoding.XYZI_F32, payload=points.tobytes(), array=points,
+        meta={"points": str(len(points)), FILE: path.name},
     )
 
 
