@@ -158,3 +158,19 @@ def test_the_field_evaluation_judges_each_fault_after_the_recordings_own_frames(
         assert run[: bad[0]] == clean[: bad[0]]  # the recording itself up to the first fault of the pass
         assert len(run) == bad[-1] + 1  # and no clean copy of a faulted frame anywhere
     assert len(passes) == (1 if frames == 30 else 10)
+
+
+def test_the_evaluation_reads_stills_as_replay_does_and_a_pcaps_scans_as_a_recording() -> None:
+    import numpy as np
+    from _field_data import Source
+    from _field_eval import read_as_stills
+
+    def source(modality: str) -> Source:
+        return Source("s", modality, "day", lambda: [])
+
+    scan = np.zeros((1, 4), np.float32)
+    assert read_as_stills(source("camera"), [("0ace96c3-48481887.jpg", None), ("3c0e7240-96e390d2.jpg", None)])
+    assert not read_as_stills(source("camera"), [("0001TP_006690.jpg", None), ("0001TP_006720.jpg", None)])
+    assert read_as_stills(source("lidar"), [("40p_1673400149711850138.bin", scan), ("vls128_158589725.bin", scan)])
+    # One capture file's scans share its name: not numbered files, but one recording (replay reads a pcap so).
+    assert not read_as_stills(source("lidar"), [("vlp16.pcap#0", scan, {}), ("vlp16.pcap#1", scan, {})])

@@ -89,3 +89,4 @@ def test_edgesift_replay_of_a_folder_of_several_lidar_models(shared_data: Path, 
     assert sorted(r["file"] for r in records) == sorted(p.name for p in folder.glob("*.bin"))  # which file is which
     harmful = [r["file"] for r in records if r["verdict"] == "harmful"]
     assert harmful == ["OS-1-128_767798045_1024x10_20230712_120049_f229.bin"]  # kept 128 of its 1024 columns
+    assert f"<br>{harmful[0]}<br>" in (out / "report.html").read_text()  # its thumbnail names it too

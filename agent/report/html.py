@@ -318,8 +318,9 @@ def _caption(thumb: Thumb, t0: int) -> str:
     score = f"{thumb.score:.2f}" if thumb.score == thumb.score else "–"
     reasons = ", ".join(thumb.reasons) or "no reasons"
     broken = "<br><i>does not decode</i>" if thumb.placeholder else ""
+    file = f"<br>{_esc(thumb.file)}" if thumb.file else ""
     return (
-        f"<figcaption><b>{_esc(thumb.sensor)}</b> · seq {thumb.seq:,}<br>"
+        f"<figcaption><b>{_esc(thumb.sensor)}</b> · seq {thumb.seq:,}{file}<br>"
         f"t = {(thumb.t_ns - t0) / 1e9:,.2f} s · score {score}<br>"
         f'<span title="{_esc(reasons)}">{_esc(thumb.verdict)} · {_esc(thumb.rule)}</span>{broken}</figcaption>'
     )

@@ -40,6 +40,7 @@ class Thumb:
     modality: str = ""
     placeholder: bool = False  # True when the frame did not decode and data_uri is a stand-in
     width: int = 0  # thumbnail width in pixels
+    file: str = ""  # the frame's file, where it is a file of its own (a folder input)
 
 
 @dataclass(slots=True)
@@ -117,6 +118,7 @@ class ThumbnailCollector:
             modality=frame.modality.value,
             placeholder=failed,
             width=self.width,
+            file=str(record.get("file", "")),
         )
 
 
