@@ -119,11 +119,17 @@ def streams(source: Source, items: list) -> list[list[tuple[int, np.ndarray]]]:
     return [indexed] if source.sequence else [[pair] for pair in indexed]
 
 
+def read_as_stills(source: Source, items: list) -> bool:
+    """As replay's folder source marks them: files that are not one numbered recording are stills. The frames of
+    one recording file (a pcap's scans, named `<file>#<k>` here) never are."""
+    names = [name for name, *_ in items]
+    return source.sequence and not any("#" in n for n in names) and not numbered_sequence(names)
+
+
 def valid(kind: str, source: Source, items: list) -> tuple[dict, list[tuple[float, bool]]]:
     scorer = make(kind, source)
     harmful, reasons, scores = 0, Counter(), []
-    # As replay's image-folder source marks them: files that are not one numbered recording are stills.
-    stills = source.sequence and not numbered_sequence([name for name, _ in items])
+    stills = read_as_stills(source, items)
     for s, stream in enumerate(streams(source, items)):
         for i, item in stream:
             frame = frame_of(source, item, f"{source.name}/{s}", i)
@@ -185,7 +191,7 @@ def faults_in_stream(kind: str, source: Source, items: list, seed: int, max_item
     before them. A source that is not a recording (single frames, snapshots, a folder of unrelated stills) has no
     frames before a fault but the one it shows: `faults`, each faulted frame after its own clean copy."""
     n = len(items)
-    stills = source.modality == "camera" and not numbered_sequence([name for name, _ in items])  # as `valid` has it
+    stills = read_as_stills(source, items)  # as `valid` has it
     if not source.sequence or n < 2 or stills:
         return faults(kind, source, items[:: max(1, n // max_items)], seed, names)
     names = names or (CAMERA_FIELD_FAULTS if source.modality == "camera" else LIDAR_FIELD_FAULTS)

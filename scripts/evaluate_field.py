@@ -7,7 +7,8 @@
     python scripts/evaluate_field.py --native > models/evaluate_field_native.json  # valid frames at their own size
     python scripts/evaluate_field.py --native-table models/evaluate_field_native.json
 
-See scripts/_field_eval.py for the protocol (held out by source, faults on real frames, genuine faults, rare data).
+See scripts/_field_eval.py for the protocol (held out by source, faults on real frames, genuine faults, rare data)
+and scripts/_field_folders.py for the LiDAR snapshot folders as `edgesift replay FOLDER` reads them.
 Needs ../shared/data and imagecorruptions (the train extra).
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 import _field_eval
 from _field_data import camera_sources, lidar_sources
 from _field_eval import KINDS, evaluate, use_folds
+from _field_folders import folders_table, replayed_folders
 from _field_native import native_table, native_valid
 from _field_sweep import choose
 from _field_table import tables
@@ -46,7 +48,8 @@ def main() -> None:
     parser.add_argument("--native-table", type=Path, help="print the markdown table of a saved --native JSON")
     args = parser.parse_args()
     if args.table:
-        print(tables(json.loads(args.table.read_text())))
+        saved = json.loads(args.table.read_text())
+        print(tables(saved) + "\n".join(folders_table(saved)))
         return
     if args.native_table:
         print(native_table(json.loads(args.native_table.read_text())))
@@ -61,6 +64,9 @@ def main() -> None:
         _field_eval.RECORDS = []
     result = evaluate(tuple(args.kinds), with_faults=not args.no_faults, max_items=args.max_items,
                       modalities=tuple(args.modalities), seed=args.seed, seed_per_source=not args.shared_draws)
+    if "lidar" in args.modalities:
+        for kind in args.kinds:
+            result["lidar"][kind]["replayed_folders"] = replayed_folders(kind)
     if args.sweep:
         for modality, sources in (("camera", camera_sources()), ("lidar", lidar_sources())):
             if modality in args.modalities:
