@@ -143,7 +143,7 @@ def test_every_message_kind_from_real_frames(tmp_path: Path, jpegs: list[bytes],
     assert [i.t_ns for i in items] == sorted(i.t_ns for i in items)
 
     skips = [(i.sensor, i.reason) for i in items if isinstance(i, Skip)]
-    assert skips == [("status", "unknown_schema"), ("bayer", "decode_error"), ("broken", "decode_error")]
+    assert skips == [("status", "unknown_schema"), ("broken", "decode_error")]
     unknown = next(i for i in items if isinstance(i, Skip) and i.reason == "unknown_schema")
     assert "std_msgs/msg/String" in unknown.detail and unknown.seq == -1
 
@@ -160,6 +160,7 @@ def test_every_message_kind_from_real_frames(tmp_path: Path, jpegs: list[bytes],
     assert frames["mono"][0].t_ns == T0 + 20 * MS  # header stamp 0: the log time
     np.testing.assert_array_equal(frames["mono"][0].array, grey)
     np.testing.assert_array_equal(frames["bgra"][0].array, bgr)
+    assert frames["bayer"][0].array.shape == bgr.shape  # a mosaic, demosaiced (tests/test_sources_raw_camera.py)
 
     lidar = frames["kitti_velodyne"]
     assert [f.t_ns for f in lidar] == [T0 + 50 * MS, T0 + 150 * MS]

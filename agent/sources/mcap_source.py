@@ -8,7 +8,7 @@ the damage. Other schemas are reported once per topic and otherwise ignored.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from agent.sources.base import SeqCounter, Source, reorder, safe_name
 from agent.sources.imageinfo import image_meta
 from agent.sources.limits import DEFAULT_LIMITS, InputLimits, TooLarge, check_pixels, check_points
 from agent.sources.mcap_salvage import Damage, salvage
-from agent.sources.ros_convert import compressed_payload, image_array, points_array, stamp_ns
+from agent.sources.ros_convert import SampleDepth, compressed_payload, image_array, points_array, stamp_ns
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 
@@ -57,6 +57,7 @@ class _Channel:
     kind: str | None  # "image", "compressed", "points"; None: not read
     decode: Callable[[bytes], Any] | None
     why_not: str = ""  # for kind None: what the unknown_schema Skip says
+    depth: SampleDepth = field(default_factory=SampleDepth)  # a 16-bit image stream's sample depth so far
 
 
 class McapSource(Source):
@@ -192,7 +193,7 @@ def message_frame(state: Any, msg: Any, seq: int, t_ns: int, source: str, nbytes
                      **common)
     if state.kind == "image":
         check_pixels(int(msg.width), int(msg.height), limits)
-        image = image_array(msg)
+        image = image_array(msg, getattr(state, "depth", None))
         return Frame(modality=Modality.CAMERA, array=image, meta=image_meta(image.shape[1], image.shape[0]),
                      **common)
     check_points(int(msg.width) * int(msg.height), limits)

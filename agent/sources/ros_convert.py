@@ -5,6 +5,7 @@ Every function raises DecodeError with a short reason; the MCAP source turns tha
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -14,6 +15,10 @@ from agent.errors import DecodeError
 from agent.frame import Encoding
 from agent.sources.imageinfo import inspect_image
 
+# ROS Bayer patterns -> OpenCV demosaicing, which names a pattern by its second row's second and third pixels
+# (cv_bridge's mapping; checked by mosaicing a real frame in each pattern and demosaicing it back).
+_BAYER = {"rggb": cv2.COLOR_BayerBG2BGR, "bggr": cv2.COLOR_BayerRG2BGR, "gbrg": cv2.COLOR_BayerGR2BGR,
+          "grbg": cv2.COLOR_BayerGB2BGR}
 # ROS image encoding -> (channels, numpy dtype, OpenCV conversion to BGR/grey or None).
 _IMAGE_LAYOUTS: dict[str, tuple[int, str, int | None]] = {
     "bgr8": (3, "u1", None),
@@ -24,7 +29,30 @@ _IMAGE_LAYOUTS: dict[str, tuple[int, str, int | None]] = {
     "mono8": (1, "u1", None),
     "8UC1": (1, "u1", None),
     "mono16": (1, "u2", None),
+    "bgr16": (3, "u2", None),
+    "rgb16": (3, "u2", cv2.COLOR_RGB2BGR),
+    # A camera whose driver sends the sensor's mosaic (demosaiced later, to spare the vehicle's CPU) is healthy.
+    **{f"bayer_{p}{bits}": (1, "u1" if bits == 8 else "u2", code) for p, code in _BAYER.items() for bits in (8, 16)},
 }
+
+
+@dataclass(slots=True)
+class SampleDepth:
+    """The bits a 16-bit image stream's samples use, as seen so far: 10, 12, 14 or 16.
+
+    A 10- or 12-bit sensor's samples often sit in the low bits of the 16-bit word (0-1023, 0-4095); keeping only
+    the top byte, as a 16-bit image is usually reduced to 8 bits, turns every frame of such a healthy camera
+    black. The depth only grows (to the smallest that holds every sample seen), so the stream is not rescaled to
+    and fro by what it shows; a stream whose first frames are darker than its range brightens until a sample
+    shows the range (on a 16-bit stream, at the first sample over 16383)."""
+
+    bits: int = 10
+
+    def to_8bit(self, samples: np.ndarray) -> np.ndarray:
+        top = int(samples.max()) if samples.size else 0
+        while self.bits < 16 and top >= 1 << self.bits:
+            self.bits += 2
+        return (samples >> (self.bits - 8)).astype(np.uint8)
 
 # sensor_msgs/PointField datatypes.
 _FIELD_TYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
@@ -47,8 +75,9 @@ def _rows(data: bytes, height: int, step: int, row_bytes: int) -> np.ndarray:
     return rows[:, :row_bytes]
 
 
-def image_array(msg: Any) -> np.ndarray:
-    """sensor_msgs/Image -> HxWx3 BGR or HxW grey uint8."""
+def image_array(msg: Any, depth: SampleDepth | None = None) -> np.ndarray:
+    """sensor_msgs/Image -> HxWx3 BGR or HxW grey uint8 (Bayer mosaics demosaiced); `depth`: the stream's, for
+    16-bit samples (a new one: this image alone)."""
     layout = _IMAGE_LAYOUTS.get(msg.encoding)
     if layout is None:
         raise DecodeError(f"unsupported image encoding {msg.encoding!r}")
@@ -61,9 +90,10 @@ def image_array(msg: Any) -> np.ndarray:
     order = ">" if msg.is_bigendian else "<"
     pixels = np.ascontiguousarray(rows).view(order + dtype).reshape(height, width, channels)
     if itemsize == 2:
-        pixels = (pixels >> 8).astype(np.uint8)  # keep the top 8 bits: the scorer works on 8-bit luma
+        pixels = (depth or SampleDepth()).to_8bit(pixels)  # the scorer works on 8-bit samples
     if channels == 1:
-        return pixels.reshape(height, width)
+        grey = pixels.reshape(height, width)
+        return cv2.cvtColor(grey, conversion) if conversion is not None else grey
     return cv2.cvtColor(pixels, conversion) if conversion is not None else pixels
 
 

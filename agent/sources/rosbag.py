@@ -22,7 +22,7 @@ from agent.sources.base import SeqCounter, Source, reorder, safe_name
 from agent.sources.limits import DEFAULT_LIMITS, InputLimits, TooLarge, check_points
 from agent.sources.mcap_source import REORDER_WINDOW, message_frame, topic_sensor
 from agent.sources.pcap import velodyne_xyzi
-from agent.sources.ros_convert import stamp_ns
+from agent.sources.ros_convert import SampleDepth, stamp_ns
 
 ROS1_MAGIC = b"#ROSBAG V2.0"
 _VELODYNE_POINTS_PER_PACKET = 384  # 12 firing blocks x 32 channels per 1206-byte packet
@@ -80,6 +80,7 @@ class _Topic:
     decoder: Any = None  # velodyne ScanDecoder or ouster PacketBatcher, made on first use
     problem: str = ""  # set when the topic cannot be decoded at all
     extra: dict[str, Any] = field(default_factory=dict)
+    depth: SampleDepth = field(default_factory=SampleDepth)  # a 16-bit image stream's sample depth so far
 
 
 class RosbagSource(Source):

@@ -1,0 +1,103 @@
+"""Raw camera images in ROS recordings: Bayer mosaics and 16-bit samples of 10-, 12- and 16-bit sensors, from real
+frames. A camera whose driver sends the sensor's mosaic, or 12-bit samples in a 16-bit word, is healthy: before,
+the first was skipped (unsupported encoding) and the second turned black (only the top byte kept)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from camera_support import sample_images
+
+from agent.config import AgentConfig
+from agent.frame import Frame
+from agent.replay.runner import run_replay
+from agent.sources.mcap_source import McapSource
+from agent.sources.ros_convert import SampleDepth, image_array
+
+try:
+    from tests import _sources_fixtures as fx
+except ImportError:
+    import _sources_fixtures as fx  # type: ignore[no-redef]
+
+T0 = 1_700_000_000_000_000_000
+PATTERNS = {"rggb": "RGGB", "bggr": "BGGR", "gbrg": "GBRG", "grbg": "GRBG"}
+
+
+def mosaic(bgr: np.ndarray, pattern: str) -> np.ndarray:
+    """What a sensor with this colour filter array records of the scene `bgr` (even height and width)."""
+    out = np.zeros(bgr.shape[:2], bgr.dtype)
+    channel = {"B": 0, "G": 1, "R": 2}
+    for (dy, dx), colour in zip(((0, 0), (0, 1), (1, 0), (1, 1)), pattern, strict=True):
+        out[dy::2, dx::2] = bgr[dy::2, dx::2, channel[colour]]
+    return out
+
+
+def message(pixels: np.ndarray, encoding: str, t_ns: int = T0) -> dict[str, Any]:
+    height, width = pixels.shape[:2]
+    data = np.ascontiguousarray(pixels).astype(pixels.dtype.newbyteorder("<")).tobytes()
+    return {"header": fx.header(t_ns), "height": height, "width": width, "encoding": encoding, "is_bigendian": 0,
+            "step": len(data) // height, "data": data}
+
+
+def as_msg(pixels: np.ndarray, encoding: str) -> SimpleNamespace:
+    return SimpleNamespace(**message(pixels, encoding))
+
+
+@pytest.mark.parametrize("pattern", list(PATTERNS))
+@pytest.mark.parametrize("bits", [8, 16])
+def test_a_bayer_mosaic_in_each_pattern_is_demosaiced_to_the_scene(pattern: str, bits: int) -> None:
+    bgr = sample_images(1)[0][:192]
+    raw = mosaic(bgr, PATTERNS[pattern])
+    if bits == 16:
+        raw = raw.astype(np.uint16) << 4  # a 12-bit sensor, low bits of the word
+    out = image_array(as_msg(raw, f"bayer_{pattern}{bits}"))
+    assert out.shape == bgr.shape and out.dtype == np.uint8
+    assert float(np.abs(out.astype(int) - bgr.astype(int)).mean()) < 4.0  # a wrong pattern is 15-23 grey levels off
+
+
+@pytest.mark.parametrize(("shift", "bits"), [(2, 10), (4, 12), (8, 16)])
+def test_16_bit_samples_keep_the_sensors_own_range(shift: int, bits: int) -> None:
+    grey = cv2.cvtColor(sample_images(1)[0], cv2.COLOR_BGR2GRAY)
+    depth = SampleDepth()
+    out = image_array(as_msg(grey.astype(np.uint16) << shift, "mono16"), depth)
+    np.testing.assert_array_equal(out, grey)
+    assert depth.bits == bits
+    # The depth only grows: a darker frame of the same stream is not brightened back.
+    dark = image_array(as_msg((grey // 4).astype(np.uint16) << shift, "mono16"), depth)
+    np.testing.assert_array_equal(dark, grey // 4)
+    assert depth.bits == bits
+
+
+def test_a_12_bit_stream_whose_first_frame_is_dark_settles_at_its_range() -> None:
+    grey = cv2.cvtColor(sample_images(1)[0], cv2.COLOR_BGR2GRAY)
+    depth = SampleDepth()
+    first = image_array(as_msg((grey // 8).astype(np.uint16) << 4, "mono16"), depth)  # under 1024: seen as 10 bits
+    assert depth.bits == 10 and int(first.max()) == int(grey.max() // 8) << 2
+    image_array(as_msg(grey.astype(np.uint16) << 4, "mono16"), depth)
+    assert depth.bits == 12
+
+
+@pytest.mark.parametrize("encoding", ["mono16", "bayer_rggb8", "bayer_grbg16"])
+def test_a_healthy_raw_camera_replayed_from_a_recording_is_valid(encoding: str, tmp_path: Path) -> None:
+    frames = [image[:192] for image in sample_images(8)]
+    messages = []
+    for k, bgr in enumerate(frames):
+        if encoding == "mono16":
+            pixels = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.uint16) << 4
+        else:
+            pixels = mosaic(bgr, PATTERNS[encoding[6:10]])
+            pixels = pixels.astype(np.uint16) << 4 if encoding.endswith("16") else pixels
+        t_ns = T0 + k * 100_000_000
+        messages.append(("/front/image_raw", "sensor_msgs/msg/Image", message(pixels, encoding, t_ns), t_ns))
+    path = fx.write_mcap(tmp_path / "raw.mcap", messages)
+    assert all(isinstance(item, Frame) for item in McapSource(str(path)))
+    run_replay([str(path)], tmp_path / "out", AgentConfig(), progress=False)
+    records = [json.loads(line) for line in (tmp_path / "out" / "decisions.jsonl").read_text().splitlines()]
+    assert len(records) == len(frames)
+    assert [r["verdict"] for r in records if r["verdict"] == "harmful"] == [], [r["reasons"] for r in records]
