@@ -101,3 +101,35 @@ def test_a_healthy_raw_camera_replayed_from_a_recording_is_valid(encoding: str, 
     records = [json.loads(line) for line in (tmp_path / "out" / "decisions.jsonl").read_text().splitlines()]
     assert len(records) == len(frames)
     assert [r["verdict"] for r in records if r["verdict"] == "harmful"] == [], [r["reasons"] for r in records]
+
+
+def uyvy(bgr: np.ndarray, order: str = "uyvy") -> np.ndarray:
+    """The scene as a UVC camera sends it: BT.601 limited-range YUV, chroma shared by each pair of pixels."""
+    ycrcb = cv2.cvtColor(bgr, cv2.COLOR_BGR2YCrCb).astype(np.float32)
+    y = 16 + ycrcb[..., 0] * 219 / 255
+    v, u = (128 + (ycrcb[..., k] - 128) * 224 / 255 for k in (1, 2))
+    out = np.zeros((*bgr.shape[:2], 2), np.uint8)
+    luma, chroma = (1, 0) if order == "uyvy" else (0, 1)
+    out[..., luma] = np.round(y)
+    out[:, 0::2, chroma] = np.round((u[:, 0::2] + u[:, 1::2]) / 2)
+    out[:, 1::2, chroma] = np.round((v[:, 0::2] + v[:, 1::2]) / 2)
+    return out
+
+
+@pytest.mark.parametrize(("encoding", "order"), [("yuv422", "uyvy"), ("yuv422_yuy2", "yuyv")])
+def test_yuv_422_from_a_usb_camera_is_read_in_its_byte_order(encoding: str, order: str) -> None:
+    bgr = sample_images(1)[0][:192]
+    out = image_array(as_msg(uyvy(bgr, order), encoding))
+    assert float(np.abs(out.astype(int) - bgr.astype(int)).mean()) < 2.0  # the other order is 80 levels off
+
+
+def test_a_yuv_422_image_of_odd_width_is_a_decode_error_not_a_crash(tmp_path: Path) -> None:
+    from agent.errors import DecodeError
+    from agent.frame import Skip
+
+    with pytest.raises(DecodeError, match="pairs pixels"):
+        image_array(as_msg(np.zeros((4, 7, 2), np.uint8), "yuv422"))
+    path = fx.write_mcap(tmp_path / "odd.mcap", [("/usb/image_raw", "sensor_msgs/msg/Image",
+                                                  message(np.zeros((4, 7, 2), np.uint8), "yuv422"), T0)])
+    (item,) = list(McapSource(str(path)))
+    assert isinstance(item, Skip) and item.reason == "decode_error"

@@ -31,6 +31,11 @@ _IMAGE_LAYOUTS: dict[str, tuple[int, str, int | None]] = {
     "mono16": (1, "u2", None),
     "bgr16": (3, "u2", None),
     "rgb16": (3, "u2", cv2.COLOR_RGB2BGR),
+    # YUV 4:2:2 as USB (UVC) cameras send it: "yuv422" is UYVY, "yuv422_yuy2" YUYV (ROS image_encodings).
+    "yuv422": (2, "u1", cv2.COLOR_YUV2BGR_UYVY),
+    "uyvy": (2, "u1", cv2.COLOR_YUV2BGR_UYVY),
+    "yuv422_yuy2": (2, "u1", cv2.COLOR_YUV2BGR_YUY2),
+    "yuyv": (2, "u1", cv2.COLOR_YUV2BGR_YUY2),
     # A camera whose driver sends the sensor's mosaic (demosaiced later, to spare the vehicle's CPU) is healthy.
     **{f"bayer_{p}{bits}": (1, "u1" if bits == 8 else "u2", code) for p, code in _BAYER.items() for bits in (8, 16)},
 }
@@ -85,6 +90,8 @@ def image_array(msg: Any, depth: SampleDepth | None = None) -> np.ndarray:
     height, width = int(msg.height), int(msg.width)
     if height == 0 or width == 0:
         raise DecodeError(f"empty image ({width}x{height})")
+    if channels == 2 and width % 2:
+        raise DecodeError(f"{msg.encoding} pairs pixels, but the image is {width} wide")
     itemsize = np.dtype(dtype).itemsize
     rows = _rows(bytes(msg.data), height, int(msg.step), width * channels * itemsize)
     order = ">" if msg.is_bigendian else "<"
@@ -92,9 +99,11 @@ def image_array(msg: Any, depth: SampleDepth | None = None) -> np.ndarray:
     if itemsize == 2:
         pixels = (depth or SampleDepth()).to_8bit(pixels)  # the scorer works on 8-bit samples
     if channels == 1:
-        grey = pixels.reshape(height, width)
-        return cv2.cvtColor(grey, conversion) if conversion is not None else grey
-    return cv2.cvtColor(pixels, conversion) if conversion is not None else pixels
+        pixels = pixels.reshape(height, width)
+    try:
+        return cv2.cvtColor(pixels, conversion) if conversion is not None else pixels
+    except cv2.error as exc:  # a layout OpenCV refuses: the message's fault, one skip
+        raise DecodeError(f"{msg.encoding} {width}x{height}: {str(exc).strip().splitlines()[-1][:200]}") from None
 
 
 def compressed_payload(msg: Any) -> tuple[Encoding, bytes, int, int]:
