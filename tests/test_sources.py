@@ -404,3 +404,23 @@ def test_merge_makes_sensor_names_unique_and_honours_max_frames(tmp_path: Path) 
     assert [i.sensor for i in items[:4]] == ["image_02", "velodyne", "image_02_2", "velodyne_2"]
     limited = items_of(drive, drive, max_frames=5)
     assert len(limited) == 5
+
+
+def test_frames_named_without_zero_padding_are_one_recording_in_number_order(tmp_path: Path) -> None:
+    # ffmpeg's frame_%d names: img2 comes before img10. Sorted as text (img1, img10, img11, img2...) the folder
+    # played out of order and did not look like one recording, so each frame was judged alone (a still).
+    from camera_support import judge, sample_images
+
+    from agent.config.model import ScoringConfig
+    from agent.scoring.heuristic import HeuristicScorer
+
+    folder = tmp_path / "dashcam"
+    folder.mkdir()
+    for k, image in enumerate(sample_images(11), start=1):
+        cv2.imwrite(str(folder / f"img{k}.jpg"), image)
+    shutil.copyfile(folder / "img11.jpg", folder / "img12.jpg")  # the camera sent its last frame again
+    frames = [i for i in items_of(folder) if isinstance(i, Frame)]
+    assert [f.meta["file"] for f in frames] == [f"img{k}.jpg" for k in range(1, 13)]
+    assert not any("still" in f.meta for f in frames)
+    scorer = HeuristicScorer(ScoringConfig())
+    assert "frozen" in [judge(scorer, f) for f in frames][-1].reasons

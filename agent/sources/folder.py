@@ -22,7 +22,7 @@ from pathlib import Path
 from agent.errors import InputError
 from agent.frame import Frame, Item, Skip
 from agent.sources.base import SeqCounter, Source, safe_name
-from agent.sources.images import IMAGE_SUFFIXES, STILL, image_file_item, is_dir_entry, numbered_sequence
+from agent.sources.images import IMAGE_SUFFIXES, STILL, image_file_item, is_dir_entry, natural_key, numbered_sequence
 from agent.sources.limits import InputLimits
 from agent.sources.points import POINT_SUFFIXES, is_wall_clock, point_file_item, point_suffix, timed_files
 
@@ -48,7 +48,7 @@ def _entries(folder: Path) -> tuple[list[str], list[str], list[str]]:
                 scans.append(name)
             elif name not in _CONSUMED:
                 other.append(name)
-    return sorted(images), sorted(scans), sorted(other)
+    return sorted(images, key=natural_key), sorted(scans, key=natural_key), sorted(other)
 
 
 def _unused(folder: Path, names: list[str], sensor: str, why: str) -> list[Skip]:

@@ -63,6 +63,16 @@ def image_file_item(path: Path, sensor: str, seq: int, t_ns: int, limits: InputL
     )
 
 
+_DIGIT_RUNS = re.compile(r"(\d+)")
+
+
+def natural_key(name: str) -> tuple[list[str | int], str]:
+    """Sort key that orders numbers within names by value: img2.jpg before img10.jpg (ffmpeg's `%d` names);
+    zero-padded names keep their order. The list alternates text and numbers, so like positions compare alike."""
+    parts: list[str | int] = [int(p) if i % 2 else p for i, p in enumerate(_DIGIT_RUNS.split(name))]
+    return parts, name
+
+
 STILL = "still"  # Frame.meta key: an image or scan unrelated to the one before it (scorers judge it on its own)
 _TRAILING_NUMBER = re.compile(r"^(.*?)(\d+)$")
 
