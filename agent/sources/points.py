@@ -65,6 +65,12 @@ def read_bin(data: bytes, columns: int) -> np.ndarray:
     return _xyzi(raw[:, 0], raw[:, 1], raw[:, 2], raw[:, 3])
 
 
+def returns_only(points: np.ndarray) -> np.ndarray:
+    """The points whose x, y and z are all finite (an organized cloud's "no return" placeholders left out)."""
+    keep = np.isfinite(points[:, :3]).all(axis=1)
+    return points if keep.all() else np.ascontiguousarray(points[keep])
+
+
 def read_pcd(path: Path, data: bytes | None = None) -> np.ndarray:
     from pypcd4 import PointCloud  # deferred: only PCD inputs pay for the import
 
@@ -78,7 +84,9 @@ def read_pcd(path: Path, data: bytes | None = None) -> np.ndarray:
         raise DecodeError(f"PCD has no {'/'.join(missing)} field (fields: {', '.join(fields)})")
     data = cloud.pc_data
     name = next((n for n in _INTENSITY if n in fields), None)
-    return _xyzi(data["x"], data["y"], data["z"], data[name] if name else None)
+    points = _xyzi(data["x"], data["y"], data["z"], data[name] if name else None)
+    # An organized cloud (HEIGHT > 1: one point per beam and firing, as PCL saves it) marks "no return" with NaN.
+    return returns_only(points) if int(cloud.metadata.height) > 1 else points
 
 
 def read_ply(path: Path, data: bytes | None = None) -> np.ndarray:

@@ -14,6 +14,7 @@ import numpy as np
 from agent.errors import DecodeError
 from agent.frame import Encoding
 from agent.sources.imageinfo import inspect_image
+from agent.sources.points import returns_only
 
 # ROS Bayer patterns -> OpenCV demosaicing, which names a pattern by its second row's second and third pixels
 # (cv_bridge's mapping; checked by mosaicing a real frame in each pattern and demosaicing it back).
@@ -144,7 +145,13 @@ def _field_dtype(msg: Any) -> tuple[np.dtype, bool]:
 
 
 def points_array(msg: Any) -> np.ndarray:
-    """sensor_msgs/PointCloud2 -> Nx4 float32 (x, y, z, intensity); intensity is 0 when the cloud has none."""
+    """sensor_msgs/PointCloud2 -> Nx4 float32 (x, y, z, intensity); intensity is 0 when the cloud has none.
+
+    An organized cloud (height > 1: one point per beam and firing, as velodyne_pointcloud's organize_cloud and
+    most drivers publish it) that declares it may hold invalid points (`is_dense` false) marks a beam that saw
+    nothing with NaN: those placeholders are left out, as the "no return" they are. NaN anywhere else (a cloud
+    that says it is dense, or an unorganized one, which has no slot for a missing return) is kept, for the scorer
+    to judge."""
     point_step = int(msg.point_step)
     if point_step <= 0:
         raise DecodeError(f"PointCloud2 point_step is {point_step}")
@@ -161,4 +168,5 @@ def points_array(msg: Any) -> np.ndarray:
     points = np.zeros((count, 4), dtype=np.float32)
     for column, name in enumerate(("x", "y", "z", "i") if has_intensity else ("x", "y", "z")):
         points[:, column] = records[name]
-    return points
+    return returns_only(points) if height > 1 and not getattr(msg, "is_dense", True) else points
+
