@@ -133,3 +133,28 @@ def test_a_yuv_422_image_of_odd_width_is_a_decode_error_not_a_crash(tmp_path: Pa
                                                   message(np.zeros((4, 7, 2), np.uint8), "yuv422"), T0)])
     (item,) = list(McapSource(str(path)))
     assert isinstance(item, Skip) and item.reason == "decode_error"
+
+
+def test_a_ros1_bag_of_12_bit_bayer_frames_keeps_the_streams_range(tmp_path: Path) -> None:
+    from rosbags.rosbag1 import Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    from agent.sources.rosbag import RosbagSource
+
+    store = get_typestore(Stores.ROS1_NOETIC)
+    types = store.types
+    frames = [image[:192] for image in sample_images(3)]
+    with Writer(tmp_path / "raw.bag") as writer:
+        connection = writer.add_connection("/cam/image_raw", "sensor_msgs/msg/Image", typestore=store)
+        for k, bgr in enumerate(frames):
+            raw = mosaic(bgr, "RGGB").astype("<u2") << 4
+            stamp = types["builtin_interfaces/msg/Time"](sec=1_700_000_000 + k, nanosec=0)
+            header = types["std_msgs/msg/Header"](seq=k, stamp=stamp, frame_id="cam")
+            msg = types["sensor_msgs/msg/Image"](header=header, height=raw.shape[0], width=raw.shape[1],
+                                                 encoding="bayer_rggb16", is_bigendian=0, step=raw.shape[1] * 2,
+                                                 data=np.frombuffer(raw.tobytes(), np.uint8))
+            writer.write(connection, (1_700_000_000 + k) * 10**9, store.serialize_ros1(msg, msg.__msgtype__))
+    got = [item for item in RosbagSource(str(tmp_path / "raw.bag")) if isinstance(item, Frame)]
+    assert len(got) == 3
+    for frame, bgr in zip(got, frames, strict=True):
+        assert float(np.abs(frame.array.astype(int) - bgr.astype(int)).mean()) < 4.0
