@@ -90,3 +90,21 @@ def test_edgesift_replay_of_a_folder_of_several_lidar_models(shared_data: Path, 
     harmful = [r["file"] for r in records if r["verdict"] == "harmful"]
     assert harmful == ["OS-1-128_767798045_1024x10_20230712_120049_f229.bin"]  # kept 128 of its 1024 columns
     assert f"<br>{harmful[0]}<br>" in (out / "report.html").read_text()  # its thumbnail names it too
+
+
+def test_a_folder_of_night_stills_from_two_datasets_judges_both(shared_data: Path, tmp_path: Path) -> None:
+    # One nuScenes-named picture made the folder a nuScenes sample folder, and the RobotCar picture beside it was
+    # skipped ("not a nuScenes sensor file"): a valid night frame never judged.
+    from agent.sources import detect_kind
+
+    folder = shared_data / "camera" / "night_singles_robotcar_nuscenes_md4all"
+    assert detect_kind(str(folder)) == "images"
+    assert detect_kind(str(shared_data / "nuscenes" / "n015-2018-07-24-11-22-45_sample")) == "nuscenes"
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "agent", "replay", str(folder), "--out", str(out), "-q"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in (out / "decisions.jsonl").read_text().splitlines()]
+    assert sorted(r["file"] for r in records) == sorted(p.name for p in folder.glob("*.jpg"))
+    assert all(r["verdict"] != "harmful" for r in records)
+    assert json.loads((out / "summary.json").read_text())["skipped"]["count"] == 0

@@ -14,7 +14,7 @@ from pathlib import Path
 from agent.config.model import InputsConfig
 from agent.errors import InputError
 from agent.sources.base import Source
-from agent.sources.folder import FolderSource, NuScenesSource, nuscenes_layout
+from agent.sources.folder import FolderSource, NuScenesSource, foreign_pictures, nuscenes_layout
 from agent.sources.images import IMAGE_SUFFIXES, list_files
 from agent.sources.kitti import KittiSource, kitti_layout
 from agent.sources.limits import InputLimits
@@ -66,7 +66,7 @@ def _folder_kind(path: Path) -> str:
         return "kitti"
     if is_rosbag2_folder(path):
         return "rosbag"
-    if nuscenes_layout(path):
+    if nuscenes_layout(path) and not foreign_pictures(path):
         return "nuscenes"
     if list_files(path, IMAGE_SUFFIXES):
         return "images"

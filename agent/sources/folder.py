@@ -118,6 +118,13 @@ def nuscenes_layout(path: Path) -> dict[str, list[Path]]:
     return channels
 
 
+def foreign_pictures(path: Path) -> list[str]:
+    """Images and scans directly in `path` that are not nuScenes files: a folder that mixes nuScenes frames with
+    other pictures (stills gathered from several datasets) is read as a plain folder, so that none is skipped."""
+    images, scans, _ = _entries(path)
+    return [n for n in images + scans if not _NUSCENES_NAME.search(n)]
+
+
 class NuScenesSource(Source):
     """One sensor per nuScenes channel (CAM_FRONT, LIDAR_TOP...); RADAR channels are listed as skipped."""
 
