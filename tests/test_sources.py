@@ -424,3 +424,12 @@ def test_frames_named_without_zero_padding_are_one_recording_in_number_order(tmp
     assert not any("still" in f.meta for f in frames)
     scorer = HeuristicScorer(ScoringConfig())
     assert "frozen" in [judge(scorer, f) for f in frames][-1].reasons
+
+
+def test_a_sub_folder_of_an_image_folder_is_a_skip_that_says_how_to_read_it(tmp_path: Path) -> None:
+    folder = make_jpeg_folder(tmp_path / "dashcam")
+    (folder / "bag").mkdir()
+    (folder / "notes.txt").write_text("not read")
+    skips = {Path(i.source).name: i.detail for i in items_of(folder) if isinstance(i, Skip)}
+    assert skips == {"bag": "a folder: give it as an input of its own to read it",
+                     "notes.txt": "not an image or a point cloud file"}

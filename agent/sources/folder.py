@@ -52,7 +52,10 @@ def _entries(folder: Path) -> tuple[list[str], list[str], list[str]]:
 
 
 def _unused(folder: Path, names: list[str], sensor: str, why: str) -> list[Skip]:
-    return [Skip(sensor, -1, 0, str(folder / name), "unused_file", why) for name in names]
+    """One skip per file not read; a sub-folder says how to read it (a rosbag2 folder beside decoded scans)."""
+    return [Skip(sensor, -1, 0, str(folder / name), "unused_file",
+                 "a folder: give it as an input of its own to read it" if (folder / name).is_dir() else why)
+            for name in names]
 
 
 class FolderSource(Source):
