@@ -158,3 +158,50 @@ def test_a_ros1_bag_of_12_bit_bayer_frames_keeps_the_streams_range(tmp_path: Pat
     assert len(got) == 3
     for frame, bgr in zip(got, frames, strict=True):
         assert float(np.abs(frame.array.astype(int) - bgr.astype(int)).mean()) < 4.0
+
+
+def test_a_folder_of_12_bit_pngs_and_tiffs_keeps_the_cameras_range(tmp_path: Path) -> None:
+    from agent.config.model import InputsConfig
+    from agent.sources import merge, open_inputs
+
+    greys = [cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) for image in sample_images(4)]
+    folder = tmp_path / "nir"
+    folder.mkdir()
+    for k, grey in enumerate(greys):  # a 12-bit camera's samples in the low bits of 16-bit files
+        cv2.imwrite(str(folder / f"{k:04d}.{'png' if k % 2 else 'tiff'}"), grey.astype(np.uint16) << 4)
+    frames = [i for i in merge(open_inputs([str(folder)], InputsConfig())) if isinstance(i, Frame)]
+    assert [f.meta["file"] for f in frames] == ["0000.tiff", "0001.png", "0002.tiff", "0003.png"]
+    for frame, grey in zip(frames, greys, strict=True):
+        np.testing.assert_array_equal(frame.array, grey)  # the top byte alone would be 0-15: black
+
+
+def test_a_tiff_with_a_lying_or_broken_header_is_a_skip(tmp_path: Path) -> None:
+    import struct
+
+    from agent.frame import Skip
+    from agent.sources.images import image_file_item
+    from agent.sources.limits import InputLimits
+
+    grey = cv2.cvtColor(sample_images(1)[0], cv2.COLOR_BGR2GRAY)
+    ok, data = cv2.imencode(".tiff", grey)
+    assert ok
+    data = data.tobytes()
+    good = tmp_path / "good.tiff"
+    good.write_bytes(data)
+    frame = image_file_item(good, "cam", 0, 0)
+    assert isinstance(frame, Frame) and frame.meta["width"] == "640"
+    # A width of 4 billion in the directory: refused from the header, before any decoding.
+    (offset,) = struct.unpack("<I", data[4:8])
+    (count,) = struct.unpack("<H", data[offset:offset + 2])
+    lying = bytearray(data)
+    for k in range(count):
+        entry = offset + 2 + 12 * k
+        (tag,) = struct.unpack("<H", lying[entry:entry + 2])
+        if tag == 256:
+            lying[entry + 2:entry + 12] = struct.pack("<HII", 4, 1, 4_000_000_000)
+    cases = {"lying.tiff": bytes(lying), "truncated.tiff": data[: len(data) // 3],
+             "no_directory.tiff": data[:4] + struct.pack("<I", 10**9)}
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+        item = image_file_item(tmp_path / name, "cam", 0, 0, InputLimits())
+        assert isinstance(item, Skip) and item.reason in ("too_large", "decode_error"), (name, item)

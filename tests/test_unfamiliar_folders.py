@@ -1,5 +1,6 @@
-"""A folder of LiDAR scans replayed as a user would (`edgesift replay FOLDER`): snapshots of several units and models
-are each judged on their own; one numbered recording is judged against its own history.
+"""Folders replayed as a user would (`edgesift replay FOLDER`): snapshots of several LiDAR units and models are
+each judged on their own; one numbered recording is judged against its own history; pictures of unusual cameras
+(16-bit TIFFs of a gated NIR camera) are read by their own range.
 
 Before, every folder was one sensor's stream, so a scan of one model was judged against the history of another:
 `edgesift replay` called 11 of the 12 Ouster SDK test frames and 9 of the 10 Hesai/Velodyne scans harmful
@@ -108,3 +109,13 @@ def test_a_folder_of_night_stills_from_two_datasets_judges_both(shared_data: Pat
     assert sorted(r["file"] for r in records) == sorted(p.name for p in folder.glob("*.jpg"))
     assert all(r["verdict"] != "harmful" for r in records)
     assert json.loads((out / "summary.json").read_text())["skipped"]["count"] == 0
+
+
+def test_the_gated_nir_and_raw_camera_files_of_dense_are_judged_not_skipped(shared_data: Path) -> None:
+    # DENSE's gated near-infrared camera (10-bit samples in 16-bit TIFFs) and its raw 12-bit stereo camera were
+    # skipped as "not an image": an unfamiliar sensor never judged. Read by their own range they are valid.
+    verdicts = _verdicts(shared_data / "camera" / "dense_stf_examples_germany_sweden")
+    assert len(verdicts) == 6
+    assert all(v.label is not Label.HARMFUL for v in verdicts.values()), {n: v.reasons for n, v in verdicts.items()}
+    gated = [v for name, v in verdicts.items() if name.startswith("gated")]
+    assert len(gated) == 3 and all(20 < v.signals["mean"] < 80 for v in gated)  # the top byte alone: 0-3

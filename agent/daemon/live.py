@@ -28,6 +28,7 @@ from agent.config.daemon import (
 )
 from agent.errors import InputError
 from agent.frame import Frame, Item, Modality
+from agent.sources.decode import SampleDepth
 from agent.sources.images import IMAGE_SUFFIXES, image_file_item
 from agent.sources.kitti import lidar_file_item
 from agent.sources.pcap import velodyne_xyzi
@@ -198,6 +199,7 @@ class FolderSource(LiveSource):
         self._seen: set[str] = set() if self.config.existing else set(self._listing())
         self._pending: dict[str, tuple[int, int, float]] = {}  # name -> (size, mtime_ns, since)
         self._ready: list[Path] = []
+        self._depth = SampleDepth()  # 16-bit pictures (TIFF, PNG): the camera's sample depth so far
 
     def _listing(self) -> dict[str, os.stat_result]:
         out = {}
@@ -254,8 +256,10 @@ class FolderSource(LiveSource):
             # camera with a LiDAR (the scorer compared an image embedding with a scan's: a shape error).
             self._lidar_seq = getattr(self, "_lidar_seq", -1) + 1
             item = lidar_file_item(path, lanes_of(self.config)[1], self._lidar_seq, with_time)
+        elif lidar:
+            item = lidar_file_item(path, self.sensor, self._next_seq(), with_time)
         else:
-            item = (lidar_file_item if lidar else image_file_item)(path, self.sensor, self._next_seq(), with_time)
+            item = image_file_item(path, self.sensor, self._next_seq(), with_time, depth=self._depth)
         if self.config.delete_after:
             path.unlink(missing_ok=True)
         return item

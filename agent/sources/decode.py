@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -20,6 +22,44 @@ def _reduction_for(full_width: int, max_width: int | None) -> int:
         if full_width // factor >= max_width:
             return factor
     return 1
+
+
+@dataclass(slots=True)
+class SampleDepth:
+    """The bits a 16-bit image stream's samples use, as seen so far: 10, 12, 14 or 16.
+
+    A 10- or 12-bit sensor's samples often sit in the low bits of the 16-bit word (0-1023, 0-4095); keeping only
+    the top byte, as a 16-bit image is usually reduced to 8 bits, turns every frame of such a healthy camera
+    black. The depth only grows (to the smallest that holds every sample seen), so the stream is not rescaled to
+    and fro by what it shows; a stream whose first frames are darker than its range brightens until a sample
+    shows the range (on a 16-bit stream, at the first sample over 16383)."""
+
+    bits: int = 10
+
+    def to_8bit(self, samples: np.ndarray) -> np.ndarray:
+        top = int(samples.max()) if samples.size else 0
+        while self.bits < 16 and top >= 1 << self.bits:
+            self.bits += 2
+        return (samples >> (self.bits - 8)).astype(np.uint8)
+
+
+def decode_samples(data: bytes, depth: SampleDepth | None = None) -> np.ndarray:
+    """A TIFF or 16-bit PNG file's picture as uint8 BGR or grey, 16-bit samples by the stream's `depth` (a new
+    one: this picture alone); the 8-bit JPEG and PNG path keeps its payload and decodes later (image_of)."""
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    if image is None or not image.size:
+        raise DecodeError("image does not decode (truncated or corrupt)")
+    if image.dtype == np.uint16:
+        image = (depth or SampleDepth()).to_8bit(image)
+    elif image.dtype != np.uint8:
+        raise DecodeError(f"{image.dtype} samples are not read (8- and 16-bit only)")
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.ndim == 3 and image.shape[2] == 1:
+        return image[:, :, 0]
+    if image.ndim == 3 and image.shape[2] != 3:
+        raise DecodeError(f"{image.shape[2]} channels are not read")
+    return image
 
 
 def decode_image_bytes(data: bytes, max_width: int | None = None, full_width: int | None = None) -> np.ndarray:

@@ -13,6 +13,7 @@ skips, so that the report says what was not looked at.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import os
 import re
@@ -22,6 +23,7 @@ from pathlib import Path
 from agent.errors import InputError
 from agent.frame import Frame, Item, Skip
 from agent.sources.base import SeqCounter, Source, safe_name
+from agent.sources.decode import SampleDepth
 from agent.sources.images import IMAGE_SUFFIXES, STILL, image_file_item, is_dir_entry, natural_key, numbered_sequence
 from agent.sources.limits import InputLimits
 from agent.sources.points import POINT_SUFFIXES, is_wall_clock, point_file_item, point_suffix, timed_files
@@ -68,7 +70,7 @@ class FolderSource(Source):
         folder = Path(path)
         images, scans, _ = _entries(folder)
         if not images and not scans:
-            raise InputError(f"no images (.jpg/.jpeg/.png) or scans (.bin/.pcd/.ply) in {path}")
+            raise InputError(f"no images (.jpg/.jpeg/.png/.tif) or scans (.bin/.pcd/.ply) in {path}")
         base = safe_name(folder.resolve().name) or "sensor"
         self.camera = base if images else ""
         self.lidar = (f"{base}_lidar" if images else base) if scans else ""
@@ -84,7 +86,8 @@ class FolderSource(Source):
         streams: list[Iterator[Item]] = [iter(_unused(folder, other, self.camera or self.lidar,
                                                       "not an image or a point cloud file"))]
         if images:
-            streams.append(_stills(_timed(folder, images, self.camera, self._hz, image_file_item, self.limits),
+            read = functools.partial(image_file_item, depth=SampleDepth())  # one sample depth per stream
+            streams.append(_stills(_timed(folder, images, self.camera, self._hz, read, self.limits),
                                    not numbered_sequence(images)))
         if scans:
             streams.append(_stills(_timed(folder, scans, self.lidar, self._hz, point_file_item, self.limits),

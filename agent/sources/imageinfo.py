@@ -34,6 +34,39 @@ def png_size(data: bytes) -> tuple[int, int]:
     return width, height
 
 
+TIFF_MAGICS = (b"II*\x00", b"MM\x00*")
+_TIFF_WIDTH, _TIFF_LENGTH = 256, 257
+_TIFF_MAX_ENTRIES = 1024  # a directory that says it has more is not a picture's header
+
+
+def png_bit_depth(data: bytes) -> int:
+    """Bits per sample from the IHDR chunk (1, 2, 4, 8 or 16); png_size has checked the header."""
+    return data[24] if len(data) > 24 else 0
+
+
+def tiff_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from the first image directory of a TIFF, every offset checked against the data."""
+    if data[:4] not in TIFF_MAGICS or len(data) < 8:
+        raise DecodeError("not a TIFF (no byte-order mark and 42)")
+    order = "<" if data[:2] == b"II" else ">"
+    (offset,) = struct.unpack(order + "I", data[4:8])
+    if offset + 2 > len(data):
+        raise DecodeError(f"TIFF directory at byte {offset} is past the end ({len(data)} bytes)")
+    (count,) = struct.unpack(order + "H", data[offset:offset + 2])
+    if count > _TIFF_MAX_ENTRIES or offset + 2 + 12 * count > len(data):
+        raise DecodeError(f"TIFF directory of {count} entries does not fit in the file")
+    found: dict[int, int] = {}
+    for k in range(count):
+        entry = offset + 2 + 12 * k
+        tag, kind = struct.unpack(order + "HH", data[entry:entry + 4])
+        if tag in (_TIFF_WIDTH, _TIFF_LENGTH) and kind in (3, 4):  # SHORT or LONG, stored in the entry itself
+            size = 2 if kind == 3 else 4
+            found[tag] = int.from_bytes(data[entry + 8:entry + 8 + size], "little" if order == "<" else "big")
+    if len(found) < 2:
+        raise DecodeError("TIFF has no image width and length")
+    return found[_TIFF_WIDTH], found[_TIFF_LENGTH]
+
+
 def jpeg_size(data: bytes) -> tuple[int, int]:
     """(width, height) from the first start-of-frame segment, walking the marker segments before the scan."""
     if not data.startswith(JPEG_SOI):

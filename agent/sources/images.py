@@ -9,11 +9,20 @@ import re
 from pathlib import Path
 
 from agent.errors import DecodeError
-from agent.frame import FILE, Frame, Item, Modality, Skip
-from agent.sources.imageinfo import image_meta, inspect_image
+from agent.frame import FILE, Encoding, Frame, Item, Modality, Skip
+from agent.sources.decode import SampleDepth, decode_samples
+from agent.sources.imageinfo import (
+    PNG_SIGNATURE,
+    TIFF_MAGICS,
+    image_meta,
+    inspect_image,
+    png_bit_depth,
+    png_size,
+    tiff_size,
+)
 from agent.sources.limits import DEFAULT_LIMITS, InputLimits, TooLarge, check_pixels, read_bounded
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff"})
 
 
 def list_files(folder: Path, suffixes: frozenset[str]) -> list[str]:
@@ -37,11 +46,21 @@ def is_dir_entry(entry: os.DirEntry[str]) -> bool:
         return False
 
 
-def image_file_item(path: Path, sensor: str, seq: int, t_ns: int, limits: InputLimits = DEFAULT_LIMITS) -> Item:
-    """One camera Frame holding the file's encoded bytes (decoded later, only if needed), or a Skip."""
+def image_file_item(path: Path, sensor: str, seq: int, t_ns: int, limits: InputLimits = DEFAULT_LIMITS,
+                    depth: SampleDepth | None = None) -> Item:
+    """One camera Frame holding the file's encoded bytes (decoded later, only if needed), or a Skip. A TIFF or a
+    16-bit PNG (a raw, NIR or thermal camera's files) is decoded here, its 16-bit samples by `depth`, the
+    stream's sample depth so far (see decode.SampleDepth: the top byte alone turns a 12-bit picture black)."""
     source = str(path)
     try:
         data = read_bounded(path, limits.max_file_bytes)
+        if data[:4] in TIFF_MAGICS or (data.startswith(PNG_SIGNATURE) and png_bit_depth(data) == 16):
+            width, height = tiff_size(data) if data[:4] in TIFF_MAGICS else png_size(data)
+            check_pixels(width, height, limits)
+            picture = decode_samples(data, depth)
+            return Frame(sensor=sensor, modality=Modality.CAMERA, t_ns=t_ns, seq=seq, nbytes=len(data),
+                         source=source, encoding=Encoding.RAW, payload=None, array=picture,
+                         meta={**image_meta(width, height), FILE: path.name})
         encoding, width, height = inspect_image(data)
         check_pixels(width, height, limits)  # from the header: a 400 KB PNG can decode to gigabytes
     except TooLarge as exc:

@@ -5,7 +5,6 @@ Every function raises DecodeError with a short reason; the MCAP source turns tha
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -13,6 +12,7 @@ import numpy as np
 
 from agent.errors import DecodeError
 from agent.frame import Encoding
+from agent.sources.decode import SampleDepth
 from agent.sources.imageinfo import inspect_image
 from agent.sources.points import returns_only
 
@@ -41,24 +41,6 @@ _IMAGE_LAYOUTS: dict[str, tuple[int, str, int | None]] = {
     **{f"bayer_{p}{bits}": (1, "u1" if bits == 8 else "u2", code) for p, code in _BAYER.items() for bits in (8, 16)},
 }
 
-
-@dataclass(slots=True)
-class SampleDepth:
-    """The bits a 16-bit image stream's samples use, as seen so far: 10, 12, 14 or 16.
-
-    A 10- or 12-bit sensor's samples often sit in the low bits of the 16-bit word (0-1023, 0-4095); keeping only
-    the top byte, as a 16-bit image is usually reduced to 8 bits, turns every frame of such a healthy camera
-    black. The depth only grows (to the smallest that holds every sample seen), so the stream is not rescaled to
-    and fro by what it shows; a stream whose first frames are darker than its range brightens until a sample
-    shows the range (on a 16-bit stream, at the first sample over 16383)."""
-
-    bits: int = 10
-
-    def to_8bit(self, samples: np.ndarray) -> np.ndarray:
-        top = int(samples.max()) if samples.size else 0
-        while self.bits < 16 and top >= 1 << self.bits:
-            self.bits += 2
-        return (samples >> (self.bits - 8)).astype(np.uint8)
 
 # sensor_msgs/PointField datatypes.
 _FIELD_TYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
