@@ -2,12 +2,12 @@
 """Hostile local input: each case runs `edgesift` in its own process; prints its outcome and peak RSS as JSON.
 
 Cases (the issue's): YAML nesting, alias expansion ("billion laughs"), a 5000-digit integer, duplicate keys
-(`config validate`); a 20000x20000 PNG bomb, a 1x1 PNG, a symlink loop and a non-UTF-8 folder name (`replay`
-of an image folder); an MCAP chunk that decompresses to 1 GiB while claiming 1 MiB and one claiming 3 GB, a
-PointCloud2 with point_step 2^32-1 (`replay` of an MCAP); a 200 MB KITTI .bin (sparse file); a truncated
-Velodyne pcap. Peak RSS is the child's own VmHWM (reported by the child at exit). `outcome` is `error` (exit 1,
-the error on stderr, no traceback), `skipped` (exit 0, the summary's skipped reasons), `recorded` (exit 0,
-frames with an `error:<kind>` decision), `ok` (exit 0) or `crash`.
+(`config validate`); a 20000x20000 PNG bomb, a TIFF whose directory says 20000x20000, a 1x1 PNG, a symlink loop
+and a non-UTF-8 folder name (`replay` of an image folder); an MCAP chunk that decompresses to 1 GiB while
+claiming 1 MiB and one claiming 3 GB, a PointCloud2 with point_step 2^32-1 (`replay` of an MCAP); a 200 MB KITTI
+.bin (sparse file); a truncated Velodyne pcap. Peak RSS is the child's own VmHWM (reported by the child at exit).
+`outcome` is `error` (exit 1, the error on stderr, no traceback), `skipped` (exit 0, the summary's skipped
+reasons), `recorded` (exit 0, frames with an `error:<kind>` decision), `ok` (exit 0) or `crash`.
 """
 
 from __future__ import annotations
@@ -42,6 +42,22 @@ def _png(width: int, height: int, rows: Any) -> bytes:
     idat = [comp.compress(row) for row in rows]
     idat.append(comp.flush())
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(idat)) + chunk(b"IEND", b"")
+
+
+def _tiff_claiming(width: int, height: int) -> bytes:
+    """A real 64x48 16-bit TIFF whose directory says it is width x height (a decoder would size its buffer so)."""
+    import cv2
+    import numpy as np
+
+    data = bytearray(cv2.imencode(".tiff", np.full((48, 64), 4000, np.uint16))[1].tobytes())
+    (offset,) = struct.unpack("<I", data[4:8])
+    (count,) = struct.unpack("<H", data[offset:offset + 2])
+    for k in range(count):
+        entry = offset + 2 + 12 * k
+        (tag,) = struct.unpack("<H", data[entry:entry + 2])
+        if tag in (256, 257):
+            data[entry + 2:entry + 12] = struct.pack("<HII", 4, 1, width if tag == 256 else height)
+    return bytes(data)
 
 
 def _record(opcode: int, body: bytes) -> bytes:
@@ -120,6 +136,7 @@ def make_cases(root: Path) -> list[dict[str, Any]]:
     folder_case("png_bomb_20000x20000", {"bomb.png": _png(20000, 20000, (bytes(20001) for _ in range(20000))),
                                          "ok.png": ok})
     folder_case("png_1x1", {"a.png": _png(1, 1, [b"\x00\x80"]), "ok.png": ok})
+    folder_case("tiff_says_20000x20000", {"bomb.tiff": _tiff_claiming(20000, 20000), "ok.png": ok})
     folder_case("symlink_loop", {"loop.png": None, "ok.png": ok})
     folder_case("non_utf8_folder_name", {"ok.png": ok}, folder=b"cam\xff\xfe")
 
