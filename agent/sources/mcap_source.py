@@ -1,4 +1,5 @@
-"""An MCAP recording of ROS 2 messages: Image / CompressedImage cameras and PointCloud2 LiDARs.
+"""An MCAP recording of ROS 2 messages (Image / CompressedImage cameras, PointCloud2 LiDARs) or of Foxglove's
+protobuf schemas (CompressedImage / RawImage, PointCloud: agent.sources.foxglove_convert).
 
 The file is read in the reader's streaming (non-seeking) mode: one chunk in memory at a time, no need for the
 summary section at the end, so a recording cut short by a crash or full disk still yields everything before
@@ -17,6 +18,7 @@ from mcap_ros2.decoder import DecoderFactory
 
 from agent.errors import DecodeError, InputError
 from agent.frame import Frame, Item, Modality, Skip
+from agent.sources import foxglove_convert
 from agent.sources.base import SeqCounter, Source, reorder, safe_name
 from agent.sources.imageinfo import image_meta
 from agent.sources.limits import DEFAULT_LIMITS, InputLimits, TooLarge, check_pixels, check_points
@@ -31,11 +33,12 @@ TRAILING_LEVELS = frozenset({
     "points", "pointcloud", "points_raw",
 })
 
-# Schema name (ROS 2 spelling, with "/msg/" removed) -> what the message becomes.
+# Schema name (ROS 2 spelling, with "/msg/" removed; Foxglove's protobuf schemas) -> what the message becomes.
 _KINDS = {
     "sensor_msgs/Image": "image",
     "sensor_msgs/CompressedImage": "compressed",
     "sensor_msgs/PointCloud2": "points",
+    **foxglove_convert.SCHEMAS,
 }
 
 # How far, in messages, a header stamp may lag the log order before items come out of time order.
@@ -61,7 +64,7 @@ class _Channel:
 
 
 class McapSource(Source):
-    """Every Image, CompressedImage and PointCloud2 message of the file, in (header stamp) time order."""
+    """Every camera and LiDAR message of the file (ROS 2 or Foxglove), in (header stamp) time order."""
 
     kind = "mcap"
     clock = "message header stamps"
@@ -116,7 +119,7 @@ class _Reading:
         self.limits = limits
         self.messages = 0
         self.last_t = 0  # latest item time so far: a corrupt_recording Skip sorts after what was salvaged
-        self._factory = DecoderFactory()
+        self._factories: list[Any] = [DecoderFactory()]  # ROS 2 CDR; protobuf added on its first channel
         self._channels: dict[int, _Channel] = {}
         self._sensors: dict[str, str] = {}  # topic -> sensor name (several channels may share a topic)
         self._reported: set[str] = set()
@@ -141,12 +144,19 @@ class _Reading:
         kind = _KINDS.get(schema_name.replace("/msg/", "/"))
         if kind is None:
             return _Channel(base, None, None, f"{channel.topic}: schema {schema_name} is not a camera or LiDAR type")
-        try:
-            decode = self._factory.decoder_for(channel.message_encoding, schema)
-        except Exception as exc:  # a bad message definition must not stop the other topics
-            decode, problem = None, f"{type(exc).__name__}: {exc}"
-        else:
-            problem = f"message encoding {channel.message_encoding!r} is not ROS 2 CDR"
+        if channel.message_encoding == "protobuf" and len(self._factories) == 1:
+            from mcap_protobuf.decoder import DecoderFactory as ProtobufDecoders  # deferred: Foxglove files only
+
+            self._factories.append(ProtobufDecoders())
+        decode, problem = None, f"message encoding {channel.message_encoding!r} is neither ROS 2 CDR nor protobuf"
+        for factory in self._factories:
+            try:
+                decode = factory.decoder_for(channel.message_encoding, schema)
+            except Exception as exc:  # a bad message definition must not stop the other topics
+                decode, problem = None, f"{type(exc).__name__}: {exc}"
+                break
+            if decode is not None:
+                break
         if decode is None:
             return _Channel(base, None, None, f"{channel.topic}: {schema_name} cannot be decoded ({problem})")
         return _Channel(self._sensor_for(channel.topic, base), kind, decode)
@@ -196,6 +206,10 @@ def message_frame(state: Any, msg: Any, seq: int, t_ns: int, source: str, nbytes
         image = image_array(msg, getattr(state, "depth", None))
         return Frame(modality=Modality.CAMERA, array=image, meta=image_meta(image.shape[1], image.shape[0]),
                      **common)
-    check_points(int(msg.width) * int(msg.height), limits)
-    points = points_array(msg)
+    if state.kind == "foxglove_points":
+        check_points(foxglove_convert.point_count(msg), limits)
+        points = foxglove_convert.points_array(msg)
+    else:
+        check_points(int(msg.width) * int(msg.height), limits)
+        points = points_array(msg)
     return Frame(modality=Modality.LIDAR, array=points, meta={"points": str(len(points))}, **common)

@@ -48,7 +48,11 @@ _INTENSITY_NAMES = ("intensity", "reflectance", "i")
 
 
 def stamp_ns(msg: Any) -> int:
-    """The header stamp in ns (0 when unset, so the caller falls back to the log time)."""
+    """The header stamp in ns (0 when unset, so the caller falls back to the log time); a Foxglove message's
+    `timestamp` (protobuf Timestamp: seconds, nanos)."""
+    if not hasattr(msg, "header"):
+        stamp = msg.timestamp
+        return int(stamp.seconds) * 1_000_000_000 + int(stamp.nanos)
     stamp = msg.header.stamp
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
@@ -77,7 +81,7 @@ def image_array(msg: Any, depth: SampleDepth | None = None) -> np.ndarray:
         raise DecodeError(f"{msg.encoding} pairs pixels, but the image is {width} wide")
     itemsize = np.dtype(dtype).itemsize
     rows = _rows(bytes(msg.data), height, int(msg.step), width * channels * itemsize)
-    order = ">" if msg.is_bigendian else "<"
+    order = ">" if getattr(msg, "is_bigendian", False) else "<"  # Foxglove's RawImage is little-endian
     pixels = np.ascontiguousarray(rows).view(order + dtype).reshape(height, width, channels)
     if itemsize == 2:
         pixels = (depth or SampleDepth()).to_8bit(pixels)  # the scorer works on 8-bit samples
