@@ -8,7 +8,7 @@
     python scripts/evaluate_field.py --native-table models/evaluate_field_native.json
 
 See scripts/_field_eval.py for the protocol (held out by source, faults on real frames, genuine faults, rare data)
-and scripts/_field_folders.py for the LiDAR snapshot folders as `edgesift replay FOLDER` reads them.
+and scripts/_field_folders.py for folders as `edgesift replay FOLDER` reads them.
 Needs ../shared/data and imagecorruptions (the train extra).
 """
 
@@ -64,9 +64,9 @@ def main() -> None:
         _field_eval.RECORDS = []
     result = evaluate(tuple(args.kinds), with_faults=not args.no_faults, max_items=args.max_items,
                       modalities=tuple(args.modalities), seed=args.seed, seed_per_source=not args.shared_draws)
-    if "lidar" in args.modalities:
+    for modality in args.modalities:
         for kind in args.kinds:
-            result["lidar"][kind]["replayed_folders"] = replayed_folders(kind)
+            result[modality][kind]["replayed_folders"] = replayed_folders(kind, modality)
     if args.sweep:
         for modality, sources in (("camera", camera_sources()), ("lidar", lidar_sources())):
             if modality in args.modalities:
