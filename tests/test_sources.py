@@ -433,3 +433,36 @@ def test_a_sub_folder_of_an_image_folder_is_a_skip_that_says_how_to_read_it(tmp_
     skips = {Path(i.source).name: i.detail for i in items_of(folder) if isinstance(i, Skip)}
     assert skips == {"bag": "a folder: give it as an input of its own to read it",
                      "notes.txt": "not an image or a point cloud file"}
+
+
+def test_recordings_named_by_time_are_recordings_and_two_units_side_by_side_are_not() -> None:
+    from agent.sources.images import numbered_sequence
+
+    # bag_to_pcd's <sec>.<nsec> names, and a date-time over several seconds: one recording each.
+    assert numbered_sequence(["1546300800.900000000.pcd", "1546300801.000000000.pcd", "1546300801.100000000.pcd"])
+    assert numbered_sequence(["2021-10-26-16-21-29-968.bin", "2021-10-26-16-21-30-068.bin"])
+    # Two cameras' frames in one folder, by time or by counter: not one recording.
+    assert not numbered_sequence(["cam1_1546300800123456789.jpg", "cam1_1546300800223456789.jpg",
+                                  "cam2_1546300800123456789.jpg", "cam2_1546300800223456789.jpg"])
+    assert not numbered_sequence(["img_0231_cam1.jpg", "img_0231_cam2.jpg", "img_0232_cam1.jpg"])
+
+
+def test_a_lidar_folder_dumped_by_bag_to_pcd_is_judged_against_its_own_history(tmp_path: Path) -> None:
+    # Sorted and read as one recording, a scan the driver sent twice is a frozen repeat; read as unrelated
+    # snapshots (the names' seconds change, so they shared no prefix), it passed.
+    from conftest import sample_frames
+
+    from agent.config.model import ScoringConfig
+    from agent.scoring.heuristic import HeuristicScorer
+
+    folder = tmp_path / "velodyne"
+    folder.mkdir()
+    scans = [f.array for f in sample_frames("lidar")[:4]]
+    names = [f"{1546300800 + k // 3}.{(k % 3) * 300_000_000:09d}.bin" for k in range(5)]
+    for name, scan in zip(names, [*scans, scans[-1]], strict=True):
+        scan.astype("<f4").tofile(folder / name)
+    frames = [i for i in items_of(folder) if isinstance(i, Frame)]
+    assert [f.meta["file"] for f in frames] == names and not any("still" in f.meta for f in frames)
+    scorer = HeuristicScorer(ScoringConfig())
+    verdicts = [scorer.score(f) for f in frames]
+    assert "frozen" in verdicts[-1].reasons

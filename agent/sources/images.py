@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+from decimal import Decimal
 from pathlib import Path
 
 from agent.errors import DecodeError
@@ -21,6 +22,7 @@ from agent.sources.imageinfo import (
     tiff_size,
 )
 from agent.sources.limits import DEFAULT_LIMITS, InputLimits, TooLarge, check_pixels, read_bounded
+from agent.sources.points import stamp_in_name, stamp_span
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff"})
 
@@ -93,17 +95,27 @@ def natural_key(name: str) -> tuple[list[str | int], str]:
 
 
 STILL = "still"  # Frame.meta key: an image or scan unrelated to the one before it (scorers judge it on its own)
-_TRAILING_NUMBER = re.compile(r"^(.*?)(\d+)$")
+_TRAILING_NUMBER = re.compile(r"^(.*?)(\d+(?:\.\d+)?)$")  # 0001TP_006690, or a decimal: <sec>.<nsec> (bag_to_pcd)
 
 
 def numbered_sequence(names: list[str]) -> bool:
     """Whether the files look like the frames of one recording: a shared prefix and increasing frame numbers
-    (0000000001.png, 0001TP_006690.jpg). Hash-named stills (BDD's 0ace96c3-48481887.jpg) are not: each comes from
-    another car, another day, and comparing one with the last says nothing about the camera. Nor are snapshots of
-    several LiDAR units (40p_<t>.bin, vls128_<t>.bin, 0001_left.bin beside 0001_top.bin)."""
-    parsed = [_TRAILING_NUMBER.match(Path(n).stem.removesuffix(".pcd")) for n in names]  # nuScenes' .pcd.bin
-    if len(names) < 2 or not all(parsed):
-        return len(names) < 2
+    (0000000001.png, 0001TP_006690.jpg, bag_to_pcd's 1546300800.123456789.pcd), or a time stamp in every name
+    with the rest of the names alike (2021-10-26-16-21-29-468.bin over several seconds). Hash-named stills (BDD's
+    0ace96c3-48481887.jpg) are not: each comes from another car, another day, and comparing one with the last
+    says nothing about the camera. Nor are snapshots of several LiDAR units (40p_<t>.bin, vls128_<t>.bin,
+    0001_left.bin beside 0001_top.bin), nor two cameras' frames side by side (cam1_<t>.jpg, cam2_<t>.jpg)."""
+    if len(names) < 2:
+        return True
+    stems = [Path(n).stem.removesuffix(".pcd") for n in names]  # nuScenes' .pcd.bin
+    spans = [stamp_span(stem) for stem in stems]
+    if all(spans):
+        skeletons = {stem[:span[0]] + "#" + stem[span[1]:] for stem, span in zip(stems, spans, strict=True) if span}
+        if len(skeletons) == 1 and len({stamp_in_name(stem) for stem in stems}) == len(stems):
+            return True
+    parsed = [_TRAILING_NUMBER.match(stem) for stem in stems]
+    if not all(parsed):
+        return False
     prefixes = {m.group(1) for m in parsed if m}
-    numbers = [int(m.group(2)) for m in parsed if m]
+    numbers = [Decimal(m.group(2)) for m in parsed if m]
     return len(prefixes) == 1 and all(b > a for a, b in itertools.pairwise(numbers))

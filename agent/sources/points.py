@@ -167,6 +167,12 @@ def point_file_item(path: Path, sensor: str, seq: int, t_ns: int, limits: InputL
     )
 
 
+def stamp_span(name: str) -> tuple[int, int] | None:
+    """Where in `name` stamp_in_name reads its time (start, end), or None when it reads none."""
+    match = _DIGITS.search(name) or _DATETIME.search(name)
+    return match.span() if match is not None and stamp_in_name(name) is not None else None
+
+
 def stamp_in_name(name: str) -> int | None:
     """Epoch time (ns) written in a file name: a 13/16/19-digit number or a date-time; None when there is none."""
     match = _DIGITS.search(name)
