@@ -22,7 +22,7 @@ from agent.sources.imageinfo import (
     tiff_size,
 )
 from agent.sources.limits import DEFAULT_LIMITS, InputLimits, TooLarge, check_pixels, read_bounded
-from agent.sources.points import stamp_in_name, stamp_span
+from agent.sources.points import stamp_and_span
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff"})
 
@@ -56,8 +56,9 @@ def image_file_item(path: Path, sensor: str, seq: int, t_ns: int, limits: InputL
     source = str(path)
     try:
         data = read_bounded(path, limits.max_file_bytes)
-        if data[:4] in TIFF_MAGICS or (data.startswith(PNG_SIGNATURE) and png_bit_depth(data) == 16):
-            width, height = tiff_size(data) if data[:4] in TIFF_MAGICS else png_size(data)
+        tiff = data[:4] in TIFF_MAGICS
+        if tiff or (data.startswith(PNG_SIGNATURE) and png_bit_depth(data) == 16):
+            width, height = tiff_size(data) if tiff else png_size(data)
             check_pixels(width, height, limits)
             picture = decode_samples(data, depth)
             return Frame(sensor=sensor, modality=Modality.CAMERA, t_ns=t_ns, seq=seq, nbytes=len(data),
@@ -108,10 +109,11 @@ def numbered_sequence(names: list[str]) -> bool:
     if len(names) < 2:
         return True
     stems = [Path(n).stem.removesuffix(".pcd") for n in names]  # nuScenes' .pcd.bin
-    spans = [stamp_span(stem) for stem in stems]
-    if all(spans):
-        skeletons = {stem[:span[0]] + "#" + stem[span[1]:] for stem, span in zip(stems, spans, strict=True) if span}
-        if len(skeletons) == 1 and len({stamp_in_name(stem) for stem in stems}) == len(stems):
+    stamps = [stamp_and_span(stem) for stem in stems]
+    if all(stamps):
+        timed = [(stem, found) for stem, found in zip(stems, stamps, strict=True) if found]
+        skeletons = {stem[:start] + "#" + stem[end:] for stem, (_, (start, end)) in timed}
+        if len(skeletons) == 1 and len({t for _, (t, _) in timed}) == len(stems):
             return True
     parsed = [_TRAILING_NUMBER.match(stem) for stem in stems]
     if not all(parsed):

@@ -65,6 +65,34 @@ def read_bin(data: bytes, columns: int) -> np.ndarray:
     return _xyzi(raw[:, 0], raw[:, 1], raw[:, 2], raw[:, 3])
 
 
+def xyzi_records(data: bytes, count: int, stride: int, fields: dict[str, tuple[int, str | None]],
+                 what: str) -> np.ndarray:
+    """Nx4 float32 x, y, z, intensity out of `count` packed records of `stride` bytes, as point cloud messages
+    (ROS PointCloud2, Foxglove PointCloud) carry them. `fields`: name -> (byte offset, numpy type with its byte
+    order, None for a type the message's format does not define); x, y and z are required, intensity is the
+    first of the usual names present (0 without one). A DecodeError names `what`."""
+    missing = [n for n in "xyz" if n not in fields]
+    if missing:
+        raise DecodeError(f"{what} has no {'/'.join(missing)} field (fields: {', '.join(fields)})")
+    intensity = next((n for n in _INTENSITY if n in fields), None)
+    wanted = ["x", "y", "z", *([intensity] if intensity else [])]
+    formats: list[str] = []
+    for name in wanted:
+        offset, code = fields[name]
+        if code is None:
+            raise DecodeError(f"{what} field {name!r} has a type this reader does not know")
+        if offset + np.dtype(code).itemsize > stride:
+            raise DecodeError(f"{what} field {name!r} at offset {offset} overruns its {stride}-byte point")
+        formats.append(code)
+    dtype = np.dtype({"names": wanted, "formats": formats, "offsets": [fields[n][0] for n in wanted],
+                      "itemsize": stride})
+    records = np.frombuffer(data, dtype=dtype, count=count)
+    points = np.zeros((count, 4), dtype=np.float32)
+    for column, name in enumerate(wanted):
+        points[:, column] = records[name]
+    return points
+
+
 def returns_only(points: np.ndarray) -> np.ndarray:
     """The points whose x, y and z are all finite (an organized cloud's "no return" placeholders left out)."""
     keep = np.isfinite(points[:, :3]).all(axis=1)
@@ -167,18 +195,18 @@ def point_file_item(path: Path, sensor: str, seq: int, t_ns: int, limits: InputL
     )
 
 
-def stamp_span(name: str) -> tuple[int, int] | None:
-    """Where in `name` stamp_in_name reads its time (start, end), or None when it reads none."""
-    match = _DIGITS.search(name) or _DATETIME.search(name)
-    return match.span() if match is not None and stamp_in_name(name) is not None else None
-
-
 def stamp_in_name(name: str) -> int | None:
     """Epoch time (ns) written in a file name: a 13/16/19-digit number or a date-time; None when there is none."""
+    found = stamp_and_span(name)
+    return found[0] if found else None
+
+
+def stamp_and_span(name: str) -> tuple[int, tuple[int, int]] | None:
+    """stamp_in_name's time and where in `name` it is written (start, end); None when there is none."""
     match = _DIGITS.search(name)
     if match:
         digits = match.group(1)
-        return int(digits) * {19: 1, 16: 1_000, 13: 1_000_000}[len(digits)]
+        return int(digits) * {19: 1, 16: 1_000, 13: 1_000_000}[len(digits)], match.span()
     match = _DATETIME.search(name)
     if match is None:
         return None
@@ -189,7 +217,7 @@ def stamp_in_name(name: str) -> int | None:
     fraction = match.group(7) or ""
     # "-468" after the seconds is milliseconds (three digits), a longer group is a decimal fraction.
     frac_ns = int(fraction.ljust(9, "0")) if fraction else 0
-    return calendar.timegm(when.utctimetuple()) * NS_PER_S + frac_ns
+    return calendar.timegm(when.utctimetuple()) * NS_PER_S + frac_ns, match.span()
 
 
 def stamps_file(folder: Path) -> dict[str, tuple[int, bool]]:

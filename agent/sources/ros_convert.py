@@ -14,7 +14,7 @@ from agent.errors import DecodeError
 from agent.frame import Encoding
 from agent.sources.decode import SampleDepth
 from agent.sources.imageinfo import inspect_image
-from agent.sources.points import returns_only
+from agent.sources.points import returns_only, xyzi_records
 
 # ROS Bayer patterns -> OpenCV demosaicing, which names a pattern by its second row's second and third pixels
 # (cv_bridge's mapping; checked by mosaicing a real frame in each pattern and demosaicing it back).
@@ -44,7 +44,6 @@ _IMAGE_LAYOUTS: dict[str, tuple[int, str, int | None]] = {
 
 # sensor_msgs/PointField datatypes.
 _FIELD_TYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
-_INTENSITY_NAMES = ("intensity", "reflectance", "i")
 
 
 def stamp_ns(msg: Any) -> int:
@@ -103,33 +102,6 @@ def compressed_payload(msg: Any) -> tuple[Encoding, bytes, int, int]:
     return encoding, data, width, height
 
 
-def _field_dtype(msg: Any) -> tuple[np.dtype, bool]:
-    """Structured dtype picking x, y, z (and intensity when present) out of each point_step-byte record."""
-    fields = {f.name: f for f in msg.fields}
-    missing = [n for n in "xyz" if n not in fields]
-    if missing:
-        raise DecodeError(f"PointCloud2 has no {'/'.join(missing)} field (fields: {', '.join(fields)})")
-    wanted = ["x", "y", "z"]
-    intensity = next((n for n in _INTENSITY_NAMES if n in fields), None)
-    if intensity:
-        wanted.append(intensity)
-    order = ">" if msg.is_bigendian else "<"
-    names, formats, offsets = [], [], []
-    point_step = int(msg.point_step)
-    for out_name, name in zip(("x", "y", "z", "i"), wanted, strict=False):
-        field = fields[name]
-        code = _FIELD_TYPES.get(int(field.datatype))
-        if code is None:
-            raise DecodeError(f"PointCloud2 field {name!r} has unknown datatype {field.datatype}")
-        if int(field.offset) + np.dtype(code).itemsize > point_step:
-            raise DecodeError(f"PointCloud2 field {name!r} at offset {field.offset} overruns point_step {point_step}")
-        names.append(out_name)
-        formats.append(order + code)
-        offsets.append(int(field.offset))
-    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": point_step})
-    return dtype, intensity is not None
-
-
 def points_array(msg: Any) -> np.ndarray:
     """sensor_msgs/PointCloud2 -> Nx4 float32 (x, y, z, intensity); intensity is 0 when the cloud has none.
 
@@ -141,7 +113,9 @@ def points_array(msg: Any) -> np.ndarray:
     point_step = int(msg.point_step)
     if point_step <= 0:
         raise DecodeError(f"PointCloud2 point_step is {point_step}")
-    dtype, has_intensity = _field_dtype(msg)
+    order = ">" if msg.is_bigendian else "<"
+    fields = {f.name: (int(f.offset), order + code if (code := _FIELD_TYPES.get(int(f.datatype))) else None)
+              for f in msg.fields}
     height, width = int(msg.height), int(msg.width)
     count = height * width
     data = bytes(msg.data)
@@ -150,9 +124,6 @@ def points_array(msg: Any) -> np.ndarray:
         data = _rows(data, height, row_step, width * point_step).tobytes()  # drop per-row padding
     if len(data) < count * point_step:
         raise DecodeError(f"PointCloud2 data is {len(data)} bytes, {count} points of {point_step} need more")
-    records = np.frombuffer(data, dtype=dtype, count=count)
-    points = np.zeros((count, 4), dtype=np.float32)
-    for column, name in enumerate(("x", "y", "z", "i") if has_intensity else ("x", "y", "z")):
-        points[:, column] = records[name]
+    points = xyzi_records(data, count, point_step, fields, "PointCloud2")
     return returns_only(points) if height > 1 and not getattr(msg, "is_dense", True) else points
 
