@@ -29,6 +29,9 @@ PARTIAL_ROTATION = "partial_rotation"
 # Frame.meta key a source sets on a frame that is a file of its own (a folder of images or scans, KITTI, nuScenes):
 # the file's name, which the decision record carries, so that a user can tell which file was dropped and why.
 FILE = "file"
+# Frame.meta key a source sets (to "1") on an image or scan unrelated to the one before it (a folder of stills from
+# many cars, snapshots of several LiDAR units): scorers judge it on its own, not against "its" sensor's history.
+STILL = "still"
 
 
 @dataclass(slots=True)

@@ -31,7 +31,7 @@ from _field_faults import CAMERA_FIELD_FAULTS, LIDAR_FIELD_FAULTS, TRAINED, came
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agent.config.model import AgentConfig
-from agent.frame import Encoding, Frame, Modality
+from agent.frame import STILL, Encoding, Frame, Modality
 from agent.scoring.base import Label, Verdict
 from agent.scoring.factory import make_scorer
 from agent.scoring.trust import head_trusted
@@ -134,7 +134,7 @@ def valid(kind: str, source: Source, items: list) -> tuple[dict, list[tuple[floa
         for i, item in stream:
             frame = frame_of(source, item, f"{source.name}/{s}", i)
             if stills:
-                frame.meta["still"] = "1"
+                frame.meta[STILL] = "1"
             verdict = judge(scorer, frame)
             record(kind, source, "valid", verdict, scorer)
             if verdict.label is Label.HARMFUL:

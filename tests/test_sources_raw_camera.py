@@ -17,8 +17,9 @@ from camera_support import sample_images
 from agent.config import AgentConfig
 from agent.frame import Frame
 from agent.replay.runner import run_replay
+from agent.sources.decode import SampleDepth
 from agent.sources.mcap_source import McapSource
-from agent.sources.ros_convert import SampleDepth, image_array
+from agent.sources.ros_convert import image_array
 
 try:
     from tests import _sources_fixtures as fx

@@ -7,7 +7,7 @@ import numpy as np
 from agent.config.model import ScoringConfig
 from agent.config.sensors import sensor_model
 from agent.errors import DecodeError
-from agent.frame import PARTIAL_ROTATION, Frame, Modality
+from agent.frame import PARTIAL_ROTATION, STILL, Frame, Modality
 from agent.scoring import camera_checks, lidar_checks
 from agent.scoring.base import Label, Verdict
 from agent.scoring.context import SceneContext
@@ -81,7 +81,7 @@ class HeuristicScorer:
         signals = self.measurer.camera(frame, cfg.analysis_width)
         grey = signals.grey
         # A still from a folder of unrelated pictures is judged on its own, like the first frame of a stream.
-        still = frame.meta.get("still") == "1"
+        still = frame.meta.get(STILL) == "1"
         previous = self._previous_signals.get(frame.sensor)
         cut = still or camera_checks.scene_cut(signals, previous, cfg)
         typical = None if cut else self._camera_baseline.typical(frame.sensor)
@@ -117,7 +117,7 @@ class HeuristicScorer:
         signals = self.measurer.lidar(points, cfg, model)
         # A scan from a folder of unrelated snapshots (other units, other models) is judged on its own, by the
         # absolute limits, as the first scan of a stream is: no history of "its" sensor is its own.
-        still = frame.meta.get("still") == "1"
+        still = frame.meta.get(STILL) == "1"
         found = lidar_checks.faults(signals, cfg, None if still else self._lidar_baseline.typical(frame.sensor),
                                     model, partial=frame.meta.get(PARTIAL_ROTATION) == "1")
         if repeated and not still:

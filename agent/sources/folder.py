@@ -21,10 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from agent.errors import InputError
-from agent.frame import Frame, Item, Skip
+from agent.frame import STILL, Frame, Item, Skip
 from agent.sources.base import SeqCounter, Source, safe_name
 from agent.sources.decode import SampleDepth
-from agent.sources.images import IMAGE_SUFFIXES, STILL, image_file_item, is_dir_entry, natural_key, numbered_sequence
+from agent.sources.images import IMAGE_SUFFIXES, image_file_item, is_dir_entry, natural_key, numbered_sequence
 from agent.sources.limits import InputLimits
 from agent.sources.points import POINT_SUFFIXES, is_wall_clock, point_file_item, point_suffix, timed_files
 

@@ -95,7 +95,6 @@ def natural_key(name: str) -> tuple[list[str | int], str]:
     return parts, name
 
 
-STILL = "still"  # Frame.meta key: an image or scan unrelated to the one before it (scorers judge it on its own)
 _TRAILING_NUMBER = re.compile(r"^(.*?)(\d+(?:\.\d+)?)$")  # 0001TP_006690, or a decimal: <sec>.<nsec> (bag_to_pcd)
 
 

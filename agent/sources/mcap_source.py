@@ -20,10 +20,11 @@ from agent.errors import DecodeError, InputError
 from agent.frame import Frame, Item, Modality, Skip
 from agent.sources import foxglove_convert
 from agent.sources.base import SeqCounter, Source, reorder, safe_name
+from agent.sources.decode import SampleDepth
 from agent.sources.imageinfo import image_meta
 from agent.sources.limits import DEFAULT_LIMITS, InputLimits, TooLarge, check_pixels, check_points
 from agent.sources.mcap_salvage import Damage, salvage
-from agent.sources.ros_convert import SampleDepth, compressed_payload, image_array, points_array, stamp_ns
+from agent.sources.ros_convert import compressed_payload, image_array, points_array, stamp_ns
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 

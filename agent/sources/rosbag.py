@@ -19,10 +19,11 @@ import numpy as np
 from agent.errors import DecodeError, InputError
 from agent.frame import Frame, Item, Modality, Skip
 from agent.sources.base import SeqCounter, Source, reorder, safe_name
+from agent.sources.decode import SampleDepth
 from agent.sources.limits import DEFAULT_LIMITS, InputLimits, TooLarge, check_points
 from agent.sources.mcap_source import REORDER_WINDOW, message_frame, topic_sensor
 from agent.sources.pcap import velodyne_xyzi
-from agent.sources.ros_convert import SampleDepth, stamp_ns
+from agent.sources.ros_convert import stamp_ns
 
 ROS1_MAGIC = b"#ROSBAG V2.0"
 _VELODYNE_POINTS_PER_PACKET = 384  # 12 firing blocks x 32 channels per 1206-byte packet
