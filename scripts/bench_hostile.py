@@ -44,12 +44,13 @@ def _png(width: int, height: int, rows: Any) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(idat)) + chunk(b"IEND", b"")
 
 
-def _tiff_claiming(width: int, height: int) -> bytes:
-    """A real 64x48 16-bit TIFF whose directory says it is width x height (a decoder would size its buffer so)."""
+def tiff_claiming(width: int, height: int, tiff: bytes | None = None) -> bytes:
+    """A real little-endian TIFF (`tiff`, or a 64x48 16-bit one) whose directory says it is width x height (a
+    decoder would size its buffer so)."""
     import cv2
     import numpy as np
 
-    data = bytearray(cv2.imencode(".tiff", np.full((48, 64), 4000, np.uint16))[1].tobytes())
+    data = bytearray(tiff or cv2.imencode(".tiff", np.full((48, 64), 4000, np.uint16))[1].tobytes())
     (offset,) = struct.unpack("<I", data[4:8])
     (count,) = struct.unpack("<H", data[offset:offset + 2])
     for k in range(count):
@@ -136,7 +137,7 @@ def make_cases(root: Path) -> list[dict[str, Any]]:
     folder_case("png_bomb_20000x20000", {"bomb.png": _png(20000, 20000, (bytes(20001) for _ in range(20000))),
                                          "ok.png": ok})
     folder_case("png_1x1", {"a.png": _png(1, 1, [b"\x00\x80"]), "ok.png": ok})
-    folder_case("tiff_says_20000x20000", {"bomb.tiff": _tiff_claiming(20000, 20000), "ok.png": ok})
+    folder_case("tiff_says_20000x20000", {"bomb.tiff": tiff_claiming(20000, 20000), "ok.png": ok})
     folder_case("symlink_loop", {"loop.png": None, "ok.png": ok})
     folder_case("non_utf8_folder_name", {"ok.png": ok}, folder=b"cam\xff\xfe")
 

@@ -5,6 +5,7 @@ the first was skipped (unsupported encoding) and the second turned black (only t
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -20,6 +21,9 @@ from agent.replay.runner import run_replay
 from agent.sources.decode import SampleDepth
 from agent.sources.mcap_source import McapSource
 from agent.sources.ros_convert import image_array
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import bench_hostile
 
 try:
     from tests import _sources_fixtures as fx
@@ -192,15 +196,8 @@ def test_a_tiff_with_a_lying_or_broken_header_is_a_skip(tmp_path: Path) -> None:
     frame = image_file_item(good, "cam", 0, 0)
     assert isinstance(frame, Frame) and frame.meta["width"] == "640"
     # A width of 4 billion in the directory: refused from the header, before any decoding.
-    (offset,) = struct.unpack("<I", data[4:8])
-    (count,) = struct.unpack("<H", data[offset:offset + 2])
-    lying = bytearray(data)
-    for k in range(count):
-        entry = offset + 2 + 12 * k
-        (tag,) = struct.unpack("<H", lying[entry:entry + 2])
-        if tag == 256:
-            lying[entry + 2:entry + 12] = struct.pack("<HII", 4, 1, 4_000_000_000)
-    cases = {"lying.tiff": bytes(lying), "truncated.tiff": data[: len(data) // 3],
+    lying = bench_hostile.tiff_claiming(4_000_000_000, grey.shape[0], data)
+    cases = {"lying.tiff": lying, "truncated.tiff": data[: len(data) // 3],
              "no_directory.tiff": data[:4] + struct.pack("<I", 10**9)}
     for name, content in cases.items():
         (tmp_path / name).write_bytes(content)
