@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import pytest
 from conftest import TEST_DATA, sample_frames, write_kitti_drive
 from mcap.reader import make_reader
@@ -83,6 +84,15 @@ def stamp(t_ns: int) -> dict[str, int]:
 
 def header(t_ns: int, frame_id: str = "sensor") -> dict[str, Any]:
     return {"stamp": stamp(t_ns), "frame_id": frame_id}
+
+
+def pointcloud2(t_ns: int, points: np.ndarray, rows: int = 1, dense: bool = False) -> dict[str, Any]:
+    """A sensor_msgs/PointCloud2 message dict of Nx4 float32 x, y, z, intensity points in `rows` rows."""
+    fields = [{"name": n, "offset": 4 * i, "datatype": 7, "count": 1}
+              for i, n in enumerate(("x", "y", "z", "intensity"))]
+    width = len(points) // rows
+    return {"header": header(t_ns), "height": rows, "width": width, "fields": fields, "is_bigendian": False,
+            "point_step": 16, "row_step": 16 * width, "data": points.astype("<f4").tobytes(), "is_dense": dense}
 
 
 def write_mcap(

@@ -51,12 +51,6 @@ def foxglove_cloud(points: np.ndarray, t_ns: int) -> PointCloud:
     return cloud
 
 
-def ros_cloud(points: np.ndarray, t_ns: int) -> dict[str, Any]:
-    fields = [{"name": n, "offset": 4 * k, "datatype": 7, "count": 1} for k, n in enumerate(("x", "y", "z", "i"))]
-    return {"header": fx.header(t_ns), "height": 1, "width": len(points), "fields": fields, "is_bigendian": False,
-            "point_step": 16, "row_step": 16 * len(points), "data": points.astype("<f4").tobytes(), "is_dense": True}
-
-
 def write_foxglove(path: Path, jpegs: list[bytes], scans: list[np.ndarray]) -> Path:
     with path.open("wb") as fh:
         writer = Writer(fh)
@@ -89,7 +83,8 @@ def test_foxglove_frames_are_the_ros_frames_and_judged_alike(tmp_path: Path, sam
         t_ns = T0 + k * STEP
         messages.append(("/front/image/compressed", "sensor_msgs/msg/CompressedImage",
                          {"header": fx.header(t_ns), "format": "jpeg", "data": jpeg}, t_ns))
-        messages.append(("/velodyne/points", "sensor_msgs/msg/PointCloud2", ros_cloud(scan, t_ns + 1), t_ns + 1))
+        messages.append(("/velodyne/points", "sensor_msgs/msg/PointCloud2", fx.pointcloud2(t_ns + 1, scan, dense=True),
+                         t_ns + 1))
     ros = fx.write_mcap(tmp_path / "ros.mcap", messages)
     keys = ("sensor", "seq", "t_ns", "verdict", "reasons", "signals")
     assert [{k: r[k] for k in keys} for r in _decisions(fox, tmp_path / "fox")] == [

@@ -60,14 +60,6 @@ def field(name: str, offset: int, datatype: int) -> dict[str, Any]:
     return {"name": name, "offset": offset, "datatype": datatype, "count": 1}
 
 
-def cloud_xyzi(t_ns: int, points: np.ndarray) -> dict[str, Any]:
-    fields = [field(n, 4 * i, 7) for i, n in enumerate(("x", "y", "z", "intensity"))]
-    return {
-        "header": fx.header(t_ns), "height": 1, "width": len(points), "fields": fields, "is_bigendian": False,
-        "point_step": 16, "row_step": 16 * len(points), "data": points.astype("<f4").tobytes(), "is_dense": False,
-    }
-
-
 def cloud_f64_big_endian_no_intensity(t_ns: int, points: np.ndarray) -> dict[str, Any]:
     """x, y, z as big-endian float64 plus a ring field, 2 rows with 16 bytes of padding after each."""
     width = len(points) // 2
@@ -127,7 +119,7 @@ def test_every_message_kind_from_real_frames(tmp_path: Path, jpegs: list[bytes],
         ("/mono/image", "sensor_msgs/msg/Image", image(0, grey, "mono8", pad=6), T0 + 20 * MS),  # no stamp
         ("/bgra/image_raw", "sensor_msgs/msg/Image", image(T0 + 30 * MS, bgra, "bgra8"), T0 + 30 * MS),
         ("/bayer/image_raw", "sensor_msgs/msg/Image", image(T0 + 40 * MS, grey, "bayer_rggb8"), T0 + 40 * MS),
-        (LIDAR_TOPIC, "sensor_msgs/msg/PointCloud2", cloud_xyzi(T0 + 50 * MS, scans[0]), T0 + 60 * MS),
+        (LIDAR_TOPIC, "sensor_msgs/msg/PointCloud2", fx.pointcloud2(T0 + 50 * MS, scans[0]), T0 + 60 * MS),
         ("/lidar64/points_raw", "sensor_msgs/msg/PointCloud2",
          cloud_f64_big_endian_no_intensity(T0 + 70 * MS, scans[1]), T0 + 75 * MS),
         (CAMERA_TOPIC, "sensor_msgs/msg/CompressedImage", compressed(T0 + 100 * MS, jpegs[1]), T0 + 100 * MS),
@@ -136,7 +128,7 @@ def test_every_message_kind_from_real_frames(tmp_path: Path, jpegs: list[bytes],
          compressed(T0 + 110 * MS, jpegs[2][: len(jpegs[2]) // 2]), T0 + 110 * MS),
         (CAMERA_TOPIC, "sensor_msgs/msg/CompressedImage", compressed(T0 + 200 * MS, jpegs[2]), T0 + 200 * MS),
         # Logged after the camera frame at 200 ms but stamped before it: the source restores time order.
-        (LIDAR_TOPIC, "sensor_msgs/msg/PointCloud2", cloud_xyzi(T0 + 150 * MS, scans[1]), T0 + 260 * MS),
+        (LIDAR_TOPIC, "sensor_msgs/msg/PointCloud2", fx.pointcloud2(T0 + 150 * MS, scans[1]), T0 + 260 * MS),
     ]
     path = fx.write_mcap(tmp_path / "drive.mcap", messages)
     items = items_of(path)

@@ -41,11 +41,7 @@ def organized(points: np.ndarray) -> np.ndarray:
 
 def cloud(t_ns: int, points: np.ndarray, dense: bool) -> dict[str, Any]:
     """ROWS rows when the points fill them (an organized cloud), else one row."""
-    rows = ROWS if len(points) % ROWS == 0 else 1
-    fields = [{"name": n, "offset": 4 * i, "datatype": 7, "count": 1} for i, n in enumerate(("x", "y", "z", "i"))]
-    return {"header": fx.header(t_ns), "height": rows, "width": len(points) // rows, "fields": fields,
-            "is_bigendian": False, "point_step": 16, "row_step": 16 * (len(points) // rows),
-            "data": points.astype("<f4").tobytes(), "is_dense": dense}
+    return fx.pointcloud2(t_ns, points, ROWS if len(points) % ROWS == 0 else 1, dense)
 
 
 def _replay(tmp_path: Path, name: str, clouds: list[np.ndarray], dense: bool) -> list[dict[str, Any]]:
