@@ -95,6 +95,17 @@ def pointcloud2(t_ns: int, points: np.ndarray, rows: int = 1, dense: bool = Fals
             "point_step": 16, "row_step": 16 * width, "data": points.astype("<f4").tobytes(), "is_dense": dense}
 
 
+def image_msg(t_ns: int, pixels: np.ndarray, encoding: str, pad: int = 0) -> dict[str, Any]:
+    """A sensor_msgs/Image message dict of `pixels` (any sample type, little-endian), each row padded by `pad`
+    bytes to its `step`, as some drivers align them."""
+    height, width = pixels.shape[:2]
+    row = np.ascontiguousarray(pixels).astype(pixels.dtype.newbyteorder("<")).view(np.uint8).reshape(height, -1)
+    padded = np.zeros((height, row.shape[1] + pad), np.uint8)
+    padded[:, : row.shape[1]] = row
+    return {"header": header(t_ns), "height": height, "width": width, "encoding": encoding, "is_bigendian": 0,
+            "step": padded.shape[1], "data": padded.tobytes()}
+
+
 def write_mcap(
     path: Path,
     messages: Iterable[tuple[str, str, dict[str, Any], int]],

@@ -45,17 +45,6 @@ def compressed(t_ns: int, data: bytes) -> dict[str, Any]:
     return {"header": fx.header(t_ns), "format": "jpeg", "data": data}
 
 
-def image(t_ns: int, pixels: np.ndarray, encoding: str, pad: int = 0) -> dict[str, Any]:
-    height, width = pixels.shape[:2]
-    row = pixels.reshape(height, -1)
-    padded = np.zeros((height, row.shape[1] + pad), np.uint8)
-    padded[:, : row.shape[1]] = row  # rows padded to `step`, as some drivers align them
-    return {
-        "header": fx.header(t_ns), "height": height, "width": width, "encoding": encoding,
-        "is_bigendian": 0, "step": padded.shape[1], "data": padded.tobytes(),
-    }
-
-
 def field(name: str, offset: int, datatype: int) -> dict[str, Any]:
     return {"name": name, "offset": offset, "datatype": datatype, "count": 1}
 
@@ -115,10 +104,11 @@ def test_every_message_kind_from_real_frames(tmp_path: Path, jpegs: list[bytes],
     messages = [
         (CAMERA_TOPIC, "sensor_msgs/msg/CompressedImage", compressed(T0, jpegs[0]), T0),
         ("/status", "std_msgs/msg/String", string, T0 + 1 * MS),
-        ("/front/image_raw", "sensor_msgs/msg/Image", image(T0 + 10 * MS, bgr[:, :, ::-1], "rgb8"), T0 + 10 * MS),
-        ("/mono/image", "sensor_msgs/msg/Image", image(0, grey, "mono8", pad=6), T0 + 20 * MS),  # no stamp
-        ("/bgra/image_raw", "sensor_msgs/msg/Image", image(T0 + 30 * MS, bgra, "bgra8"), T0 + 30 * MS),
-        ("/bayer/image_raw", "sensor_msgs/msg/Image", image(T0 + 40 * MS, grey, "bayer_rggb8"), T0 + 40 * MS),
+        ("/front/image_raw", "sensor_msgs/msg/Image", fx.image_msg(T0 + 10 * MS, bgr[:, :, ::-1], "rgb8"),
+         T0 + 10 * MS),
+        ("/mono/image", "sensor_msgs/msg/Image", fx.image_msg(0, grey, "mono8", pad=6), T0 + 20 * MS),  # no stamp
+        ("/bgra/image_raw", "sensor_msgs/msg/Image", fx.image_msg(T0 + 30 * MS, bgra, "bgra8"), T0 + 30 * MS),
+        ("/bayer/image_raw", "sensor_msgs/msg/Image", fx.image_msg(T0 + 40 * MS, grey, "bayer_rggb8"), T0 + 40 * MS),
         (LIDAR_TOPIC, "sensor_msgs/msg/PointCloud2", fx.pointcloud2(T0 + 50 * MS, scans[0]), T0 + 60 * MS),
         ("/lidar64/points_raw", "sensor_msgs/msg/PointCloud2",
          cloud_f64_big_endian_no_intensity(T0 + 70 * MS, scans[1]), T0 + 75 * MS),

@@ -44,10 +44,7 @@ def mosaic(bgr: np.ndarray, pattern: str) -> np.ndarray:
 
 
 def message(pixels: np.ndarray, encoding: str, t_ns: int = T0) -> dict[str, Any]:
-    height, width = pixels.shape[:2]
-    data = np.ascontiguousarray(pixels).astype(pixels.dtype.newbyteorder("<")).tobytes()
-    return {"header": fx.header(t_ns), "height": height, "width": width, "encoding": encoding, "is_bigendian": 0,
-            "step": len(data) // height, "data": data}
+    return fx.image_msg(t_ns, pixels, encoding)
 
 
 def as_msg(pixels: np.ndarray, encoding: str) -> SimpleNamespace:
