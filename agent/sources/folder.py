@@ -155,7 +155,7 @@ class NuScenesSource(Source):
         return heapq.merge(*streams, key=lambda item: item.t_ns)
 
     def _channel(self, channel: str, files: list[Path]) -> Iterator[Item]:
-        seq = SeqCounter()
+        seq, depth = SeqCounter(), SampleDepth()
         timed = []
         for position, path in enumerate(files):
             match = _NUSCENES_NAME.search(path.name)
@@ -164,7 +164,7 @@ class NuScenesSource(Source):
         for t_ns, path in sorted(timed):
             suffix = point_suffix(path.name)
             if camera and suffix in IMAGE_SUFFIXES:
-                yield image_file_item(path, channel, seq(channel), t_ns, self.limits)
+                yield image_file_item(path, channel, seq(channel), t_ns, self.limits, depth)
             elif lidar and suffix in POINT_SUFFIXES | {".pcd.bin"}:
                 yield point_file_item(path, channel, seq(channel), t_ns, self.limits)
             else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import functools
 import heapq
 import re
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ import numpy as np
 from agent.errors import InputError
 from agent.frame import FILE, Encoding, Frame, Item, Modality, Skip
 from agent.sources.base import NS_PER_S, SeqCounter, Source, nominal_t_ns
+from agent.sources.decode import SampleDepth
 from agent.sources.images import IMAGE_SUFFIXES, image_file_item, list_files
 from agent.sources.limits import DEFAULT_LIMITS, InputLimits, TooLarge, read_bounded
 
@@ -156,7 +158,8 @@ class KittiSource(Source):
 
     def _sensor_items(self, sensor: str, folder: Path, stamps: list[int | None] | None) -> Iterator[Item]:
         lidar = sensor == LIDAR_SENSOR
-        read = lidar_file_item if lidar else image_file_item
+        # One sample depth per camera: its 16-bit pictures (if any) scaled alike (decode.SampleDepth).
+        read = lidar_file_item if lidar else functools.partial(image_file_item, depth=SampleDepth())
         names = sorted(list_files(folder / "data", frozenset({".bin"}) if lidar else IMAGE_SUFFIXES), key=_frame_order)
         seq = SeqCounter()
         last_t = 0
