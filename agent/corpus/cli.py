@@ -124,7 +124,24 @@ def cmd_tune(args: argparse.Namespace, config: Any, target: Any) -> int:
         print(f"failed: {r['id']}: {r['error']}")
     more = tuple(_group_line(f"  {key[4:]} {name}", row["suggested"])
                  for key in ("per_vehicle", "per_condition") for name, row in result[key].items() if "suggested" in row)
-    return print_outcome(result, target, out, more)
+    return print_outcome(result, target, out, more + _uneven(result, target))
+
+
+def _uneven(result: dict[str, Any], target: Any) -> tuple[str, ...]:
+    """The target holds for the corpus pooled: say which vehicles the suggestion puts over it, and which keep
+    none of their helpful frames (a short drive's MB/h is a rough rate: its budgets' minute has not run out)."""
+    rows = {name: row["suggested"] for name, row in result["per_vehicle"].items() if "suggested" in row}
+    lines = []
+    over = [f"{name} ({row['mb_per_hour']:,.1f} MB/h)" for name, row in rows.items()
+            if target.mb_per_hour is not None and row["mb_per_hour"] > target.mb_per_hour]
+    over += [f"{name} (keep {100 * row['keep_rate']:.1f}%)" for name, row in rows.items()
+             if target.keep_rate is not None and row["keep_rate"] > target.keep_rate]
+    if over:
+        lines.append(f"note: the target holds for the corpus as a whole; over it: {', '.join(over)}")
+    starved = [name for name, row in rows.items() if row.get("helpful_kept") == 0.0]
+    if starved:
+        lines.append(f"note: no helpful frame kept of vehicle{'s' if len(starved) > 1 else ''} {', '.join(starved)}")
+    return tuple(lines)
 
 
 def _group_line(name: str, row: dict[str, Any]) -> str:

@@ -35,14 +35,18 @@ class CorpusCache(ScoreCache):
 
     drive_of: list[int] = field(default_factory=list)  # per frame: index into `durations`
     durations: list[float] = field(default_factory=list)  # per drive, seconds
-    per_drive_sensors: dict[Modality, int] = field(default_factory=dict)
+    drive_sensors: list[dict[Modality, int]] = field(default_factory=list)  # per drive: its sensors of each kind
 
     @property
     def duration_s(self) -> float:
         return max(1e-3, sum(self.durations))
 
-    def sensors_at_once(self, modality: Modality) -> int:
-        return max(1, self.per_drive_sensors.get(modality, 1))
+    def sensors_at_once(self, modality: Modality) -> float:
+        """Sensors of this kind recording at once, on average over the corpus's time: a per-sensor budget of
+        B MB/min then stores B x this x 60 MB per hour of drive. (The most of any drive, which this was, let one
+        six-camera drive cut every one-camera drive's budget candidates to a sixth of what the target allows.)"""
+        seconds = sum(n.get(modality, 0) * d for n, d in zip(self.drive_sensors, self.durations, strict=True))
+        return max(1.0, seconds / self.duration_s)
 
 
 def join(caches: Sequence[tuple[Drive, ScoreCache]]) -> CorpusCache:
@@ -55,9 +59,8 @@ def join(caches: Sequence[tuple[Drive, ScoreCache]]) -> CorpusCache:
         joined.skipped.extend({**s, "drive": drive.id} for s in cache.skipped)
         joined.durations.append(cache.duration_s)
         joined.score_s += cache.score_s
-        for modality in Modality:
-            n = len({c.frame.sensor for c in cache.frames if c.frame.modality is modality})
-            joined.per_drive_sensors[modality] = max(joined.per_drive_sensors.get(modality, 0), n)
+        joined.drive_sensors.append({m: len({c.frame.sensor for c in cache.frames if c.frame.modality is m})
+                                     for m in Modality})
     return joined
 
 

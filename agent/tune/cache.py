@@ -50,7 +50,7 @@ class ScoreCache:
         """Indices of this modality's frames, in time order."""
         return [i for i, c in enumerate(self.frames) if c.frame.modality is modality]
 
-    def sensors_at_once(self, modality: Modality) -> int:
+    def sensors_at_once(self, modality: Modality) -> float:
         """How many of this modality's sensors record at the same time (all of them, in one recording)."""
         return max(1, len({c.frame.sensor for c in self.frames if c.frame.modality is modality}))
 
