@@ -22,12 +22,12 @@ from typing import Any
 from agent.config import AgentConfig, validate_file
 from agent.daemon.hub import FrameHub
 from agent.daemon.lifecycle import DaemonUplink, SystemdNotifier
-from agent.daemon.live import lanes_of, make_source
+from agent.daemon.live import lane_modalities, lanes_of, make_source
 from agent.daemon.measure_procs import MeasureProcesses
 from agent.daemon.snippets import SnippetKeeper, store_snippet
 from agent.daemon.workers import ScoringLoop, SourceFactory, SourceWorker
 from agent.errors import ConfigError
-from agent.frame import Frame
+from agent.frame import Frame, Modality
 from agent.health import SensorHealth, alert_topic
 from agent.metrics import Metrics
 from agent.pipeline import FramePipeline
@@ -161,7 +161,19 @@ class App:
                  self.scorer.name, "on" if self.uplink else "off")
         if not self.workers:
             log.warning("event=no_sources (the daemon only streams what is already in the spool)")
+        self._warn_unmatched(cfg)
         self.notifier.ready(f"{len(self.workers)} sources")
+
+    def _warn_unmatched(self, cfg: AgentConfig) -> None:
+        if not cfg.sources:
+            return
+        lanes = {lane: m for source in cfg.sources for lane, m in lane_modalities(source).items()}
+        cameras = [lane for lane, m in lanes.items() if m is Modality.CAMERA]
+        lidars = [lane for lane, m in lanes.items() if m is Modality.LIDAR]
+        for key in cfg.scoring.unmatched(cameras, lidars):
+            log.warning("event=sensor_settings_unmatched key=%s cameras=%s lidars=%s (scoring.sensors.%s applies "
+                        "to no sensor of its kind on this vehicle; a folder source of kind auto names its scans "
+                        "<name>_lidar, or set its kind: lidar)", key, ",".join(cameras), ",".join(lidars), key)
 
     def _start_remote(self) -> None:
         from agent.remote.manager import RemoteConfigManager
@@ -345,6 +357,8 @@ class App:
             self.pipeline = FramePipeline(scorer or current.scorer, policy or current.policy, self.spool)
             self.scorer = self.pipeline.scorer
         self.health.configure(new.health)
+        if new.scoring.sensors != old.scoring.sensors:
+            self._warn_unmatched(new)
         if snippets is not None:
             with self._snip_lock:
                 self.snippets = snippets

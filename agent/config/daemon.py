@@ -63,7 +63,8 @@ class FolderSourceConfig(_SourceBase):
     type: Literal["folder"]
     path: str = Field(min_length=1, max_length=4096, description="Folder an existing recorder drops files into.")
     kind: Literal["auto", "camera", "lidar"] = Field(
-        "auto", description="auto: .jpg/.jpeg/.png are camera images, .bin are LiDAR scans (KITTI float32 x4)."
+        "auto", description="auto: pictures (.jpg, .png, .tif ...) are camera images, .bin (float32 x4), .pcd, .ply "
+        "and .pcd.bin files are LiDAR scans (then named <name>_lidar)."
     )
     settle_s: float = Field(
         0.2, ge=0.0, le=60.0, description="A file is complete once its size and mtime stayed the same this long "

@@ -253,6 +253,19 @@ class ScoringConfig(StrictModel):
                 return entry
         return _NO_OVERRIDE
 
+    def unmatched(self, cameras: list[str], lidars: list[str]) -> list[str]:
+        """Keys of `sensors:` (names or patterns) that apply to none of these sensors: a typo, or a name the
+        source does not give (an auto folder names its scans `<name>_lidar`), whose settings would silently not
+        apply. An entry of LiDAR settings only (`model`, `lidar`) must match a LiDAR, of camera ones a camera."""
+        out = []
+        for key, entry in self.sensors.items():
+            lidar_only = entry.camera is None and (entry.model is not None or entry.lidar is not None)
+            camera_only = entry.camera is not None and entry.model is None and entry.lidar is None
+            names = lidars if lidar_only else cameras if camera_only else cameras + lidars
+            if not any(fnmatch.fnmatchcase(name, key) for name in names):
+                out.append(key)
+        return out
+
 
 _NO_OVERRIDE = SensorScoring()
 

@@ -30,8 +30,8 @@ from agent.errors import InputError
 from agent.frame import Frame, Item, Modality
 from agent.sources.decode import SampleDepth
 from agent.sources.images import IMAGE_SUFFIXES, image_file_item
-from agent.sources.kitti import lidar_file_item
 from agent.sources.pcap import velodyne_xyzi
+from agent.sources.points import POINT_SUFFIXES, point_file_item, point_suffix
 
 NS = 1_000_000_000
 READ_TIMEOUT_S = 0.5
@@ -215,9 +215,8 @@ class FolderSource(LiveSource):
         return out
 
     def _suffix_ok(self, name: str) -> bool:
-        suffix = Path(name).suffix.lower()
         kind = self.config.kind
-        lidar, image = suffix == ".bin", suffix in IMAGE_SUFFIXES
+        lidar, image = point_suffix(name) in POINT_SUFFIXES, Path(name).suffix.lower() in IMAGE_SUFFIXES
         return (kind == "auto" and (lidar or image)) or (kind == "lidar" and lidar) or (kind == "camera" and image)
 
     def read(self) -> Item | None:
@@ -250,14 +249,16 @@ class FolderSource(LiveSource):
     def _item(self, path: Path) -> Item:
         t_ns = time.time_ns()
         with_time = path.stat().st_mtime_ns if path.exists() else t_ns
-        lidar = path.suffix.lower() == ".bin"
+        # Scans are read as replay's folders read them: .bin, .pcd, .ply, nuScenes .pcd.bin, with no sensor model
+        # assumed (a .bin read as KITTI's HDL-64 put an 8-beam Ouster in the LiDAR fault head's domain).
+        lidar = point_suffix(path.name) in POINT_SUFFIXES
         if lidar and self.config.kind == "auto":
             # A folder receiving images and scans holds two sensors: one history per sensor must never mix a
             # camera with a LiDAR (the scorer compared an image embedding with a scan's: a shape error).
             self._lidar_seq = getattr(self, "_lidar_seq", -1) + 1
-            item = lidar_file_item(path, lanes_of(self.config)[1], self._lidar_seq, with_time)
+            item = point_file_item(path, lanes_of(self.config)[1], self._lidar_seq, with_time)
         elif lidar:
-            item = lidar_file_item(path, self.sensor, self._next_seq(), with_time)
+            item = point_file_item(path, self.sensor, self._next_seq(), with_time)
         else:
             item = image_file_item(path, self.sensor, self._next_seq(), with_time, depth=self._depth)
         if self.config.delete_after:
@@ -270,11 +271,19 @@ _KINDS: dict[str, type[LiveSource]] = {
 }
 
 
+def lane_modalities(config: SourceConfig) -> dict[str, Modality]:
+    """The sensor names a source's frames carry, with what each carries: an auto folder's pictures carry its
+    name and its scans `<name>_lidar`."""
+    if isinstance(config, FolderSourceConfig):
+        return {"auto": {config.name: Modality.CAMERA, f"{config.name}_lidar": Modality.LIDAR},
+                "camera": {config.name: Modality.CAMERA}, "lidar": {config.name: Modality.LIDAR}}[config.kind]
+    lidar = isinstance(config, VelodyneUdpSourceConfig)
+    return {config.name: Modality.LIDAR if lidar else Modality.CAMERA}
+
+
 def lanes_of(config: SourceConfig) -> list[str]:
-    """The sensor names a source's frames carry: its name, plus `<name>_lidar` for an auto folder's scans."""
-    if isinstance(config, FolderSourceConfig) and config.kind == "auto":
-        return [config.name, f"{config.name}_lidar"]
-    return [config.name]
+    """The sensor names a source's frames carry (see lane_modalities)."""
+    return list(lane_modalities(config))
 
 
 def make_source(config: SourceConfig) -> LiveSource:

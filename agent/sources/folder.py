@@ -46,7 +46,7 @@ def _entries(folder: Path) -> tuple[list[str], list[str], list[str]]:
                 other.append(name)
             elif suffix in IMAGE_SUFFIXES:
                 images.append(name)
-            elif suffix in POINT_SUFFIXES or suffix == ".pcd.bin":
+            elif suffix in POINT_SUFFIXES:
                 scans.append(name)
             elif name not in _CONSUMED:
                 other.append(name)
@@ -165,7 +165,7 @@ class NuScenesSource(Source):
             suffix = point_suffix(path.name)
             if camera and suffix in IMAGE_SUFFIXES:
                 yield image_file_item(path, channel, seq(channel), t_ns, self.limits, depth)
-            elif lidar and suffix in POINT_SUFFIXES | {".pcd.bin"}:
+            elif lidar and suffix in POINT_SUFFIXES:
                 yield point_file_item(path, channel, seq(channel), t_ns, self.limits)
             else:
                 what = "radar is not read" if channel.startswith("RADAR_") else f"{suffix or 'no'} extension"

@@ -23,7 +23,7 @@ from agent.frame import FILE, Encoding, Frame, Item, Modality, Skip
 from agent.sources.base import NS_PER_S, SeqCounter
 from agent.sources.limits import DEFAULT_LIMITS, InputLimits, TooLarge, check_points, read_bounded
 
-POINT_SUFFIXES = frozenset({".bin", ".pcd", ".ply"})
+POINT_SUFFIXES = frozenset({".bin", ".pcd", ".ply", ".pcd.bin"})  # as point_suffix names them
 _INTENSITY = ("intensity", "reflectance", "reflectivity", "i", "scalar_intensity")
 # Epoch stamps in file names: 19 digits are ns, 16 us, 13 ms (nebula, nuScenes, ROS tools name files so).
 _DIGITS = re.compile(r"(?<!\d)(\d{19}|\d{16}|\d{13})(?!\d)")
