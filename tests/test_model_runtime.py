@@ -80,6 +80,12 @@ def test_provider_preference_falls_back_to_what_is_available_and_logs_it(caplog:
     assert "not available" not in caplog.text
     assert choose_providers(["openvino"], available=["OpenVINOExecutionProvider", "CPUExecutionProvider"]) == [
         "OpenVINOExecutionProvider", "CPUExecutionProvider"]
+    # A CPU-only build (the default wheel) is the usual case on a machine without an accelerator: not a warning.
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="agent.model.runtime"):
+        assert choose_providers(["cuda", "cpu"], available=["AzureExecutionProvider", "CPUExecutionProvider"]) == [
+            "CPUExecutionProvider"]
+    assert [r.levelno for r in caplog.records if "not available" in r.getMessage()] == [logging.INFO]
     # The real session: preferring only accelerators this build lacks still runs, on CPU.
     runtime = ModelRuntime(LIDAR, providers=["tensorrt", "cuda", "qnn"])
     assert runtime.active_providers == ["CPUExecutionProvider"]

@@ -33,6 +33,7 @@ PROVIDER_NAMES = {
     "cpu": "CPUExecutionProvider",
 }
 CPU = "CPUExecutionProvider"
+AZURE = "AzureExecutionProvider"  # remote inference, in every build: no local accelerator
 _MISSING_LOGGED: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()  # what choose_providers has warned about
 
 
@@ -58,8 +59,12 @@ def choose_providers(preference: Sequence[str], available: Sequence[str] | None 
     said = (tuple(missing), tuple(have))
     if missing and said not in _MISSING_LOGGED:
         _MISSING_LOGGED.add(said)  # bounded: one entry per distinct preference and build
-        log.warning("execution providers %s are not available (have %s); running on %s", ", ".join(missing),
-                    ", ".join(have), ", ".join(chosen))
+        # A CPU-only build (the default wheel) on a machine without an accelerator is the usual case, not news on
+        # every replay: said at INFO. A build with accelerators, none of them the preferred ones, is a warning.
+        accelerated = any(p not in (CPU, AZURE) for p in have)
+        log.log(logging.WARNING if accelerated else logging.INFO,
+                "execution providers %s are not available (have %s); running on %s", ", ".join(missing),
+                ", ".join(have), ", ".join(chosen))
     return chosen
 
 
