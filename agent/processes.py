@@ -8,7 +8,8 @@ from typing import Any
 
 # What a corpus pool's workers run (agent.corpus.job.run_drive and the replay and tune code under it): the fork
 # server imports it once. Here, not in agent.corpus, so that the CLI can start the server before it imports them.
-CORPUS_PRELOAD = ["agent.corpus.job", "agent.replay.runner", "agent.tune.cache"]
+CORPUS_PRELOAD = ["agent.corpus.job", "agent.replay.runner", "agent.tune.cache",
+                  "agent.model.proxy_model"]  # the default scorer samples the camera model (ONNX Runtime)
 
 
 def default_workers() -> int:

@@ -235,6 +235,12 @@ class ScoringConfig(StrictModel):
         0.3, ge=0.0, le=1.0, description="Score added to a helpful frame in a rare condition (dark, low contrast, "
         "glare, unusual colour or optics) or out of the models' domain, so budgets keep it first."
     )
+    rank_unfamiliar_every_s: float = Field(
+        5.0, ge=0.0, le=3600.0, description="heuristic: every this many seconds of a camera's frames, the camera "
+        "model (model.camera) measures how far one frame is from what it learnt; while the last one measured was "
+        "out of its domain, the camera's helpful frames get the rare boost (out_of_domain). Ranking only: no "
+        "verdict changes. 0 = off (hybrid and proxy measure every frame)."
+    )
 
     @field_validator("sensors")
     @classmethod

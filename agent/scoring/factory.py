@@ -18,4 +18,4 @@ def make_scorer(config: AgentConfig) -> Scorer:
         return ProxyScorer(config.scoring, config.model)
     from agent.scoring.heuristic import HeuristicScorer
 
-    return HeuristicScorer(config.scoring)
+    return HeuristicScorer(config.scoring, config.model)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from agent.config.model import ScoringConfig
+from agent.config.model_cfg import ModelConfig
 from agent.config.sensors import sensor_model
 from agent.errors import DecodeError
 from agent.frame import PARTIAL_ROTATION, STILL, Frame, Modality
@@ -14,6 +15,7 @@ from agent.scoring.context import SceneContext
 from agent.scoring.measure import LocalMeasurer, Measurer
 from agent.scoring.memory import DescriptorMemory
 from agent.scoring.trust import frame_sensor_model
+from agent.scoring.unfamiliar import UnfamiliarSampler
 from agent.scoring.usefulness import Pending, resolve
 from agent.sources.decode import points_of
 
@@ -27,8 +29,11 @@ class HeuristicScorer:
 
     name = "heuristic"
 
-    def __init__(self, config: ScoringConfig) -> None:
+    def __init__(self, config: ScoringConfig, model: ModelConfig | None = None) -> None:
         self._cfg = config
+        # Unfamiliar scenes ranked up by sampling the camera model (hybrid and proxy run it on every frame).
+        self._unfamiliar = (UnfamiliarSampler(config, model)
+                            if model is not None and config.rank_unfamiliar_every_s > 0 else None)
         self._memory = DescriptorMemory(config.memory_size)
         self._previous_data: dict[str, bytes] = {}
         self._previous_signals: dict[str, camera_checks.CameraSignals] = {}
@@ -104,7 +109,10 @@ class HeuristicScorer:
         self.context.note(frame.sensor, Modality.CAMERA, frame.t_ns,
                           not found and signals.structure > cfg.blind_max_std)
         rare = camera_checks.conditions(signals) if not found else ()
-        return self._verdict(found, signals.descriptor, signals.as_dict(), cfg.redundant_max_distance, rare)
+        verdict = self._verdict(found, signals.descriptor, signals.as_dict(), cfg.redundant_max_distance, rare)
+        if self._unfamiliar is not None and isinstance(verdict, Pending):
+            return self._unfamiliar.rank(frame, verdict)
+        return verdict
 
     def _score_lidar(self, frame: Frame) -> Verdict | Pending:
         own = self._cfg.for_sensor(frame.sensor)
