@@ -229,11 +229,15 @@ def genuine(kind: str, source: Source, items: list, before: list | None = None) 
     return caught
 
 
-def rare_ranking(scores: dict[str, list[tuple[float, bool]]], adverse: dict[str, bool], share: float | None = None
-                 ) -> dict:
+def rare_ranking(scores: dict[str, list[tuple[float, bool]]], adverse: dict[str, bool], share: float | None = None,
+                 conditions: dict[str, str] | None = None) -> dict:
     """Keep the top BUDGET of frames by score (ties: input order); `share`: first thin the adverse frames
-    (every k-th) to this share of the input, as rare data is in a fleet's recordings."""
-    rows = [(score, adverse[name], flagged) for name, pairs in scores.items() for score, flagged in pairs]
+    (every k-th) to this share of the input, as rare data is in a fleet's recordings. `conditions` (source ->
+    condition): the same figures per condition, and whether each source's frames are flagged rare, so that one
+    condition ranked far up (a dusk drive of 123 frames) does not hide another left at the bottom (rain). Many
+    frames tie at the top score (1.0), where input order picks the kept ones, so each group also states `reach`:
+    the share of its frames scoring at or above the budget's cut-off, the ties included."""
+    rows = [(score, adverse[name], flagged, name) for name, pairs in scores.items() for score, flagged in pairs]
     if not rows:
         return {}
     if share is not None:
@@ -243,12 +247,26 @@ def rare_ranking(scores: dict[str, list[tuple[float, bool]]], adverse: dict[str,
         rows = common + rare[:: max(1, len(rare) // want)][:want]
     rows.sort(key=lambda r: -r[0])
     kept = rows[: max(1, round(BUDGET * len(rows)))]
-    share_in = float(np.mean([a for _, a, _ in rows]))
-    share_kept = float(np.mean([a for _, a, _ in kept]))
-    return {"budget": BUDGET, "frames": len(rows), "adverse_share_input": round(share_in, 4),
-            "adverse_share_kept": round(share_kept, 4), "ratio": round(share_kept / max(share_in, 1e-9), 3),
-            "flagged_rare_on_adverse": round(float(np.mean([f for _, a, f in rows if a] or [0])), 4),
-            "flagged_rare_on_familiar": round(float(np.mean([f for _, a, f in rows if not a] or [0])), 4)}
+    share_in = float(np.mean([r[1] for r in rows]))
+    share_kept = float(np.mean([r[1] for r in kept]))
+    out = {"budget": BUDGET, "frames": len(rows), "adverse_share_input": round(share_in, 4),
+           "adverse_share_kept": round(share_kept, 4), "ratio": round(share_kept / max(share_in, 1e-9), 3),
+           "flagged_rare_on_adverse": round(float(np.mean([r[2] for r in rows if r[1]] or [0])), 4),
+           "flagged_rare_on_familiar": round(float(np.mean([r[2] for r in rows if not r[1]] or [0])), 4)}
+    if conditions:
+        by: dict[str, dict] = {}
+        cut = kept[-1][0]
+        for group, key in (("per_condition", lambda r: conditions[r[3]]), ("per_source", lambda r: r[3])):
+            inside, among = Counter(map(key, rows)), Counter(map(key, kept))
+            flagged, reach = Counter(key(r) for r in rows if r[2]), Counter(key(r) for r in rows if r[0] >= cut)
+            by[group] = {g: {"frames": n, "share_input": round(n / len(rows), 4),
+                             "share_kept": round(among[g] / len(kept), 4),
+                             "ratio": round(among[g] / len(kept) / (n / len(rows)), 3),
+                             "reach": round(reach[g] / n, 4),
+                             "flagged_rare": round(flagged[g] / n, 4)} for g, n in sorted(inside.items())}
+        out["cut_off_score"], out["reach_all"] = cut, round(sum(r[0] >= cut for r in rows) / len(rows), 4)
+        out.update(by)
+    return out
 
 
 def adverse(source: Source) -> bool:
@@ -312,7 +330,8 @@ def evaluate(kinds: tuple[str, ...] = KINDS, seed: int = 7, with_faults: bool = 
                         gen[f"{g.name}_after_its_recording"] = genuine(kind, g, g.load(), loaded[after[g.name]])
             result.setdefault(modality, {})[kind] = {
                 "per_source": per_source, "per_condition": summary(per_source, sources, kind), "genuine_faults": gen,
-                **({"rare_ranking": rare_ranking(scores, {s.name: adverse(s) for s in sources}),
+                **({"rare_ranking": rare_ranking(scores, {s.name: adverse(s) for s in sources},
+                                                 conditions={s.name: s.condition for s in sources}),
                     "rare_ranking_fleet_share": rare_ranking(scores, {s.name: adverse(s) for s in sources}, 0.1)}
                    if modality == "camera" else {})}
     return result

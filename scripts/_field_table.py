@@ -84,4 +84,15 @@ def _rare(by_kind: dict, kinds: list[str], key: str, what: str) -> list[str]:
     for k, r in rare.items():
         share_in, share_kept = _pct(r["adverse_share_input"]), _pct(r["adverse_share_kept"])
         lines.append(f"| {k} | {share_in} | {share_kept} | {r['ratio']:.2f}x |")
+    per = {k: r["per_condition"] for k, r in rare.items() if "per_condition" in r}
+    if per:
+        reach = " / ".join(f"{k} {_pct(rare[k]['reach_all'])}" for k in per)
+        lines += ["", "Per condition: share of the input / of the kept (ratio); share of its frames scoring at or "
+                  f"above the budget's cut-off, ties included (all frames: {reach}); share flagged rare or out of "
+                  "domain:",
+                  "", "| condition | " + " | ".join(per) + " |", "|---|" + "---|" * len(per)]
+        for condition in next(iter(per.values())):
+            cells = [f"{_pct(c['share_input'])} / {_pct(c['share_kept'])} ({c['ratio']:.2f}x); "
+                     f"{_pct(c['reach'])}; {_pct(c['flagged_rare'])}" for c in (p[condition] for p in per.values())]
+            lines.append(f"| {condition} | " + " | ".join(cells) + " |")
     return lines

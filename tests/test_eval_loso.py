@@ -174,3 +174,24 @@ def test_the_evaluation_reads_stills_as_replay_does_and_a_pcaps_scans_as_a_recor
     assert read_as_stills(source("lidar"), [("40p_1673400149711850138.bin", scan), ("vls128_158589725.bin", scan)])
     # One capture file's scans share its name: not numbered files, but one recording (replay reads a pcap so).
     assert not read_as_stills(source("lidar"), [("vlp16.pcap#0", scan, {}), ("vlp16.pcap#1", scan, {})])
+
+
+def test_rare_ranking_is_reported_per_condition_not_only_pooled() -> None:
+    """A dusk drive ranked far up must not hide rain frames left at the bottom: the pooled ratio passes here while
+    rain gets none of the kept frames, and the per-condition figures say so."""
+    from _field_eval import rare_ranking
+
+    scores = {"dusk": [(1.0, True)] * 10, "rain": [(0.6, False)] * 10, "day": [(0.5, False)] * 80}
+    adverse = {"dusk": True, "rain": True, "day": False}
+    out = rare_ranking(scores, adverse, conditions={"dusk": "dusk", "rain": "rain", "day": "day"})
+    assert out["ratio"] == 5.0  # 20% adverse in the input, all 10 kept frames adverse
+    assert out["per_condition"]["rain"] == {"frames": 10, "share_input": 0.1, "share_kept": 0.0, "ratio": 0.0,
+                                            "reach": 0.0, "flagged_rare": 0.0}
+    assert out["per_condition"]["dusk"]["ratio"] == 10.0 and out["per_condition"]["dusk"]["flagged_rare"] == 1.0
+    assert set(out["per_source"]) == {"dusk", "rain", "day"}
+    # ties at the cut-off: all of them reach it, whichever input order kept
+    tied = rare_ranking({"a": [(1.0, True)] * 10, "b": [(1.0, True)] * 10, "c": [(0.5, False)] * 80},
+                        {"a": True, "b": True, "c": False}, conditions={"a": "dusk", "b": "rain", "c": "day"})
+    assert tied["per_condition"]["rain"]["share_kept"] == 0.0 and tied["per_condition"]["rain"]["reach"] == 1.0
+    assert tied["reach_all"] == 0.2
+    assert "per_condition" not in rare_ranking(scores, adverse)
