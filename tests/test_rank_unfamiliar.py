@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import sample_frames
+from conftest import sample_frames, score_in_order
 
 from agent.config.model import ScoringConfig
 from agent.config.model_cfg import ModelConfig
@@ -18,14 +18,7 @@ from agent.scoring.heuristic import HeuristicScorer
 
 
 def _run(frames: list[Frame], every_s: float) -> list[Verdict]:
-    scorer = HeuristicScorer(ScoringConfig(rank_unfamiliar_every_s=every_s), ModelConfig())
-    out = []
-    for frame in frames:
-        verdict = scorer.score(frame)
-        if verdict.label is not Label.HARMFUL:
-            scorer.remember(frame, verdict)
-        out.append(verdict)
-    return out
+    return score_in_order(HeuristicScorer(ScoringConfig(rank_unfamiliar_every_s=every_s), ModelConfig()), frames)
 
 
 @pytest.mark.shared
