@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
-
 from agent.config.model import ScoringConfig
 from agent.config.model_cfg import ModelConfig
 from agent.errors import DecodeError
 from agent.frame import STILL, Frame
+from agent.model.preprocess import camera_image
 from agent.scoring.trust import unfamiliar, with_out_of_domain
 from agent.scoring.usefulness import Pending
 
@@ -43,7 +42,7 @@ class UnfamiliarSampler:
         if (last is None or frame.t_ns - last[0] >= self._every_ns or frame.t_ns < last[0]
                 or frame.meta.get(STILL) == "1"):
             try:
-                image = self._model_input(frame)
+                image = camera_image(frame, self._model.spec.input_size)
             except DecodeError:  # the checks decoded it: a reduced decode failing is no evidence of anything
                 return pending
             out = self._model.run(self._model.inputs([image]))[0]
@@ -53,8 +52,3 @@ class UnfamiliarSampler:
         if not last[1]:
             return pending
         return replace(pending, boosts=with_out_of_domain(pending.boosts, self._scoring))
-
-    def _model_input(self, frame: Frame) -> np.ndarray:
-        from agent.model.preprocess import camera_image
-
-        return camera_image(frame, self._model.spec.input_size)
