@@ -254,18 +254,16 @@ def rare_ranking(scores: dict[str, list[tuple[float, bool]]], adverse: dict[str,
            "flagged_rare_on_adverse": round(float(np.mean([r[2] for r in rows if r[1]] or [0])), 4),
            "flagged_rare_on_familiar": round(float(np.mean([r[2] for r in rows if not r[1]] or [0])), 4)}
     if conditions:
-        by: dict[str, dict] = {}
         cut = kept[-1][0]
+        out["cut_off_score"], out["reach_all"] = cut, round(sum(r[0] >= cut for r in rows) / len(rows), 4)
         for group, key in (("per_condition", lambda r: conditions[r[3]]), ("per_source", lambda r: r[3])):
             inside, among = Counter(map(key, rows)), Counter(map(key, kept))
             flagged, reach = Counter(key(r) for r in rows if r[2]), Counter(key(r) for r in rows if r[0] >= cut)
-            by[group] = {g: {"frames": n, "share_input": round(n / len(rows), 4),
-                             "share_kept": round(among[g] / len(kept), 4),
-                             "ratio": round(among[g] / len(kept) / (n / len(rows)), 3),
-                             "reach": round(reach[g] / n, 4),
-                             "flagged_rare": round(flagged[g] / n, 4)} for g, n in sorted(inside.items())}
-        out["cut_off_score"], out["reach_all"] = cut, round(sum(r[0] >= cut for r in rows) / len(rows), 4)
-        out.update(by)
+            out[group] = {g: {"frames": n, "share_input": round(n / len(rows), 4),
+                              "share_kept": round(among[g] / len(kept), 4),
+                              "ratio": round(among[g] / len(kept) / (n / len(rows)), 3),
+                              "reach": round(reach[g] / n, 4),
+                              "flagged_rare": round(flagged[g] / n, 4)} for g, n in sorted(inside.items())}
     return out
 
 
