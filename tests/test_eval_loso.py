@@ -14,7 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 def _rows(recall: dict[str, float], false: dict[str, float] | None = None) -> dict[str, dict[str, float]]:
     false = false or {}
-    return {n: {"recall": r, "false_harmful": false.get(n, 0.0), "shadowed_harmful": 0.0} for n, r in recall.items()}
+    return {n: {"recall": r, "false_harmful": false.get(n, 0.0), "shadowed_harmful": 0.0,
+                "between_shadows_harmful": 0.0} for n, r in recall.items()}
 
 
 def test_each_source_is_judged_with_the_setting_the_others_chose(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,10 +69,35 @@ def test_a_grid_point_sets_the_constant_the_checks_read_and_the_shipped_value_co
     monkeypatch.setattr(evaluate_loso, "camera_sources", lambda: [SimpleNamespace(name="s", load=list)])
     monkeypatch.setattr(evaluate_loso, "faults_in_stream", faults)
     monkeypatch.setattr(evaluate_loso, "valid", lambda *_: ({"false_harmful": 0.0}, []))
-    monkeypatch.setattr(evaluate_loso, "shadowed", lambda *_: 0.0)
+    monkeypatch.setattr(evaluate_loso, "shadowed", lambda *_: (0.0, 0.0))
     evaluate_loso._grid_results(names, [(2.5, 0.3)], ("tearing",), 1)
     assert seen == [(2.5, 0.3)]
     assert shipped == (camera_baseline.LEVEL_MAX_SPREAD, camera_checks.NEW_SEAM_MIN)
+
+
+def test_the_clean_frames_between_shadows_count_against_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A check that the shadowed frames upset and that then calls the recording's own clean frames harmful: only
+    # the shadowed frames were counted, so it went unseen (a whole-frame motion check tried on 2026-12-01 called
+    # 16% of those clean frames harmful, 67-70% on four sources, while the shadowed frames stayed at 1.8%).
+    import evaluate_loso
+    import numpy as np
+    from _field_data import Source
+
+    from agent.scoring.base import Label, Verdict
+
+    monkeypatch.setattr(evaluate_loso, "make", lambda kind, source: object())
+
+    def judge(scorer: object, frame: object) -> Verdict:  # every clean frame after the first is called harmful
+        harmful = frame.seq % 2 == 0 and frame.seq > 0  # type: ignore[attr-defined]
+        return Verdict(Label.HARMFUL if harmful else Label.HELPFUL, 0.6, ("x",), None, {})
+
+    monkeypatch.setattr(evaluate_loso, "judge", judge)
+    items = [(f"{i:04d}.jpg", np.full((48, 64, 3), 100, np.uint8)) for i in range(5)]
+    assert evaluate_loso.shadowed(Source("s", "camera", "day", lambda: items), items) == (0.0, 1.0)
+    rows = _rows({"a": 0.5, "b": 0.5})
+    assert evaluate_loso._objective(rows, ["a", "b"]) == 0.5
+    rows["a"]["between_shadows_harmful"] = 0.1
+    assert evaluate_loso._objective(rows, ["a", "b"]) == pytest.approx(0.0)  # 10 x the mean 0.05 off
 
 
 def _verdicts(source: str, valid_p: float, fault_p: float, checks_catch: bool = False) -> list[tuple]:
