@@ -8,7 +8,8 @@ with that instruction. A scan's points are the returns with RANGE > 0, x/y/z fro
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from agent.errors import DecodeError, InputError
 from agent.frame import Frame, Item, Modality, Skip
 from agent.sources.base import Source, safe_name
 from agent.sources.limits import DEFAULT_LIMITS, InputLimits, TooLarge, check_points
+from agent.sources.pcap_salvage import repair
 
 INSTALL_HINT = "Ouster data needs ouster-sdk: pip install 'edgesift[ouster]'"
 
@@ -142,10 +144,25 @@ class OusterPcapSource(Source):
     def __iter__(self) -> Iterator[Item]:
         from ouster.sdk import open_source
 
-        core = self._core
+        with tempfile.TemporaryDirectory(prefix="edgesift-pcap-") as scratch:
+            path = yield from self._repaired(Path(scratch))
+            yield from self._scans(open_source, self._core, path)
+
+    def _repaired(self, scratch: Path) -> Generator[Skip, None, str]:
+        """The capture to read: ouster-sdk stops at the first damaged record and says nothing, so a classic pcap
+        with damage is read from a copy without it (pcap_salvage), each damaged stretch a counted skip."""
+        try:
+            damage = repair(Path(self.path), scratch / "repaired.pcap")
+        except (OSError, ValueError):  # not classic pcap (pcapng): the SDK reads it as it can
+            return self.path
+        for found in damage:
+            yield Skip(self.sensor, -1, 0, self.path, "corrupt_recording", found.detail)
+        return str(scratch / "repaired.pcap") if damage else self.path
+
+    def _scans(self, open_source: Any, core: Any, path: str) -> Iterator[Item]:
         source = None
         try:
-            source = open_source(self.path, meta=[str(self.metadata)])
+            source = open_source(path, meta=[str(self.metadata)])
             check_scan_size(source.sensor_info[0], self.limits)
             lut = core.XYZLut(source.sensor_info[0])
             packet_bytes = core.PacketFormat(source.sensor_info[0]).lidar_packet_size

@@ -18,15 +18,11 @@ import numpy as np
 from agent.errors import InputError
 from agent.frame import PARTIAL_ROTATION, Frame, Item, Modality, Skip
 from agent.sources.base import NS_PER_S, Source, safe_name
-from agent.sources.pcap_salvage import PcapDamage, read_format, records
+from agent.sources.pcap_salvage import PCAP_MAGICS, PcapDamage, read_format, records
 
 if TYPE_CHECKING:
     import velodyne_decoder as vd
 
-PCAP_MAGICS = frozenset({
-    b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4",  # microsecond pcap, both byte orders
-    b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",  # nanosecond pcap
-})
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 PACKET_BYTES = 1206  # UDP payload of a Velodyne data packet (velodyne_decoder.PACKET_SIZE)
 # A last rotation with fewer packets than this share of the capture's typical one is partial (a rotation's
@@ -169,7 +165,7 @@ class PcapSource(Source):
         except (ValueError, RuntimeError) as exc:
             yield Skip(self.sensor, 0, 0, self.path, "decode_error", f"sensor model/calibration: {exc}")
             return
-        packets = 0
+        packets, bad, why = 0, 0, ""
         closed: deque[int] = deque(maxlen=64)  # data packets of recent rotations closed by the azimuth wrapping
         stream = velodyne_packets(self.path)
         while True:
@@ -184,17 +180,22 @@ class PcapSource(Source):
                 yield Skip(self.sensor, seq, last_t, self.path, "corrupt_recording", record.detail)
                 continue
             stamp, data = record
-            packets += 1
             try:
                 result = decoder.decode(stamp, data, False)
-            except (ValueError, RuntimeError) as exc:
-                yield Skip(self.sensor, seq, last_t, self.path, "decode_error", f"{type(exc).__name__}: {exc}")
-                return
+            except (ValueError, RuntimeError) as exc:  # a damaged packet (a zeroed model byte): left out, counted
+                bad, why = bad + 1, why or f"{type(exc).__name__}: {exc}"
+                continue
+            packets += 1
+            if bad:
+                yield self._left_out(seq, last_t, bad, why)
+                bad, why = 0, ""
             if result is not None:
                 frame = self._frame(result, seq, packets)
                 yield frame
                 closed.append(packets)
                 seq, last_t, packets = seq + 1, frame.t_ns, 0
+        if bad:
+            yield self._left_out(seq, last_t, bad, why)
         # The decoder holds the last rotation until told that the stream has ended: the capture stopped during it,
         # so it is partial unless it holds about as many packets as the capture's recent closed rotations.
         result = decoder.finish(False)
@@ -203,6 +204,10 @@ class PcapSource(Source):
             if not closed or packets < PARTIAL_PACKETS * float(np.median(closed)):
                 frame.meta[PARTIAL_ROTATION] = "1"
             yield frame
+
+    def _left_out(self, seq: int, last_t: int, bad: int, why: str) -> Skip:
+        return Skip(self.sensor, seq, last_t, self.path, "decode_error",
+                    f"{bad} packet{'s' if bad > 1 else ''} left out: {why}")
 
     def _frame(self, result: tuple[Any, np.ndarray], seq: int, packets: int) -> Frame:
         stamp, points = result

@@ -5,10 +5,15 @@ Topics read: sensor_msgs Image, CompressedImage and PointCloud2 (as in MCAP inpu
 velodyne_msgs/VelodyneScan (decoded with velodyne-decoder, one scan per message) and Ouster PacketMsg topics
 (decoded with ouster-sdk using the bag's metadata topic). Every other topic is one `unknown_schema` skip that
 says how many messages it held. Times are the message header stamps (the log time when a header is unset).
+A ROS 1 bag whose index is missing or damaged (a recording cut short) is read from an indexed copy of what it
+holds (rosbag1_reindex), the cut a counted `corrupt_recording` skip.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +29,7 @@ from agent.sources.limits import DEFAULT_LIMITS, InputLimits, TooLarge, check_po
 from agent.sources.mcap_source import REORDER_WINDOW, message_frame, topic_sensor
 from agent.sources.pcap import velodyne_xyzi
 from agent.sources.ros_convert import stamp_ns
+from agent.sources.rosbag1_reindex import reindex
 
 ROS1_MAGIC = b"#ROSBAG V2.0"
 _VELODYNE_POINTS_PER_PACKET = 384  # 12 firing blocks x 32 channels per 1206-byte packet
@@ -74,6 +80,11 @@ def _reader(path: str) -> Any:
     return AnyReader([Path(path)], default_typestore=_typestore())
 
 
+def _topics(path: str) -> dict[str, str]:
+    with _reader(path) as reader:
+        return {c.topic: c.msgtype for c in reader.connections}
+
+
 @dataclass(slots=True)
 class _Topic:
     sensor: str
@@ -93,25 +104,47 @@ class RosbagSource(Source):
 
     def __init__(self, path: str) -> None:
         super().__init__(path)
+        self._fallback = safe_name(Path(path).stem) or "rosbag"
+        self._read_path, self._cut = path, None  # a ROS 1 bag cut short is read from an indexed copy
         try:
-            with _reader(path) as reader:
-                topics = {c.topic: c.msgtype for c in reader.connections}
+            topics = _topics(path)
         except InputError:
             raise
         except Exception as exc:  # rosbags raises ReaderError, yaml and sqlite errors on unreadable bags
-            raise InputError(f"{path} is not a readable ROS bag: {type(exc).__name__}: {exc}") from exc
+            topics = self._reindexed(exc)
         self.topics = topics
         if not any(_kind(msgtype, topic) for topic, msgtype in topics.items()):
             listed = ", ".join(f"{t} ({_plain(m)})" for t, m in sorted(topics.items())[:6]) or "none"
             raise InputError(f"{path} has no camera or LiDAR topic (Image, CompressedImage, PointCloud2, "
                              f"VelodyneScan, Ouster packets); its topics: {listed}")
-        self._fallback = safe_name(Path(path).stem) or "rosbag"
+
+    def _reindexed(self, exc: Exception) -> dict[str, str]:
+        """The topics of an indexed copy of a ROS 1 bag whose index is missing or damaged (rosbag1_reindex), or
+        the reader's refusal where it is no such bag or nothing in it reads."""
+        refusal = InputError(f"{self.path} is not a readable ROS bag: {type(exc).__name__}: {exc}")
+        path = Path(self.path)
+        if not path.is_file():
+            raise refusal from exc
+        folder = Path(tempfile.mkdtemp(prefix="edgesift-reindex-"))
+        weakref.finalize(self, shutil.rmtree, folder, True)
+        try:
+            done = reindex(path, folder, self.limits)
+            topics = _topics(str(done.path)) if done.messages else {}
+        except Exception as err:  # not a ROS 1 bag, or rosbags refuses the copy: the first refusal stands
+            raise refusal from err
+        if not topics:
+            raise refusal from exc
+        self._read_path = str(done.path)
+        self._cut = Skip(self._fallback, -1, 0, self.path, "corrupt_recording", done.detail(path.stat().st_size))
+        return topics
 
     def __iter__(self) -> Iterator[Item]:
         return reorder(self._items(), REORDER_WINDOW)
 
     def _items(self) -> Iterator[Item]:
-        with _reader(self.path) as reader:
+        if self._cut is not None:
+            yield self._cut
+        with _reader(self._read_path) as reader:
             wanted, skips = self._plan(reader)
             yield from skips
             seq = SeqCounter()
@@ -131,7 +164,8 @@ class RosbagSource(Source):
         names: dict[str, str] = {}
         wanted: dict[int, tuple[Any, _Topic]] = {}
         counts: dict[str, tuple[str, int]] = {}
-        metadata = _ouster_metadata(reader)
+        ouster = any(_kind(c.msgtype, c.topic) == "ouster" for c in reader.connections)
+        metadata = _ouster_metadata(reader) if ouster else (None, "")
         self._topics: dict[str, _Topic] = {}
         for connection in reader.connections:
             kind = _kind(connection.msgtype, connection.topic)
@@ -181,9 +215,9 @@ class RosbagSource(Source):
         from agent.sources.ouster import PacketBatcher
 
         if state.decoder is None:
-            metadata = state.extra.get("metadata")
+            metadata, problem = state.extra["metadata"]
             if metadata is None:
-                state.problem = "no Ouster metadata topic in the bag"
+                state.problem = problem or "no Ouster metadata topic in the bag"
                 yield Skip(state.sensor, -1, log_ns, source, "decode_error", state.problem)
                 return
             try:
@@ -215,15 +249,22 @@ def _ouster_frame(state: _Topic, done: tuple[int, np.ndarray, int], seq: SeqCoun
     return ouster_frame(state.sensor, seq(state.sensor), t_ns, points, packets * state.decoder.packet_bytes, source)
 
 
-def _ouster_metadata(reader: Any) -> str | None:
-    """The JSON of the bag's Ouster metadata topic (std_msgs/String on .../metadata), if it has one."""
+def _ouster_metadata(reader: Any) -> tuple[str | None, str]:
+    """The JSON of the bag's Ouster metadata topic (std_msgs/String on .../metadata); else None and why ("": no
+    such topic)."""
     meta = [c for c in reader.connections if c.topic.endswith("metadata") and _plain(c.msgtype) == "std_msgs/String"]
-    for connection, _, raw in reader.messages(connections=meta):
-        try:
-            return str(reader.deserialize(raw, connection.msgtype).data)
-        except Exception:  # noqa: S112, PERF203  # a malformed metadata message: try the next one
-            continue
-    return None
+    if not meta:  # an empty list would read every message of the bag
+        return None, ""
+    problem = "the Ouster metadata topic holds no message"
+    try:
+        for connection, _, raw in reader.messages(connections=meta):
+            try:
+                return str(reader.deserialize(raw, connection.msgtype).data), ""
+            except Exception as exc:  # noqa: PERF203 - a malformed metadata message: try the next one
+                problem = f"the Ouster metadata message does not decode: {type(exc).__name__}: {exc}"[:300]
+    except Exception as exc:  # rosbags and sqlite raise many types on a damaged bag
+        problem = f"the bag is damaged before its Ouster metadata: {type(exc).__name__}: {exc}"[:300]
+    return None, problem
 
 
 def _strip_packets(topic: str) -> str:

@@ -1,0 +1,160 @@
+"""Damaged bags. A ROS 1 bag cut short (the recorder lost power before it wrote the index) is read as far as it
+holds, as `rosbag reindex` would, with the cut counted; it was refused whole before ("Bag index looks damaged").
+A rosbag2 whose SQLite file is damaged mid-way is a one-line error; it was a traceback. An Ouster capture with a
+damaged record is read past it, the damage counted; ouster-sdk stopped there and said nothing. A Velodyne packet
+that does not decode is left out and counted; the capture's read stopped there."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _sources_fixtures import PCAP_OUSTER, SHARED, shared_data
+from conftest import sample_frames
+
+from agent.config.model import InputsConfig
+from agent.errors import InputError
+from agent.frame import Frame, Skip
+from agent.sources import merge, open_inputs
+from agent.sources.rosbag1_reindex import MAGIC
+
+STAMP0 = 1_700_000_000_000_000_000
+FRAMES = 12
+
+
+def _write_bag(path: Path, compression: str | None) -> list[bytes]:
+    """The sample drive's real JPEG frames as CompressedImage messages, about two to a chunk."""
+    from rosbags.rosbag1 import Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS1_NOETIC)
+    types = store.types
+    payloads = [f.payload for f in sample_frames("camera")[:FRAMES]]
+    writer = Writer(path)
+    if compression:
+        writer.set_compression(getattr(Writer.CompressionFormat, compression))
+    writer.chunk_threshold = 2 * max(len(p or b"") for p in payloads) - 1
+    with writer:
+        connection = writer.add_connection("/cam/image_raw/compressed", "sensor_msgs/msg/CompressedImage",
+                                           typestore=store)
+        for i, payload in enumerate(payloads):
+            t = STAMP0 + i * 100_000_000
+            stamp = types["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9)
+            header = types["std_msgs/msg/Header"](seq=i, stamp=stamp, frame_id="cam")
+            msg = types["sensor_msgs/msg/CompressedImage"](header=header, format="jpeg",
+                                                           data=np.frombuffer(payload or b"", np.uint8))
+            writer.write(connection, t, store.serialize_ros1(msg, msg.__msgtype__))
+    return [p or b"" for p in payloads]
+
+
+def _items(path: Path) -> list[Frame | Skip]:
+    return list(merge(open_inputs([str(path)], InputsConfig())))
+
+
+def _index_pos(data: bytes) -> int:
+    """Where the bag header says the index starts (its index_pos field)."""
+    at = data.index(b"index_pos=", len(MAGIC))
+    return struct.unpack_from("<Q", data, at + len(b"index_pos="))[0]
+
+
+@pytest.mark.parametrize("compression", [None, "LZ4", "BZ2"])
+def test_a_bag_cut_short_is_read_up_to_the_cut(tmp_path: Path, compression: str | None) -> None:
+    whole = tmp_path / "whole.bag"
+    payloads = _write_bag(whole, compression)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.bag"
+    cut.write_bytes(data[: int(_index_pos(data) * 0.6)])  # power lost 60% into the chunks: no index
+    items = _items(cut)
+    frames = [i for i in items if isinstance(i, Frame)]
+    skips = [i for i in items if isinstance(i, Skip)]
+    assert [s.reason for s in skips] == ["corrupt_recording"], skips
+    assert "index missing or damaged" in skips[0].detail and "bytes hold no whole record" in skips[0].detail
+    # Every whole chunk before the cut (two frames each), and of an uncompressed chunk the frames before the cut.
+    assert 4 <= len(frames) < FRAMES
+    assert [f.payload for f in frames] == payloads[: len(frames)]
+    assert [f.t_ns for f in frames] == [STAMP0 + i * 100_000_000 for i in range(len(frames))]
+
+
+def test_a_bag_left_unindexed_reads_whole(tmp_path: Path) -> None:
+    # What an interrupted `rosbag record` leaves when the last chunk was written: index_pos still 0.
+    path = tmp_path / "drive.bag.active"
+    payloads = _write_bag(path, "LZ4")
+    data = bytearray(path.read_bytes())
+    at = data.index(b"index_pos=", len(MAGIC)) + len(b"index_pos=")
+    data[at:at + 8] = bytes(8)
+    path.write_bytes(bytes(data))
+    items = _items(path)
+    assert [f.payload for f in items if isinstance(f, Frame)] == payloads
+    assert [s.reason for s in items if isinstance(s, Skip)] == ["corrupt_recording"]
+
+
+def test_a_bag_cut_before_its_first_message_is_still_refused_with_the_readers_reason(tmp_path: Path) -> None:
+    whole = tmp_path / "whole.bag"
+    _write_bag(whole, None)
+    cut = tmp_path / "cut.bag"
+    cut.write_bytes(whole.read_bytes()[:4200])  # the 4 KB bag header and the start of the first chunk's header
+    with pytest.raises(InputError, match=r"not a readable ROS bag.*index"):
+        _items(cut)
+
+
+@shared_data
+def test_a_rosbag2_damaged_mid_file_is_one_line_error_not_a_traceback(tmp_path: Path) -> None:
+    # A page of the real VLP-16 bag's SQLite file zeroed 40% of the way in: the Ouster metadata lookup read every
+    # message of a bag without that topic, outside the guarded read, and the sqlite error escaped.
+    bag = tmp_path / "vlp16"
+    shutil.copytree(SHARED / "bags" / "nebula_velodyne_vlp16" / "1673400471837873222", bag)
+    db3 = next(bag.glob("*.db3"))
+    data = bytearray(db3.read_bytes())
+    at = int(len(data) * 0.4)
+    data[at:at + 4096] = bytes(4096)
+    db3.write_bytes(bytes(data))
+    items = _items(bag)  # replay then says "yielded no frame (1 corrupt_recording ...)"
+    assert [(type(i).__name__, getattr(i, "reason", "")) for i in items] == [("Skip", "corrupt_recording")]
+    assert "DatabaseError" in items[0].detail
+
+
+@shared_data
+@pytest.mark.skipif(importlib.util.find_spec("ouster") is None, reason="ouster-sdk is not installed")
+def test_an_ouster_capture_is_read_past_a_damaged_record(tmp_path: Path) -> None:
+    whole = [i for i in _items(PCAP_OUSTER) if isinstance(i, Frame)]
+    assert len(whole) == 3
+    data = bytearray(PCAP_OUSTER.read_bytes())
+    at = _record_offsets(bytes(data))[100]  # a record header half-way through the second scan, zeroed
+    data[at:at + 16] = bytes(16)
+    damaged = tmp_path / PCAP_OUSTER.name
+    damaged.write_bytes(bytes(data))
+    shutil.copy(PCAP_OUSTER.parent / "ouster_OS-1-128_v2.3.0_1024x10.json", tmp_path)  # metadata_for finds it
+    items = _items(damaged)
+    frames = [i for i in items if isinstance(i, Frame)]
+    assert [(s.reason, s.detail) for s in items if isinstance(s, Skip)] == [
+        ("corrupt_recording", f"pcap record at byte {at}: implausible record header")]
+    assert len(frames) == 3  # the third scan, after the damage, too
+    np.testing.assert_array_equal(frames[2].array, whole[2].array)
+
+
+def _record_offsets(data: bytes) -> list[int]:
+    offsets, pos = [], 24
+    while pos + 16 <= len(data):
+        offsets.append(pos)
+        pos += 16 + struct.unpack_from("<I", data, pos + 8)[0]
+    return offsets
+
+
+@shared_data
+def test_a_velodyne_packet_that_does_not_decode_is_left_out_and_the_capture_read_on(tmp_path: Path) -> None:
+    pcap = SHARED / "pcap" / "velodyne_vlp16_test_50frames.pcap"
+    whole = [i for i in _items(pcap) if isinstance(i, Frame)]
+    data = bytearray(pcap.read_bytes())
+    record = _record_offsets(bytes(data))[1000]  # a data packet half-way through: its payload's tail zeroed
+    end = record + 16 + struct.unpack_from("<I", data, record + 8)[0]
+    data[end - 100:end] = bytes(100)  # the last firing blocks and the model byte
+    damaged = tmp_path / pcap.name
+    damaged.write_bytes(bytes(data))
+    items = _items(damaged)
+    skips = [i for i in items if isinstance(i, Skip)]
+    assert [s.reason for s in skips] == ["decode_error"] and skips[0].detail.startswith("1 packet left out"), skips
+    assert len([i for i in items if isinstance(i, Frame)]) >= len(whole) - 1  # it read on, not stopped half-way
