@@ -92,6 +92,18 @@ def test_a_bag_left_unindexed_reads_whole(tmp_path: Path) -> None:
     assert [s.reason for s in items if isinstance(s, Skip)] == ["corrupt_recording"]
 
 
+def test_a_bag_whose_header_is_damaged_is_read_from_its_first_chunk(tmp_path: Path) -> None:
+    path = tmp_path / "drive.bag"
+    payloads = _write_bag(path, "LZ4")
+    data = bytearray(path.read_bytes())
+    data[len(MAGIC):len(MAGIC) + 200] = bytes(range(200))  # the bag header record's lengths and fields
+    path.write_bytes(bytes(data))
+    items = _items(path)
+    assert [f.payload for f in items if isinstance(f, Frame)] == payloads
+    skips = [s for s in items if isinstance(s, Skip)]
+    assert [s.reason for s in skips] == ["corrupt_recording"] and "the bag header is damaged" in skips[0].detail
+
+
 def test_a_bag_cut_before_its_first_message_is_still_refused_with_the_readers_reason(tmp_path: Path) -> None:
     whole = tmp_path / "whole.bag"
     _write_bag(whole, None)

@@ -24,6 +24,7 @@ from agent.sources.limits import InputLimits
 MAGIC = b"#ROSBAG V2.0\n"
 _OP_MESSAGE, _OP_CHUNK, _OP_CONNECTION = 2, 5, 7
 _MAX_HEADER = 1 << 20  # a record header is a handful of fields: anything longer is framing gone wrong
+_BAG_HEADER_BYTES = 4096  # the bag header record, padded to this length (the ROS bag format 2.0)
 
 
 @dataclass
@@ -33,9 +34,12 @@ class Reindexed:
     chunks_lost: int = 0  # chunks that did not decompress or claimed more than the chunk limit
     orphans: int = 0  # messages of a connection never defined before them
     unread_bytes: int = 0  # at the end, no whole record
+    header_damaged: bool = False
 
     def detail(self, size: int) -> str:
         parts = [f"index missing or damaged (a recording cut short?): {self.messages} messages read in order"]
+        if self.header_damaged:
+            parts.append("the bag header is damaged")
         if self.unread_bytes:
             parts.append(f"the last {self.unread_bytes} of {size} bytes hold no whole record")
         if self.chunks_lost:
@@ -115,11 +119,15 @@ def reindex(path: Path, folder: Path, limits: InputLimits) -> Reindexed:
     if path.stat().st_size < len(MAGIC):
         raise OSError(f"{path} is too short to be a ROS 1 bag")
     with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf, Writer(done.path) as writer:
-        if buf[:len(MAGIC)] != MAGIC:
+        if buf[:7] != MAGIC[:7]:  # "#ROSBAG": the version after it may be what is damaged
             raise OSError(f"{path} is not a ROS 1 bag (no {MAGIC!r})")
         connections: dict[int, Any] = {}
         stop: list[int] = []
-        for fields, start, end in _records(buf, len(MAGIC), len(buf), stop):
+        first = len(MAGIC)
+        if next(_records(buf, first, len(buf)), None) is None:
+            # A damaged bag header record: rosbag pads it to 4096 bytes, so the first chunk starts after that.
+            first, done.header_damaged = first + _BAG_HEADER_BYTES, True
+        for fields, start, end in _records(buf, first, len(buf), stop):
             op = fields["op"][:1]
             if op == bytes([_OP_CONNECTION]):
                 _connect(writer, connections, fields, buf, start, end)
