@@ -12,6 +12,7 @@ holds (rosbag1_reindex), the cut a counted `corrupt_recording` skip.
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import tempfile
 import weakref
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from agent.sources.mcap_source import REORDER_WINDOW, message_frame, topic_senso
 from agent.sources.pcap import velodyne_xyzi
 from agent.sources.ros_convert import stamp_ns
 from agent.sources.rosbag1_reindex import reindex
+from agent.sources.rosbag2_salvage import Lost, rows, sqlite_files
 
 ROS1_MAGIC = b"#ROSBAG V2.0"
 _VELODYNE_POINTS_PER_PACKET = 384  # 12 firing blocks x 32 channels per 1206-byte packet
@@ -148,17 +150,38 @@ class RosbagSource(Source):
             wanted, skips = self._plan(reader)
             yield from skips
             seq = SeqCounter()
-            last_t = 0
+            last_t, read_to = 0, -1
             try:
                 for connection, log_ns, raw in reader.messages(connections=[c for c, _ in wanted.values()]):
                     state = wanted[connection.id][1]
+                    read_to = max(read_to, log_ns)
                     for item in self._convert(reader, connection, state, log_ns, bytes(raw), seq):
                         last_t = max(last_t, item.t_ns)
                         yield item
             except Exception as exc:  # a damaged bag ends the read; what came before stays
                 detail = f"{type(exc).__name__}: {exc}"[:500]
-                yield Skip(self._fallback, -1, last_t, self.path, "corrupt_recording", detail)
+                files = sqlite_files(reader) if isinstance(exc, sqlite3.DatabaseError) else []
+                yield Skip(self._fallback, -1, last_t, self.path, "corrupt_recording",
+                           detail + ("; read on row by row" if files else ""))
+                yield from self._salvage(reader, wanted, files, read_to, seq)
             yield from self._flush(seq)
+
+    def _salvage(self, reader: Any, wanted: dict[int, tuple[Any, _Topic]], files: list[Path], read_to: int,
+                 seq: SeqCounter) -> Iterator[Item]:
+        """The rows of a damaged rosbag2 SQLite file that still read (rosbag2_salvage), after those read."""
+        by_topic = {connection.topic: (connection, state) for connection, state in wanted.values()}
+        for db3 in files:
+            try:
+                for row in rows(db3, set(by_topic), read_to):
+                    if isinstance(row, Lost):
+                        yield Skip(self._fallback, -1, 0, f"{self.path}:{db3.name}", "corrupt_recording",
+                                   _lost(row))
+                        continue
+                    connection, state = by_topic[row[0]]
+                    yield from self._convert(reader, connection, state, row[1], row[2], seq)
+            except sqlite3.DatabaseError as exc:  # not even its tables read
+                yield Skip(self._fallback, -1, 0, f"{self.path}:{db3.name}", "corrupt_recording",
+                           f"no row reads: {type(exc).__name__}: {exc}"[:300])
 
     def _plan(self, reader: Any) -> tuple[dict[int, tuple[Any, _Topic]], list[Skip]]:
         names: dict[str, str] = {}
@@ -240,6 +263,11 @@ class RosbagSource(Source):
                 done = state.decoder.finish()
                 if done is not None:
                     yield _ouster_frame(state, done, seq, f"{self.path}:{topic}")
+
+
+def _lost(lost: Lost) -> str:
+    ids = f"row {lost.first}" if lost.first == lost.last else f"rows {lost.first}-{lost.last}"
+    return f"{ids} of the messages table do not read: {lost.detail}"
 
 
 def _ouster_frame(state: _Topic, done: tuple[int, np.ndarray, int], seq: SeqCounter, source: str) -> Frame:
