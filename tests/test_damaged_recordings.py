@@ -164,6 +164,23 @@ def test_an_ouster_capture_is_read_past_a_damaged_record(tmp_path: Path) -> None
     np.testing.assert_array_equal(frames[2].array, whole[2].array)
 
 
+@shared_data
+@pytest.mark.skipif(importlib.util.find_spec("ouster") is None, reason="ouster-sdk is not installed")
+def test_an_ouster_capture_whose_first_record_is_damaged_is_read_from_the_next(tmp_path: Path) -> None:
+    # No record before the damage gives a time to hold a resync to, and Ouster packet data lines up as three
+    # plausible record headers in a row: the reader locked onto packet data and lost all 3 scans (44 skips).
+    data = bytearray(PCAP_OUSTER.read_bytes())
+    rng = np.random.default_rng(3)
+    data[24:200] = rng.integers(0, 256, 176, dtype=np.uint8).tobytes()  # the first record's header and data
+    damaged = tmp_path / PCAP_OUSTER.name
+    damaged.write_bytes(bytes(data))
+    shutil.copy(PCAP_OUSTER.parent / "ouster_OS-1-128_v2.3.0_1024x10.json", tmp_path)
+    items = _items(damaged)
+    assert [(s.reason, s.detail) for s in items if isinstance(s, Skip)] == [
+        ("corrupt_recording", "pcap record at byte 24: cut short")]
+    assert len([i for i in items if isinstance(i, Frame)]) == 3
+
+
 def _record_offsets(data: bytes) -> list[int]:
     offsets, pos = [], 24
     while pos + 16 <= len(data):

@@ -24,6 +24,7 @@ _MAX_SNAP = 262_144
 _DAY_S = 86_400
 _WINDOW = 1 << 20
 _CHAIN = 3  # record headers in a row that a resync needs
+_CHAIN_UNANCHORED = 8  # ... where no record before it gave a time to hold them to (the capture's start damaged)
 
 
 @dataclass(frozen=True)
@@ -112,11 +113,12 @@ def _plausible(fmt: _Format, fields: tuple[int, ...], last_sec: int | None) -> b
 
 def _resync(fh: BinaryIO, fmt: _Format, start: int, size: int, last_sec: int | None) -> int:
     """The next offset where _CHAIN plausible record headers follow one another (or run to the end of the file):
-    one or two line up by chance inside packet data, where a damaged start left no time to hold them to."""
+    one or two line up by chance inside packet data. Where the capture's start is damaged there is no time to hold
+    them to, and Ouster packet data lines up even three in a row: _CHAIN_UNANCHORED then."""
     pos = start
     while pos + 16 <= size:
         fh.seek(pos)
-        window = fh.read(_WINDOW + _CHAIN * (_MAX_SNAP + 16))
+        window = fh.read(_WINDOW + _CHAIN_UNANCHORED * (_MAX_SNAP + 16))
         for i in range(min(_WINDOW, max(0, len(window) - 16))):
             if _chained(fmt, window, i, size - pos, last_sec):
                 return pos + i
@@ -125,7 +127,7 @@ def _resync(fh: BinaryIO, fmt: _Format, start: int, size: int, last_sec: int | N
 
 
 def _chained(fmt: _Format, window: bytes, at: int, left: int, last_sec: int | None) -> bool:
-    for _ in range(_CHAIN):
+    for _ in range(_CHAIN if last_sec is not None else _CHAIN_UNANCHORED):
         if at == left:
             return True  # the end of the file, right after a whole record
         if at + 16 > len(window):
