@@ -143,8 +143,11 @@ def test_rerun_after_an_interruption_replays_only_what_was_missing(tmp_path: Pat
 
 
 def test_fleet_summary_and_report_cover_drives_vehicles_and_failures(tmp_path: Path) -> None:
-    drives = [*corpus_drives(tmp_path)[:2], {"id": "bad", "vehicle": "v9", "inputs": [str(tmp_path / "x.txt")]}]
+    drives = [*corpus_drives(tmp_path)[:2], {"id": "bad", "vehicle": "v9", "inputs": [str(tmp_path / "x.txt")]},
+              {"id": "cut", "vehicle": "v9", "inputs": [str(tmp_path / "cut.mcap")]}]
     (tmp_path / "x.txt").write_text("not a recording", encoding="utf-8")
+    data = SAMPLE_DRIVE.read_bytes()
+    (tmp_path / "cut.mcap").write_bytes(data[: len(data) // 4])  # power lost a quarter of the way in: 8 frames
     manifest = write_manifest(tmp_path / "m.jsonl", drives)
     out = tmp_path / "out"
     result = subprocess.run(_cli("--manifest", str(manifest), "--out", str(out), "--config",
@@ -153,10 +156,14 @@ def test_fleet_summary_and_report_cover_drives_vehicles_and_failures(tmp_path: P
     assert result.returncode == 0, result.stderr
     assert "failed: bad: " in result.stdout
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["drives"]["ok"] == 2 and summary["failed"][0]["id"] == "bad"
+    assert summary["drives"]["ok"] == 3 and summary["failed"][0]["id"] == "bad"
+    # A damaged drive replays as far as it holds, and the fleet view names it with its first damaged stretch.
+    assert [(d["id"], d["stretches"]) for d in summary["damaged"]] == [("cut", 1)]
+    assert summary["damaged"][0]["first"].startswith("damaged record at byte"), summary["damaged"]
     per_drive = {d["id"]: d for d in summary["per_drive"]}
-    assert summary["frames_in"] == sum(per_drive[i]["frames_in"] for i in ("sample", "kitti-png"))
-    assert set(summary["per_vehicle"]) == {"kitti-car"}
+    assert summary["frames_in"] == sum(per_drive[i]["frames_in"] for i in ("sample", "kitti-png", "cut"))
+    assert per_drive["cut"]["frames_in"] == 8 and per_drive["cut"]["skipped_by_reason"] == {"corrupt_recording": 1}
+    assert set(summary["per_vehicle"]) == {"kitti-car", "v9"}
     for drive_id in ("sample", "kitti-png"):
         own = json.loads((out / "drives" / drive_id / "summary.json").read_text())
         assert own["frames_kept"] == per_drive[drive_id]["frames_kept"]
@@ -164,6 +171,7 @@ def test_fleet_summary_and_report_cover_drives_vehicles_and_failures(tmp_path: P
     assert summary["by_verdict"]["harmful"] >= 1
     page = (out / "report.html").read_text()
     assert 'href="drives/sample/report.html"' in page and "Failed drives" in page and "bad" in page
+    assert "Damaged recordings" in page and "<td>cut</td>" in page
 
 
 def test_cli_refuses_both_inputs_and_a_manifest(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 REPLAY = "replay"
 SCORE = "score"  # tune: the drive's scores.cache
 STREAK_MIN = 5  # consecutive harmful frames of one sensor that the fleet summary lists as a harmful streak
+DAMAGED = "corrupt_recording"  # the skip reason of a damaged stretch of a recording, read past or up to
 # Where a Ray task writes the drive's outputs before returning them (memory, when it has room); the task's folder
 # in it is made by mkdtemp (private, unique name).
 SCRATCH = "/dev/shm"  # noqa: S108
@@ -106,6 +107,9 @@ def _replay(job: DriveJob, config: AgentConfig, out: Path) -> dict[str, Any]:
             "by_rule", "by_sensor", "t_first_ns", "t_last_ns", "elapsed_s", "frames_per_s")
     result = {k: summary[k] for k in keys}
     result["skipped"] = summary["skipped"]["count"]
+    result["skipped_by_reason"] = summary["skipped"]["by_reason"]
+    # The first damaged stretch of the drive's recordings, for the fleet view's list of damaged drives.
+    result["damage"] = next((i["detail"] for i in summary["skipped"]["items"] if i["reason"] == DAMAGED), "")
     result["harmful_streaks"] = harmful_streaks(out / DECISIONS)
     result["decisions_sha256"] = _digest(out / DECISIONS)
     return result

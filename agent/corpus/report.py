@@ -56,6 +56,8 @@ def render(summary: Mapping[str, Any]) -> str:
     vehicles = [_counts_row(_esc(v), s) for v, s in summary["per_vehicle"].items()]
     vehicles.append(_counts_row("<b>all</b>", {**summary, "drives": d["ok"]}))
     failed = [[_esc(f["id"]), _esc(f["vehicle"]), _esc(f["reason"])] for f in summary["failed"]]
+    damaged = [[_esc(f["id"]), _esc(f["vehicle"]), _num(f["stretches"]), _esc(f["first"])]
+               for f in summary.get("damaged", [])]
     streaks = [[_esc(s["drive"]), _esc(s["vehicle"]), _esc(s["sensor"]), _num(s["frames"])]
                for s in summary["harmful_streaks"]]
     slow = [[_esc(s["id"]), _esc(s["vehicle"]), _num(float(s["elapsed_s"])), _num(float(s["frames_per_s"])),
@@ -67,6 +69,8 @@ def render(summary: Mapping[str, Any]) -> str:
         f"<section><h2>Per vehicle</h2>{_table(HEADERS, vehicles, {1, 2, 3, 4, 5, 6})}</section>",
         _drives(summary),
         f"<section><h2>Failed drives</h2>{_table(['drive', 'vehicle', 'reason'], failed, set())}</section>",
+        '<section><h2>Damaged recordings <span class="note">(replayed as far as they hold; each damaged stretch a '
+        f"counted skip)</span></h2>{_table(['drive', 'vehicle', 'stretches', 'first'], damaged, {2})}</section>",
         f'<section><h2>Sensors with harmful streaks <span class="note">(at least '
         f'{summary["harmful_streak_min_frames"]} harmful frames in a row)</span></h2>'
         f"{_table(['drive', 'vehicle', 'sensor', 'longest streak (frames)'], streaks, {3})}</section>",

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from agent.corpus.job import STREAK_MIN
+from agent.corpus.job import DAMAGED, STREAK_MIN
 from agent.corpus.runner import CorpusRun
 
 COUNTS = ("frames_in", "frames_kept", "bytes_in", "bytes_kept")
@@ -45,8 +45,8 @@ def _drive_row(r: Mapping[str, Any]) -> dict[str, Any]:
     row = {k: r.get(k) for k in ("id", "vehicle", "condition", "ok", "reused")}
     if not r["ok"]:
         return {**row, "error": r["error"]}
-    keys = (*COUNTS, "by_verdict", "by_primary_reason", "skipped", "elapsed_s", "frames_per_s", "decisions_sha256",
-            "worker")
+    keys = (*COUNTS, "by_verdict", "by_primary_reason", "skipped", "skipped_by_reason", "elapsed_s", "frames_per_s",
+            "decisions_sha256", "worker")
     return {**row, **{k: r.get(k) for k in keys}}
 
 
@@ -64,6 +64,9 @@ def fleet_summary(run: CorpusRun) -> dict[str, Any]:
         "per_vehicle": {v: {**_pool(rs), "harmful_streaks": streaks(rs)} for v, rs in sorted(vehicles.items())},
         "per_drive": [_drive_row(r) for r in run.results],
         "failed": [{"id": r["id"], "vehicle": r["vehicle"], "reason": r["error"]} for r in run.results if not r["ok"]],
+        # Drives replayed as far as their recordings hold: damaged stretches skipped (counted), the first one named.
+        "damaged": [{"id": r["id"], "vehicle": r["vehicle"], "stretches": r["skipped_by_reason"][DAMAGED],
+                     "first": r.get("damage", "")} for r in ok if r.get("skipped_by_reason", {}).get(DAMAGED)],
         "harmful_streaks": streaks(ok),
         "harmful_streak_min_frames": STREAK_MIN,
         "slowest": [{"id": r["id"], "vehicle": r["vehicle"], "elapsed_s": r["elapsed_s"],
