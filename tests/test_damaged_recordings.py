@@ -27,7 +27,8 @@ FRAMES = 12
 
 
 def _write_bag(path: Path, compression: str | None) -> list[bytes]:
-    """The sample drive's real JPEG frames as CompressedImage messages, about two to a chunk."""
+    """The sample drive's real JPEG frames (40-100 KB) as CompressedImage messages, a chunk closed once it holds
+    over twice the largest (a few frames)."""
     from rosbags.rosbag1 import Writer
     from rosbags.typesys import Stores, get_typestore
 
@@ -73,10 +74,23 @@ def test_a_bag_cut_short_is_read_up_to_the_cut(tmp_path: Path, compression: str 
     skips = [i for i in items if isinstance(i, Skip)]
     assert [s.reason for s in skips] == ["corrupt_recording"], skips
     assert "index missing or damaged" in skips[0].detail and "bytes hold no whole record" in skips[0].detail
-    # Every whole chunk before the cut (two frames each), and of an uncompressed chunk the frames before the cut.
+    # Every whole chunk before the cut, and of an uncompressed chunk the frames before the cut.
     assert 4 <= len(frames) < FRAMES
     assert [f.payload for f in frames] == payloads[: len(frames)]
     assert [f.t_ns for f in frames] == [STAMP0 + i * 100_000_000 for i in range(len(frames))]
+
+
+def test_a_bag_cut_short_keeps_to_the_configured_chunk_limit(tmp_path: Path) -> None:
+    # A chunk closes once it holds over 200 KB of frames: with a 0.1 MB limit every chunk is refused unopened, so
+    # nothing is read and the bag is refused with the reader's reason.
+    whole = tmp_path / "whole.bag"
+    _write_bag(whole, "LZ4")
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.bag"
+    cut.write_bytes(data[: int(_index_pos(data) * 0.6)])
+    assert [i for i in _items(cut) if isinstance(i, Frame)]
+    with pytest.raises(InputError, match="not a readable ROS bag"):
+        list(merge(open_inputs([str(cut)], InputsConfig(max_chunk_mb=0.1))))
 
 
 def test_a_bag_left_unindexed_reads_whole(tmp_path: Path) -> None:

@@ -102,7 +102,7 @@ def open_inputs(paths: Sequence[str], config: InputsConfig) -> list[Source]:
         elif kind == "nuscenes":
             sources.append(NuScenesSource(path))
         elif kind == "rosbag":
-            sources.append(RosbagSource(path))
+            sources.append(RosbagSource(path, InputLimits.of(config)))  # a bag cut short is read when opened
         elif kind == "ouster":
             sources.append(OusterPcapSource(path))
         elif kind == "video":

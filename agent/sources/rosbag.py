@@ -104,8 +104,9 @@ class RosbagSource(Source):
     clock = "message header stamps"
     wall_clock = True
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, limits: InputLimits = DEFAULT_LIMITS) -> None:
         super().__init__(path)
+        self.limits = limits
         self._fallback = safe_name(Path(path).stem) or "rosbag"
         self._read_path, self._cut = path, None  # a ROS 1 bag cut short is read from an indexed copy
         try:

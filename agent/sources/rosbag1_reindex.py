@@ -92,7 +92,7 @@ def _chunk(fields: dict[str, bytes], buf: Any, start: int, end: int, limits: Inp
     """A chunk's records, decompressed within the chunk limit; None where it does not decompress."""
     compression = fields.get("compression", b"none")
     size = struct.unpack("<I", fields["size"])[0] if len(fields.get("size", b"")) == 4 else limits.max_chunk_bytes
-    if size > limits.max_chunk_bytes:
+    if size > limits.max_chunk_bytes or end - start > limits.max_chunk_bytes:  # memory stays at one chunk
         return None
     raw = bytes(buf[start:end])
     try:
@@ -138,15 +138,16 @@ def reindex(path: Path, folder: Path, limits: InputLimits) -> Reindexed:
                     continue
                 _write_chunk(writer, connections, data, done)
         walked = stop[0]
-        if tail := _partial_chunk(buf, walked):
+        if tail := _partial_chunk(buf, walked, limits):
             # An uncompressed chunk the cut ran through: its records up to the cut are whole messages.
-            walked = len(buf) - len(tail) + _write_chunk(writer, connections, tail, done)
+            walked = tail[0] + _write_chunk(writer, connections, tail[1], done)
         done.unread_bytes = len(buf) - walked
     return done
 
 
-def _partial_chunk(buf: Any, pos: int) -> bytes | None:
-    """The body of an uncompressed chunk that starts at `pos` and runs past the end of the file, or None."""
+def _partial_chunk(buf: Any, pos: int, limits: InputLimits) -> tuple[int, bytes] | None:
+    """Where the body of an uncompressed chunk that starts at `pos` and runs past the end of the file starts, and
+    the body (at most the chunk limit of it); None where there is no such chunk."""
     if pos + 8 > len(buf):
         return None
     (header_len,) = struct.unpack_from("<I", buf, pos)
@@ -155,7 +156,8 @@ def _partial_chunk(buf: Any, pos: int) -> bytes | None:
     fields = _fields(buf, pos + 4, pos + 4 + header_len)
     if not fields or fields.get("op", b"")[:1] != bytes([_OP_CHUNK]) or fields.get("compression") != b"none":
         return None
-    return bytes(buf[pos + 8 + header_len:])
+    body = pos + 8 + header_len
+    return body, bytes(buf[body:body + limits.max_chunk_bytes])
 
 
 def _write_chunk(writer: Any, connections: dict[int, Any], data: bytes, done: Reindexed) -> int:
