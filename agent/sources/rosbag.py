@@ -6,7 +6,8 @@ velodyne_msgs/VelodyneScan (decoded with velodyne-decoder, one scan per message)
 (decoded with ouster-sdk using the bag's metadata topic). Every other topic is one `unknown_schema` skip that
 says how many messages it held. Times are the message header stamps (the log time when a header is unset).
 A ROS 1 bag whose index is missing or damaged (a recording cut short) is read from an indexed copy of what it
-holds (rosbag1_reindex), the cut a counted `corrupt_recording` skip.
+holds (rosbag1_reindex), the cut a counted `corrupt_recording` skip; a rosbag2 SQLite file whose time-sorted read
+fails on a damaged page is read on row by row (rosbag2_salvage).
 """
 
 from __future__ import annotations
