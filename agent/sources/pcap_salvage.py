@@ -2,9 +2,10 @@
 
 dpkt's reader stops silently at a truncated or garbled record (a capture cut short by a full disk reads as a
 shorter, clean capture). Here a record whose header is implausible (captured length beyond the original length
-or 256 KiB, time going back by more than a day) or that is cut short is reported as a PcapDamage, and the reader
-scans forward for the next offset where two consecutive plausible record headers line up. The snap length the
-global header states is not used: where that header is damaged, it would make every record implausible.
+or 256 KiB, an empty one, time going back by more than a day) or that is cut short is reported as a PcapDamage,
+and the reader scans forward for the next offset where plausible record headers line up, three in a row (eight
+where the damage is at the capture's start; see _resync). The snap length the global header states is not used:
+where that header is damaged, it would make every record implausible.
 """
 
 from __future__ import annotations
