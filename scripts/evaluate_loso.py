@@ -68,6 +68,10 @@ GROUPS: dict[str, tuple[tuple[str, ...], list[tuple[float, ...]], tuple[str, ...
     # The rows below some row matching the last frame far sideways (camera_motion.shifted_below); margin 9: off.
     "shifted_below": (("motion.SHIFT_MIN", "motion.SHIFT_MARGIN"),
                       list(itertools.product((8, 12, 16, 24), (0.1, 0.2, 0.3, 0.4, 9.0))), ("tearing",)),
+    # The rows below some row following the last frame worse than those above, beyond the camera's own recent
+    # frames (camera_motion.broke_below); margin 9: off.
+    "broke_below": (("motion.BREAK_MARGIN", "motion.BREAK_ROWS", "motion.BREAK_MIN_FRAMES"),
+                    list(itertools.product((0.1, 0.15, 0.2, 0.25, 9.0), (2, 4), (3, 5, 8))), ("tearing",)),
     # A cover: a view left with under this share of its textured area is covered, not a new scene; 0: off.
     "cover_left": (("COVER_TEXTURE_LEFT",), [(0.0,), (0.2,), (0.3,), (0.4,), (0.5,), (0.6,)], ("occluded",)),
     # Impulse noise: share of pixels standing out, times the camera's usual and last share; ratio 1e9: off.

@@ -24,18 +24,24 @@ def _kitti(shared_data: Path) -> list[np.ndarray]:
 
 @pytest.mark.shared
 @pytest.mark.parametrize(("checks", "expected"), [
-    ("both", [True] * 4), ("shift only", [False, False, True, True]), ("none", [False] * 4)])
+    ("all", [True] * 4), ("shift only", [False, False, True, True]), ("break only", [True] * 4),
+    ("none", [False] * 4)])
 def test_a_tear_with_a_faint_seam_is_caught_against_the_last_frame(checks: str, expected: list[bool],
                                                                     shared_data: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     # The KITTI drive: below 35-45% of the height, the picture 15 frames later (a similar road and layout), or
     # this frame shifted sideways by 30%. Their seams are too faint for the seam checks alone (checks off: all
     # pass as valid); against the last frame, the part below the seam is no small move of it, and the shifted
-    # part is the last frame moved far sideways (which shifted_below sees without any seam).
-    if checks != "both":
+    # part is the last frame moved far sideways (which shifted_below sees without any seam). Either way the rows
+    # below follow the last frame far worse than the rows above them, beyond what the drive's own frames before
+    # did (broke_below, which needs no seam at all).
+    if checks != "all":
         monkeypatch.setattr(camera_motion, "MOVED_STEP", 9.0)
-    if checks == "none":
+        monkeypatch.setattr(camera_motion, "BREAK_MARGIN", 9.0)
+    if checks in ("none", "break only"):
         monkeypatch.setattr(camera_motion, "SHIFT_MARGIN", 9.0)
+    if checks == "break only":
+        monkeypatch.setattr(camera_motion, "BREAK_MARGIN", 0.2)
     images = _kitti(shared_data)
     caught = []
     for at, row, kind in ((9, 0.35, "later"), (14, 0.45, "later"), (19, 0.45, "shifted"), (29, 0.45, "shifted")):
@@ -120,3 +126,32 @@ def test_a_frame_keeps_what_the_check_derived_until_it_is_no_longer_the_last_hea
     assert not first.scratch and "row_spectra" in second.scratch
     camera_motion.shifted_below(third, second)
     assert "row_spectra" in third.scratch
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize(("healthy_before", "caught"), [(3, False), (8, True)])
+def test_a_break_below_a_row_is_judged_only_once_the_camera_has_frames_of_its_own(
+        healthy_before: int, caught: bool, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The other tear checks off: a stream's first frames have too few healthy frames before them (two breaks
+    # measured, five needed) to know how much this camera's lower rows break from frame to frame.
+    monkeypatch.setattr(camera_motion, "MOVED_STEP", 9.0)
+    monkeypatch.setattr(camera_motion, "SHIFT_MARGIN", 9.0)
+    images = _kitti(shared_data)
+    scorer = HeuristicScorer(ScoringConfig())
+    for seq in range(healthy_before):
+        assert _judge(scorer, _jpeg(images[seq], seq=seq)).label is not Label.HARMFUL, seq
+    torn = images[healthy_before].copy()
+    row = int(0.35 * torn.shape[0])
+    torn[row:] = images[healthy_before + 15][row:]
+    verdict = scorer.score(_jpeg(torn, seq=healthy_before))
+    assert (verdict.label is Label.HARMFUL and "tearing" in verdict.reasons) is caught
+
+
+def test_a_break_counts_only_beyond_the_cameras_own_usual_one() -> None:
+    picture = cv2.GaussianBlur(np.random.default_rng(1).integers(0, 255, (180, 320)).astype(np.uint8), (0, 0), 3)
+    s = camera_checks.measure(picture)
+    s.scratch["break"] = 0.5
+    assert camera_motion.broke_below(s, 0.2)
+    assert not camera_motion.broke_below(s, 0.35)  # a camera whose frames break this much (wipers, 1 fps)
+    assert not camera_motion.broke_below(s, None)  # too few healthy frames yet
+    assert not camera_motion.broke_below(camera_checks.measure(picture), 0.0)  # not measured against a last frame

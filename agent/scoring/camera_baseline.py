@@ -10,6 +10,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from agent.scoring import camera_motion
 from agent.scoring.camera_signals import CameraSignals
 
 HISTORY = 20  # healthy frames remembered per sensor to know what "normal" looks like
@@ -65,12 +66,16 @@ class CameraBaseline:
         # Brightness of recent healthy frames whatever the view: a camera's exposure control holds its level
         # across views (valid recordings: 0.49-1.39 of their running median), so a new view keeps it.
         self._levels: dict[str, deque[float]] = {}
+        # How much worse the lower rows of its recent healthy frames followed the frame before them (camera_motion).
+        self._breaks: dict[str, deque[float]] = {}
 
     def update(self, sensor: str, s: CameraSignals) -> None:
         rows = self._history.setdefault(sensor, deque(maxlen=HISTORY))
         if rows:
             rows[-1].scratch.clear()  # what checks derived from the last healthy frame: only the newest needs it
         rows.append(s)
+        if "break" in s.scratch:
+            self._breaks.setdefault(sensor, deque(maxlen=HISTORY)).append(s.scratch["break"])
         self._updates[sensor] = self._updates.get(sensor, 0) + 1
         self._levels.setdefault(sensor, deque(maxlen=HISTORY)).append(s.mean)
 
@@ -92,6 +97,13 @@ class CameraBaseline:
         """A new view: its medians start again (the camera's brightness level is kept)."""
         self._history.pop(sensor, None)
         self._cache.pop(sensor, None)
+        self._breaks.pop(sensor, None)
+
+    def usual_break(self, sensor: str) -> float | None:
+        """The most that the camera's recent healthy frames with this view broke from the frame before them below
+        some row, once BREAK_MIN_FRAMES of them were measured."""
+        breaks = self._breaks.get(sensor)
+        return max(breaks) if breaks is not None and len(breaks) >= camera_motion.BREAK_MIN_FRAMES else None
 
     def typical(self, sensor: str) -> CameraTypical | None:
         """The medians, recomputed after every TYPICAL_EVERY healthy frames once the history is full (a median of

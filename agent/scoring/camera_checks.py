@@ -8,7 +8,7 @@ import numpy as np
 
 from agent.config.model import CameraScoring
 from agent.scoring.camera_baseline import CameraBaseline, CameraTypical, blue_red
-from agent.scoring.camera_motion import moved_below_seam, shifted_below
+from agent.scoring.camera_motion import broke_below, moved_below_seam, shifted_below
 from agent.scoring.camera_signals import TILE_GRID, CameraSignals, analysis_greys, flat_rows, measure, mixed_at, seam
 
 __all__ = ["CameraBaseline", "CameraSignals", "CameraTypical", "analysis_greys", "conditions", "faults", "frozen",
@@ -305,11 +305,13 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def faults(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | None = None,
-           last: CameraSignals | None = None, level: float | None = None) -> list[str]:
+           last: CameraSignals | None = None, level: float | None = None,
+           usual_break: float | None = None) -> list[str]:
     """Names of the faults these signals show, most telling first. `typical`: the camera's own recent healthy
     frames with the same scene in view (None at the start of a stream or after a scene cut: absolute limits only,
     set to what no valid frame does); `last`: the camera's most recent healthy frame (a cover appears at once);
-    `level`: the brightness of its recent healthy frames across views, for exposure after a scene cut."""
+    `level`: the brightness of its recent healthy frames across views, for exposure after a scene cut;
+    `usual_break`: the most its recent healthy frames broke from the frame before them below some row."""
     found: list[str] = []
     usual = typical.mean if typical is not None else level  # exposure is the camera's, whatever the view
     fell = usual is not None and usual > 20.0 and s.mean < cfg.exposure_fall_ratio * usual
@@ -333,7 +335,8 @@ def faults(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | None =
         found.append("occluded")
     # A cover that lands (or an exposure jump) is no small move of the last frame either: told as what it is.
     if not found and (moved_below_seam(s, None if typical is None else typical.seam_rows, last)
-                      or (typical is not None and last is not None and shifted_below(s, last))):
+                      or (typical is not None and last is not None
+                          and (shifted_below(s, last) or broke_below(s, usual_break)))):
         found.append("tearing")
     if not found and _colour_fault(s, cfg, typical):
         found.append("colour_fault")

@@ -40,6 +40,16 @@ ROWS_AROUND = 1  # block rows a seam needs above and below it (KITTI's wide fram
 # had its best match that far for the lower rows of the picture (a view that turns moves all of it).
 SHIFT_MIN = 12
 SHIFT_MARGIN = 0.1
+# A tear whose lower part is another moment of the drive, with a row too faint to step at (sky, haze, a dark top):
+# the rows from some block row down follow the last frame (normalised correlation of their detail at the best move
+# within MOTION_REACH sideways) BREAK_MARGIN worse than the BREAK_ROWS block rows above, beyond the most that any
+# of the camera's recent healthy frames with this view reached (at least BREAK_MIN_FRAMES of them: the first frames
+# of a view are not judged so). A camera's own frames set the bar: forward motion, wipers and a low frame rate
+# break its lower rows more. Leave-one-source-out (models/evaluate_loso.json, group broke_below: margins 0.1-0.25,
+# 2 or 4 rows, 3, 5 or 8 frames) all 24 held-out choices are these.
+BREAK_ROWS = 2
+BREAK_MARGIN = 0.2
+BREAK_MIN_FRAMES = 5
 _LOG_LEVELS = np.log(np.arange(256, dtype=np.float32) + 4.0)  # log(grey + 4) of every uint8 level
 
 
@@ -135,10 +145,22 @@ def shifted_below(s: CameraSignals, last: CameraSignals) -> bool:
     below = _normalised(ends[n] - ends[1:n - 1])
     above = _normalised(ends[1:n - 1] - ends[np.maximum(np.arange(1, n - 1) - 2, 0)])
     near, far = slice(0, near_n), slice(near_n, near_n + far_n)
+    # How much worse the rows from each block row down follow the last frame (best move within reach) than the
+    # (up to) BREAK_ROWS above: kept for broke_below and, for a healthy frame, for the camera's baseline.
+    above_more = _normalised(ends[1:n - 1] - ends[np.maximum(np.arange(1, n - 1) - BREAK_ROWS, 0)])
+    s.scratch["break"] = float(np.max(above_more[:, near].max(axis=1) - below[:, near].max(axis=1)))
     best_far, best_between = below[:, far].max(axis=1), below[:, far.stop:].max(axis=1, initial=-np.inf)
     # The best far match must be the best of all (not the slope of a broad peak within reach), by the margin.
     shifted = (best_far - below[:, near].max(axis=1) >= SHIFT_MARGIN) & (best_far >= best_between)
     return bool(np.any(shifted & (above[:, near].max(axis=1) >= above[:, far].max(axis=1))))
+
+
+def broke_below(s: CameraSignals, usual_break: float | None) -> bool:
+    """Below some block row the frame follows the last healthy frame far worse than just above it, by
+    BREAK_MARGIN more than any of the camera's recent healthy frames did (`usual_break`; None: too few of them
+    yet). Needs shifted_below's measure of the frame (its scratch)."""
+    found = s.scratch.get("break")
+    return usual_break is not None and found is not None and found - usual_break >= BREAK_MARGIN
 
 
 def _row_spectra(s: CameraSignals) -> tuple[np.ndarray, np.ndarray] | None:

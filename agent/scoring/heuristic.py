@@ -92,8 +92,11 @@ class HeuristicScorer:
         typical = None if cut else self._camera_baseline.typical(frame.sensor)
         # The brightness level across views only matters where this view has no medians (after a scene cut).
         level = None if still or typical is not None else self._camera_baseline.level(frame.sensor)
-        found = camera_checks.faults(signals, cfg, typical, None if cut else self._camera_baseline.last(frame.sensor),
-                                     level)
+        last = None if cut else self._camera_baseline.last(frame.sensor)
+        # How much this camera's lower rows usually break from one frame to the next: only against the frame just
+        # before (after a frame called harmful, the last healthy one is further back and breaks more).
+        usual_break = self._camera_baseline.usual_break(frame.sensor) if last is not None and last is previous else None
+        found = camera_checks.faults(signals, cfg, typical, last, level, usual_break)
         if not still and (repeated or camera_checks.frozen(previous.grey if previous else None, grey, cfg)):
             found.insert(0, "frozen")
         if not found and signals.structure <= cfg.blind_max_std and (
