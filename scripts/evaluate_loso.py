@@ -86,11 +86,12 @@ _MODULES = {"baseline": camera_baseline, "motion": camera_motion}  # prefixes of
 
 
 def _get(name: str) -> float:
+    """The shipped value; a module's constant keeps its type (a count of rows stays an int when it is put back)."""
     if name.startswith("camera."):
         return float(getattr(ScoringConfig().camera, name.split(".", 1)[1]))
     if "." in name:
-        return float(getattr(_MODULES[name.split(".", 1)[0]], name.split(".", 1)[1]))
-    return float(getattr(camera_checks, name))
+        return getattr(_MODULES[name.split(".", 1)[0]], name.split(".", 1)[1])
+    return getattr(camera_checks, name)
 
 
 def _set(name: str, value: float | None) -> None:

@@ -93,8 +93,10 @@ class HeuristicScorer:
         # The brightness level across views only matters where this view has no medians (after a scene cut).
         level = None if still or typical is not None else self._camera_baseline.level(frame.sensor)
         last = None if cut else self._camera_baseline.last(frame.sensor)
-        # How much this camera's lower rows usually break from one frame to the next: only against the frame just
-        # before (after a frame called harmful, the last healthy one is further back and breaks more).
+        # How much this camera's lower rows usually break from one frame to the next: judged only against the frame
+        # just before (after a frame called harmful, the last healthy one is further back and breaks more). Such a
+        # frame's own break, if it is healthy, still joins the usual ones: it raises the bar after a fault (with
+        # them left out, clean frames after the evaluation's tears were called harmful: 10 of 553, against 7).
         usual_break = self._camera_baseline.usual_break(frame.sensor) if last is not None and last is previous else None
         found = camera_checks.faults(signals, cfg, typical, last, level, usual_break)
         if not still and (repeated or camera_checks.frozen(previous.grey if previous else None, grey, cfg)):
