@@ -155,3 +155,33 @@ def test_a_break_counts_only_beyond_the_cameras_own_usual_one() -> None:
     assert not camera_motion.broke_below(s, 0.35)  # a camera whose frames break this much (wipers, 1 fps)
     assert not camera_motion.broke_below(s, None)  # too few healthy frames yet
     assert not camera_motion.broke_below(camera_checks.measure(picture), 0.0)  # not measured against a last frame
+
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("break_on", [True, False])
+def test_on_a_rain_drive_no_model_saw_the_break_catches_another_moment_and_the_drive_stays_valid(
+        break_on: bool, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The NTU rain recording (heavy rain streaks, a view from under a shelter): its own frames set the bar. Every
+    # one of its 60 frames stays valid; with the other tear checks off, its frame 30 with the lower 65% from frame
+    # 10 (another moment of the recording, below a row along the shelter's edge, where little steps) is caught by
+    # the break alone, and passes without it.
+    files = sorted((shared_data / "camera/rain_singapore_nturain_rb2").glob("*.jpg"))
+    assert len(files) == 60
+    images = [cv2.imread(str(f)) for f in files]
+    if not break_on:
+        monkeypatch.setattr(camera_motion, "BREAK_MARGIN", 9.0)
+    scorer = HeuristicScorer(ScoringConfig())
+    for seq, image in enumerate(images):
+        verdict = _judge(scorer, _jpeg(image, seq=seq))
+        assert verdict.label is not Label.HARMFUL, (seq, verdict.reasons)
+    monkeypatch.setattr(camera_motion, "MOVED_STEP", 9.0)
+    monkeypatch.setattr(camera_motion, "SHIFT_MARGIN", 9.0)
+    scorer = HeuristicScorer(ScoringConfig())
+    for seq in range(30):
+        assert _judge(scorer, _jpeg(images[seq], seq=seq)).label is not Label.HARMFUL, seq
+    torn = images[30].copy()
+    row = int(0.35 * torn.shape[0])
+    torn[row:] = images[10][row:]
+    verdict = scorer.score(_jpeg(torn, seq=30))
+    assert (verdict.label is Label.HARMFUL and "tearing" in verdict.reasons) is break_on, verdict.reasons
