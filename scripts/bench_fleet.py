@@ -2,10 +2,13 @@
 """Corpus replay throughput: 1 and 2 local workers and a local 2-node Ray cluster (1 CPU per node), in one run.
 
 Prints one JSON object. Two corpora of real drives (the sample drive and, when ../shared/data is beside the
-checkout, recordings from it), each drive listed twice under two ids:
+checkout, recordings from it), each listed several times under ids of their own (--copies N; a fleet's corpus
+has thousands of drives, over which a job's start-up, the pool's fork server or Ray's worker processes, vanishes):
   --corpus long   (the default) every recorded sequence of 30 frames or more, whole (sample drive, KITTI, dusk,
-                  rain, highway and vehicle-detection videos, a Velodyne VLP-16 capture): 14 drives, about 1,200
-                  frames; the throughput a corpus of whole recordings gets, which the targets are about
+                  rain, highway and vehicle-detection videos, a Velodyne VLP-16 capture), each 6 times: 42 drives,
+                  about 3,700 frames, 30-40 s for one worker; the throughput a corpus of whole recordings gets,
+                  which the targets are about (--copies 2: 14 drives, 1,222 frames, the corpus until 2026-12-02,
+                  where the pool's start-up is about 6% of a 2-worker run)
   --corpus short  the sample drive, the shared KITTI drive, a dusk image sequence and a highway video, each capped
                   at --max-frames frames (40 by default): 8 drives of 4 s, 320 frames, a 3-second job; a quick
                   check, where a job's fixed start-up (Ray's is about 1 s) is a large part of its time
@@ -72,10 +75,10 @@ LONG = {**SHORT,
         "vlp16": SHARED / "pcap" / "velodyne_vlp16_test_50frames.pcap"}
 
 
-def corpus(kind: str = "short") -> list[Drive]:
+def corpus(kind: str = "short", copies: int = 2) -> list[Drive]:
     found = LONG if kind == "long" else SHORT
     return [Drive(id=f"{name}-{k}", vehicle=name, inputs=(str(path),))
-            for name, path in found.items() if path.exists() for k in (1, 2)]
+            for name, path in found.items() if path.exists() for k in range(1, copies + 1)]
 
 
 class TreeCpu:
@@ -229,6 +232,10 @@ def main() -> None:
                         help="long (default): 7 recordings x 2, whole; short: 4 recordings x 2, capped at --max-frames")
     parser.add_argument("--max-frames", type=int, default=None,
                         help="frames per drive (default: 40 for the short corpus, all for the long one)")
+    parser.add_argument("--copies", type=int, default=None,
+                        help="each recording listed this many times, under ids of its own (default: 6 for the long "
+                             "corpus, 42 drives, a fleet-like run where a job's start-up is 1-2%% of it; 2 for the "
+                             "short one)")
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray cluster")
     parser.add_argument("--ray-worker-niceness", type=int, default=0,
                         help="the cluster's worker_niceness: 0 (the default here) runs Ray's workers at the pool's "
@@ -241,7 +248,8 @@ def main() -> None:
     args = parser.parse_args()
     max_frames = args.max_frames if args.max_frames is not None else (40 if args.corpus == "short" else 0)
     config = AgentConfig(inputs=InputsConfig(max_frames=max_frames))
-    drives = corpus(args.corpus)
+    copies = args.copies if args.copies is not None else (6 if args.corpus == "long" else 2)
+    drives = corpus(args.corpus, max(1, copies))
     load_before = os.getloadavg()
     # 1 worker against 2 with no Ray cluster standing (its idle daemons take 3% of a core, not there for a user of
     # the local pool); then the pool against Ray, back to back on the standing cluster.
