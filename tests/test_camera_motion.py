@@ -157,7 +157,6 @@ def test_a_break_counts_only_beyond_the_cameras_own_usual_one() -> None:
     assert not camera_motion.broke_below(camera_checks.measure(picture), 0.0)  # not measured against a last frame
 
 
-
 @pytest.mark.shared
 @pytest.mark.parametrize("break_on", [True, False])
 def test_on_a_rain_drive_no_model_saw_the_break_catches_another_moment_and_the_drive_stays_valid(

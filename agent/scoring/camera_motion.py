@@ -36,10 +36,11 @@ MOVED_STEP = 0.5
 ROWS_AROUND = 1  # block rows a seam needs above and below it (KITTI's wide frames have 6 at 160 pixels)
 # A sideways tear: the rows below some row match the last frame best at least SHIFT_MIN pixels (of MOTION_WIDTH)
 # along, SHIFT_MARGIN better (normalised correlation of their detail) than at any move within MOTION_REACH, and the
-# (up to) two block rows above it match it best within reach. No valid pair of consecutive frames in the data
-# had its best match that far for the lower rows of the picture (a view that turns moves all of it).
+# (up to) SHIFT_ROWS_ABOVE block rows above it match it best within reach. No valid pair of consecutive frames in
+# the data had its best match that far for the lower rows of the picture (a view that turns moves all of it).
 SHIFT_MIN = 12
 SHIFT_MARGIN = 0.1
+SHIFT_ROWS_ABOVE = 2
 # A tear whose lower part is another moment of the drive, with a row too faint to step at (sky, haze, a dark top):
 # the rows from some block row down follow the last frame (normalised correlation of their detail at the best move
 # within MOTION_REACH sideways) BREAK_MARGIN worse than the BREAK_ROWS block rows above, beyond the most that any
@@ -143,15 +144,17 @@ def shifted_below(s: CameraSignals, last: CameraSignals) -> bool:
     ends = np.zeros((n + 1, MOTION_WIDTH + 2))
     np.cumsum(table, axis=0, out=ends[1:])
     below = _normalised(ends[n] - ends[1:n - 1])
-    above = _normalised(ends[1:n - 1] - ends[np.maximum(np.arange(1, n - 1) - 2, 0)])
+    above = _normalised(ends[1:n - 1] - ends[np.maximum(np.arange(1, n - 1) - SHIFT_ROWS_ABOVE, 0)])
     near, far = slice(0, near_n), slice(near_n, near_n + far_n)
+    below_near = below[:, near].max(axis=1)
     # How much worse the rows from each block row down follow the last frame (best move within reach) than the
     # (up to) BREAK_ROWS above: kept for broke_below and, for a healthy frame, for the camera's baseline.
-    above_more = _normalised(ends[1:n - 1] - ends[np.maximum(np.arange(1, n - 1) - BREAK_ROWS, 0)])
-    s.scratch["break"] = float(np.max(above_more[:, near].max(axis=1) - below[:, near].max(axis=1)))
+    above_break = above if BREAK_ROWS == SHIFT_ROWS_ABOVE else _normalised(
+        ends[1:n - 1] - ends[np.maximum(np.arange(1, n - 1) - BREAK_ROWS, 0)])
+    s.scratch["break"] = float(np.max(above_break[:, near].max(axis=1) - below_near))
     best_far, best_between = below[:, far].max(axis=1), below[:, far.stop:].max(axis=1, initial=-np.inf)
     # The best far match must be the best of all (not the slope of a broad peak within reach), by the margin.
-    shifted = (best_far - below[:, near].max(axis=1) >= SHIFT_MARGIN) & (best_far >= best_between)
+    shifted = (best_far - below_near >= SHIFT_MARGIN) & (best_far >= best_between)
     return bool(np.any(shifted & (above[:, near].max(axis=1) >= above[:, far].max(axis=1))))
 
 
