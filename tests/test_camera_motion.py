@@ -13,6 +13,7 @@ from camera_support import judge as _judge
 from agent.config.model import ScoringConfig
 from agent.scoring import camera_checks, camera_motion
 from agent.scoring.base import Label
+from agent.scoring.camera_baseline import CameraBaseline
 from agent.scoring.heuristic import HeuristicScorer
 
 
@@ -129,11 +130,15 @@ def test_a_frame_keeps_what_the_check_derived_until_it_is_no_longer_the_last_hea
 
 
 @pytest.mark.shared
-@pytest.mark.parametrize(("healthy_before", "caught"), [(3, False), (8, True)])
-def test_a_break_below_a_row_is_judged_only_once_the_camera_has_frames_of_its_own(
-        healthy_before: int, caught: bool, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The other tear checks off: a stream's first frames have too few healthy frames before them (two breaks
-    # measured, five needed) to know how much this camera's lower rows break from frame to frame.
+@pytest.mark.parametrize(("healthy_before", "row", "later", "caught"), [
+    (1, 0.35, 15, True), (3, 0.65, 5, False), (8, 0.65, 5, True)])
+def test_before_the_camera_has_breaks_of_its_own_only_a_break_beyond_the_prior_counts(
+        healthy_before: int, row: float, later: int, caught: bool, shared_data: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The other tear checks off. A stream's first frames have too few breaks measured (five needed) to know how
+    # much this camera's lower rows break from frame to frame: a tear must break BREAK_PRIOR + BREAK_MARGIN (0.6)
+    # there. The lower 65% from 15 frames later breaks 0.82 right after the first frame; the lower 35% from 5
+    # frames later breaks 0.53, caught only once the drive's own frames (at most 0.24) set the bar.
     monkeypatch.setattr(camera_motion, "MOVED_STEP", 9.0)
     monkeypatch.setattr(camera_motion, "SHIFT_MARGIN", 9.0)
     images = _kitti(shared_data)
@@ -141,10 +146,31 @@ def test_a_break_below_a_row_is_judged_only_once_the_camera_has_frames_of_its_ow
     for seq in range(healthy_before):
         assert _judge(scorer, _jpeg(images[seq], seq=seq)).label is not Label.HARMFUL, seq
     torn = images[healthy_before].copy()
-    row = int(0.35 * torn.shape[0])
-    torn[row:] = images[healthy_before + 15][row:]
+    at = int(row * torn.shape[0])
+    torn[at:] = images[healthy_before + later][at:]
     verdict = scorer.score(_jpeg(torn, seq=healthy_before))
-    assert (verdict.label is Label.HARMFUL and "tearing" in verdict.reasons) is caught
+    assert (verdict.label is Label.HARMFUL and "tearing" in verdict.reasons) is caught, verdict.reasons
+
+
+def test_until_five_breaks_are_known_the_usual_break_is_at_least_the_prior() -> None:
+    picture = cv2.GaussianBlur(np.random.default_rng(2).integers(0, 255, (180, 320)).astype(np.uint8), (0, 0), 3)
+    baseline = CameraBaseline()
+    assert baseline.usual_break("cam") == camera_motion.BREAK_PRIOR == 0.4  # a bar of 0.6 before any is known
+    usual = []
+    for found in (0.1, 0.1, 0.5, 0.1, 0.1, 0.1):
+        s = camera_checks.measure(picture)
+        s.scratch["break"] = found
+        baseline.update("cam", s)
+        usual.append(baseline.usual_break("cam"))
+    assert usual == [0.4, 0.4, 0.5, 0.5, 0.5, 0.5]  # the camera's own from the fifth on; larger ones count at once
+    baseline.reset("cam")  # a new view
+    assert baseline.usual_break("cam") == 0.4
+    lone = CameraBaseline()
+    for _ in range(5):
+        s = camera_checks.measure(picture)
+        s.scratch["break"] = 0.1
+        lone.update("cam", s)
+    assert lone.usual_break("cam") == 0.1
 
 
 def test_a_break_counts_only_beyond_the_cameras_own_usual_one() -> None:
@@ -153,7 +179,7 @@ def test_a_break_counts_only_beyond_the_cameras_own_usual_one() -> None:
     s.scratch["break"] = 0.5
     assert camera_motion.broke_below(s, 0.2)
     assert not camera_motion.broke_below(s, 0.35)  # a camera whose frames break this much (wipers, 1 fps)
-    assert not camera_motion.broke_below(s, None)  # too few healthy frames yet
+    assert not camera_motion.broke_below(s, None)  # not against the frame just before
     assert not camera_motion.broke_below(camera_checks.measure(picture), 0.0)  # not measured against a last frame
 
 

@@ -101,9 +101,11 @@ class CameraBaseline:
 
     def usual_break(self, sensor: str) -> float | None:
         """The most that the camera's recent healthy frames with this view broke from the frame before them below
-        some row, once BREAK_MIN_FRAMES of them were measured."""
+        some row. Until BREAK_MIN_FRAMES of them are measured, at least BREAK_PRIOR."""
         breaks = self._breaks.get(sensor)
-        return max(breaks) if breaks is not None and len(breaks) >= camera_motion.BREAK_MIN_FRAMES else None
+        if breaks is not None and len(breaks) >= camera_motion.BREAK_MIN_FRAMES:
+            return max(breaks)
+        return max(camera_motion.BREAK_PRIOR, max(breaks) if breaks else 0.0)
 
     def typical(self, sensor: str) -> CameraTypical | None:
         """The medians, recomputed after every TYPICAL_EVERY healthy frames once the history is full (a median of
