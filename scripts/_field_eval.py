@@ -146,6 +146,26 @@ def valid(kind: str, source: Source, items: list) -> tuple[dict, list[tuple[floa
             "reasons": dict(reasons.most_common(4))}, scores
 
 
+def cold_starts(kind: str, source: Source, items: list, frames: int = 6) -> dict | None:
+    """A scorer started afresh at every frame of a recording (as after a restart, or a new camera joining mid-drive),
+    each judging the `frames` frames from there: the share of them called harmful. The first frames of a stream
+    have no baseline of their own yet; `valid` judges them once, from the recording's first frame. None: not a
+    recording."""
+    if not source.sequence or len(items) < 2 or read_as_stills(source, items):
+        return None
+    harmful, judged, reasons = 0, 0, Counter()
+    for start in range(len(items) - 1):
+        scorer = make(kind, source)
+        for i in range(start, min(len(items), start + frames)):
+            verdict = judge(scorer, frame_of(source, items[i][1], f"{source.name}/cold", i))
+            judged += 1
+            if verdict.label is Label.HARMFUL:
+                harmful += 1
+                reasons.update(verdict.reasons[:1])
+    return {"starts": len(items) - 1, "frames": judged, "false_harmful": round(harmful / judged, 4),
+            "reasons": dict(reasons.most_common(4))}
+
+
 def _faulted(source: Source, fault: str, item: np.ndarray, before: np.ndarray, other: np.ndarray,
              rng: np.random.Generator) -> np.ndarray | None:
     """`item` with `fault` (`frozen`: the frame `before` it again; `other`: a frame of the same recording, for a
@@ -285,7 +305,11 @@ def summary(per_source: dict, sources: list[Source], kind: str) -> dict:
         for group in ("trained", "unseen"):
             values = [v for r in rows for v in r.get(f"recall_{group}", {}).values()]
             recall[group] = round(float(np.mean(values)), 4) if values else None
+        colds = [r["cold_starts"] for r in rows if r.get("cold_starts")]
+        cold = (round(sum(c["false_harmful"] * c["frames"] for c in colds) / sum(c["frames"] for c in colds), 4)
+                if colds else None)
         out[condition] = {"sources": len(rows), "frames": frames, "false_harmful": round(fh, 4),
+                          "cold_start_false_harmful": cold,
                           "recall_trained_kinds": recall["trained"], "recall_unseen_kinds": recall["unseen"],
                           "worst_source_false_harmful": max(r["valid"]["false_harmful"] for r in rows)}
     return out
@@ -300,7 +324,8 @@ def source_seed(seed: int, name: str, per_source: bool) -> int:
 
 
 def evaluate(kinds: tuple[str, ...] = KINDS, seed: int = 7, with_faults: bool = True, max_items: int = 40,
-             modalities: tuple[str, ...] = ("camera", "lidar"), seed_per_source: bool = True) -> dict:
+             modalities: tuple[str, ...] = ("camera", "lidar"), seed_per_source: bool = True,
+             cold: bool = True) -> dict:
     result: dict = {}
     for modality, sources, genuine_sources in (("camera", camera_sources(), camera_genuine_faults()),
                                                ("lidar", lidar_sources(), lidar_genuine_faults())):
@@ -313,6 +338,8 @@ def evaluate(kinds: tuple[str, ...] = KINDS, seed: int = 7, with_faults: bool = 
                 items = loaded[s.name]
                 row: dict = {"condition": s.condition, "seen_by_models": s.seen_by_models}
                 row["valid"], scores[s.name] = valid(kind, s, items)
+                if cold:
+                    row["cold_starts"] = cold_starts(kind, s, items)
                 if with_faults:
                     recall = faults_in_stream(kind, s, items, source_seed(seed, s.name, seed_per_source), max_items)
                     row["recall_trained"] = {k: v for k, v in recall.items() if k in TRAINED[modality]}

@@ -23,6 +23,7 @@ def tables(result: dict) -> str:
             seen = " (models trained on it)" if row["seen_by_models"] else ""
             lines.append(f"| {name}{seen} | {row['condition']} | {row['valid']['frames']} | " + " | ".join(cells)
                          + " |")
+        lines += _cold(by_kind, kinds, modality)
         lines += ["", f"### {modality}: per condition (false-harmful / recall on trained kinds / recall on kinds "
                   "no model saw)", "", "| condition | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
         for condition in by_kind[kinds[0]]["per_condition"]:
@@ -95,4 +96,19 @@ def _rare(by_kind: dict, kinds: list[str], key: str, what: str) -> list[str]:
             cells = [f"{_pct(c['share_input'])} / {_pct(c['share_kept'])} ({c['ratio']:.2f}x); "
                      f"{_pct(c['reach'])}; {_pct(c['flagged_rare'])}" for c in (p[condition] for p in per.values())]
             lines.append(f"| {condition} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _cold(by_kind: dict, kinds: list[str], modality: str) -> list[str]:
+    """Each recording's first frames, a scorer started afresh at every one of its frames (_field_eval.cold_starts)."""
+    first = by_kind[kinds[0]]["per_source"]
+    names = [n for n, r in first.items() if r.get("cold_starts")]
+    if not names:
+        return []
+    lines = ["", f"### {modality}: valid frames called harmful in the first 6 frames of a scorer started at every "
+             "frame of a recording", "", "| source | frames judged | " + " | ".join(kinds) + " |",
+             "|---|---|" + "---|" * len(kinds)]
+    for name in names:
+        cells = [_pct((by_kind[k]["per_source"][name].get("cold_starts") or {}).get("false_harmful")) for k in kinds]
+        lines.append(f"| {name} | {first[name]['cold_starts']['frames']} | " + " | ".join(cells) + " |")
     return lines

@@ -36,6 +36,8 @@ def main() -> None:
     parser.add_argument("--shared-draws", action="store_true",
                         help="every source's faults drawn from --seed itself, as the evaluation was before (by "
                              "default each source has a seed of its own, derived from --seed and its name)")
+    parser.add_argument("--no-cold-starts", action="store_true",
+                        help="skip judging each recording's first frames from every frame on (_field_eval.cold_starts)")
     parser.add_argument("--modalities", nargs="+", default=["camera", "lidar"], choices=("camera", "lidar"))
     parser.add_argument("--camera-folds", type=Path, help="a folder from scripts/train_camera_loso.py: each camera "
                         "source is scored with the model trained without its fold (proxy and hybrid)")
@@ -63,7 +65,8 @@ def main() -> None:
     if args.sweep:
         _field_eval.RECORDS = []
     result = evaluate(tuple(args.kinds), with_faults=not args.no_faults, max_items=args.max_items,
-                      modalities=tuple(args.modalities), seed=args.seed, seed_per_source=not args.shared_draws)
+                      modalities=tuple(args.modalities), seed=args.seed, seed_per_source=not args.shared_draws,
+                      cold=not args.no_cold_starts)
     for modality in args.modalities:
         for kind in args.kinds:
             result[modality][kind]["replayed_folders"] = replayed_folders(kind, modality)

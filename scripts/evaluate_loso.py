@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 from _field_data import Source, camera_sources
-from _field_eval import CAMERA_OVERRIDES, faults_in_stream, frame_of, judge, make, source_seed, valid
+from _field_eval import CAMERA_OVERRIDES, cold_starts, faults_in_stream, frame_of, judge, make, source_seed, valid
 
 from agent.config.model import ScoringConfig
 from agent.scoring import camera_baseline, camera_checks, camera_motion
@@ -72,6 +72,8 @@ GROUPS: dict[str, tuple[tuple[str, ...], list[tuple[float, ...]], tuple[str, ...
     # frames (camera_motion.broke_below); margin 9: off.
     "broke_below": (("motion.BREAK_MARGIN", "motion.BREAK_ROWS", "motion.BREAK_MIN_FRAMES"),
                     list(itertools.product((0.1, 0.15, 0.2, 0.25, 9.0), (2, 4), (3, 5, 8))), ("tearing",)),
+    # The bar for the first frames of a view, before the camera's own breaks are known; 9: those frames not judged.
+    "break_prior": (("motion.BREAK_PRIOR",), [(0.3,), (0.35,), (0.4,), (0.45,), (0.5,), (0.6,), (9.0,)], ("tearing",)),
     # A cover: a view left with under this share of its textured area is covered, not a new scene; 0: off.
     "cover_left": (("COVER_TEXTURE_LEFT",), [(0.0,), (0.2,), (0.3,), (0.4,), (0.5,), (0.6,)], ("occluded",)),
     # Impulse noise: share of pixels standing out, times the camera's usual and last share; ratio 1e9: off.
@@ -82,6 +84,9 @@ GROUPS: dict[str, tuple[tuple[str, ...], list[tuple[float, ...]], tuple[str, ...
 }
 
 
+# Groups whose settings act only in a view's first frames: also judged on each recording's first frames from every
+# frame on (_field_eval.cold_starts), whose valid frames called harmful count as the others do.
+COLD_START_GROUPS = {"break_prior"}
 _MODULES = {"baseline": camera_baseline, "motion": camera_motion}  # prefixes of other modules' constants
 
 
@@ -131,7 +136,7 @@ def shadowed(source: Source, items: list) -> tuple[float, float]:
 
 
 def _grid_results(names: tuple[str, ...], grid: list[tuple[float, ...]], kinds: tuple[str, ...],
-                  max_items: int) -> dict[tuple[float, ...], dict[str, dict[str, float | None]]]:
+                  max_items: int, cold: bool = False) -> dict[tuple[float, ...], dict[str, dict[str, float | None]]]:
     sources = camera_sources()
     loaded = {s.name: s.load() for s in sources}
     shipped = tuple(_get(n) for n in names)
@@ -149,6 +154,8 @@ def _grid_results(names: tuple[str, ...], grid: list[tuple[float, ...]], kinds: 
                 rows[s.name] = {"false_harmful": valid("heuristic", s, items)[0]["false_harmful"],
                                 "shadowed_harmful": round(shadow, 4),
                                 "between_shadows_harmful": round(between, 4),
+                                **({"cold_start_harmful": (cold_starts("heuristic", s, items) or {}).get(
+                                    "false_harmful", 0.0)} if cold else {}),
                                 # None: no fault of the group changes this camera's frames (a swap on a grey one)
                                 "recall": float(np.mean(list(recall.values()))) if recall else None}
             out[point] = rows
@@ -160,6 +167,7 @@ def _grid_results(names: tuple[str, ...], grid: list[tuple[float, ...]], kinds: 
 
 def _objective(rows: dict[str, dict[str, float | None]], names: list[str]) -> float:
     false = np.mean([rows[n]["false_harmful"] + rows[n]["shadowed_harmful"] + rows[n]["between_shadows_harmful"]
+                     + rows[n].get("cold_start_harmful", 0.0)
                      for n in names])
     return float(np.mean([r for n in names if (r := rows[n]["recall"]) is not None]) - PENALTY * false)
 
@@ -168,7 +176,7 @@ def loso(group: str, max_items: int) -> dict:
     names, grid, kinds = GROUPS[group]
     shipped = tuple(_get(n) for n in names)
     grid = list(dict.fromkeys([*grid, shipped]))
-    results = _grid_results(names, grid, kinds, max_items)
+    results = _grid_results(names, grid, kinds, max_items, group in COLD_START_GROUPS)
     sources = list(next(iter(results.values())))
     per_source = {}
     for held in sources:
@@ -178,13 +186,14 @@ def loso(group: str, max_items: int) -> dict:
                             "held_out": results[chosen][held], "shipped": results[shipped][held]}
 
     def pooled(which: str, key: str) -> float:
-        return round(float(np.mean([v for r in per_source.values() if (v := r[which][key]) is not None])), 4)
+        return round(float(np.mean([v for r in per_source.values() if (v := r[which].get(key)) is not None])), 4)
+
+    measures = ("recall", "false_harmful", "shadowed_harmful", "between_shadows_harmful",
+                *(("cold_start_harmful",) if group in COLD_START_GROUPS else ()))
 
     return {"settings": list(names), "fault_kinds": list(kinds), "shipped": dict(zip(names, shipped, strict=True)),
             "grid": [list(p) for p in grid], "per_source": per_source,
-            "mean_over_sources": {w: {k: pooled(w, k) for k in ("recall", "false_harmful", "shadowed_harmful",
-                                                                      "between_shadows_harmful")}
-                                  for w in ("held_out", "shipped")},
+            "mean_over_sources": {w: {k: pooled(w, k) for k in measures} for w in ("held_out", "shipped")},
             "chosen_differs_from_shipped": sum(tuple(r["chosen"].values()) != shipped
                                                for r in per_source.values()),
             "chosen_on_all_sources": dict(zip(names, max(grid, key=lambda p: (

@@ -29,7 +29,7 @@ def test_each_source_is_judged_with_the_setting_the_others_chose(monkeypatch: py
             (0.8,): _rows({"a": 0.2, "b": 0.9, "c": 0.9}, {"c": 0.01}),
             shipped: _rows({"a": 0.5, "b": 0.5, "c": 0.5})}
     monkeypatch.setitem(evaluate_loso.GROUPS, "channel_swap", (("SWAP_MIN_CORR",), [(0.4,), (0.8,)], ("x",)))
-    monkeypatch.setattr(evaluate_loso, "_grid_results", lambda names, points, kinds, max_items: grid)
+    monkeypatch.setattr(evaluate_loso, "_grid_results", lambda names, points, kinds, max_items, cold=False: grid)
     out = evaluate_loso.loso("channel_swap", 1)
     chosen = {name: row["chosen"]["SWAP_MIN_CORR"] for name, row in out["per_source"].items()}
     # a: b and c prefer 0.8 (0.9 - 10 x 0.005 > 0.5); b: a and c tie 0.4 (0.75) against 0.8 (0.55 - 0.05);
@@ -46,7 +46,7 @@ def test_a_tie_keeps_the_shipped_setting(monkeypatch: pytest.MonkeyPatch) -> Non
     shipped = (camera_checks.SWAP_MIN_CORR,)
     same = _rows({"a": 0.5, "b": 0.5})
     monkeypatch.setattr(evaluate_loso, "_grid_results",
-                        lambda names, points, kinds, max_items: {p: same for p in points})
+                        lambda names, points, kinds, max_items, cold=False: {p: same for p in points})
     out = evaluate_loso.loso("channel_swap", 1)
     assert out["chosen_differs_from_shipped"] == 0
     assert all(row["chosen"]["SWAP_MIN_CORR"] == shipped[0] for row in out["per_source"].values())
@@ -98,6 +98,33 @@ def test_the_clean_frames_between_shadows_count_against_a_setting(monkeypatch: p
     assert evaluate_loso._objective(rows, ["a", "b"]) == 0.5
     rows["a"]["between_shadows_harmful"] = 0.1
     assert evaluate_loso._objective(rows, ["a", "b"]) == pytest.approx(0.0)  # 10 x the mean 0.05 off
+
+
+def test_a_scorer_started_at_every_frame_judges_each_recordings_first_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What a prior for a view's first frames costs shows only where a stream starts: `valid` starts once.
+    import _field_eval
+    import evaluate_loso
+    import numpy as np
+    from _field_data import Source
+
+    from agent.scoring.base import Label, Verdict
+
+    monkeypatch.setattr(_field_eval, "make", lambda kind, source: [])
+
+    def judge(scorer: list, frame: object) -> Verdict:  # a scorer's third frame is called harmful
+        scorer.append(frame)
+        return Verdict(Label.HARMFUL if len(scorer) == 3 else Label.HELPFUL, 0.6, ("x",), None, {})
+
+    monkeypatch.setattr(_field_eval, "judge", judge)
+    items = [(f"{i:04d}.jpg", np.full((48, 64, 3), 100, np.uint8)) for i in range(8)]
+    out = _field_eval.cold_starts("heuristic", Source("s", "camera", "day", lambda: items), items)
+    # starts at frames 0-6, each judging up to 6 frames: 6+6+6 + 5+4+3+2; a third frame in the first six starts
+    assert out == {"starts": 7, "frames": 32, "false_harmful": round(6 / 32, 4), "reasons": {"x": 6}}
+    stills = Source("t", "camera", "day", lambda: items, sequence=False)
+    assert _field_eval.cold_starts("heuristic", stills, items) is None  # not a recording: no stream to start
+    rows = _rows({"a": 0.5, "b": 0.5})
+    rows["a"]["cold_start_harmful"] = 0.1
+    assert evaluate_loso._objective(rows, ["a", "b"]) == pytest.approx(0.0)  # they count as valid frames do
 
 
 def _verdicts(source: str, valid_p: float, fault_p: float, checks_catch: bool = False) -> list[tuple]:
