@@ -178,6 +178,26 @@ def test_the_field_evaluation_judges_a_video_as_one_stream_and_can_score_it_at_i
     assert row["frames"] == 38 and row["false_harmful"] == 0.0, row  # 2 were `occluded` before the sudden-cover rule
 
 
+@pytest.mark.shared
+@pytest.mark.parametrize(("prior", "harmful"), [(None, 0), (0.35, 2)])
+def test_no_first_frames_of_a_highway_video_are_torn_wherever_its_stream_starts(
+        prior: float | None, harmful: int, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The second highway video's lower rows break the most of any valid camera (0.595 mid-drive): a scorer started
+    # at any of its frames must not call its first frames torn. A lower first-frames bar (0.35: 0.55), which every
+    # leave-one-source-out choice prefers for two more tears, calls two of them harmful.
+    import _field_data
+    from _field_eval import cold_starts
+
+    from agent.scoring import camera_motion
+
+    if prior is not None:
+        monkeypatch.setattr(camera_motion, "BREAK_PRIOR", prior)
+    source = next(s for s in _field_data.camera_sources() if s.name == "highway_video_2")
+    out = cold_starts("heuristic", source, source.load())
+    assert out is not None and out["frames"] == 212
+    assert round(out["false_harmful"] * out["frames"]) == harmful, out
+
+
 @pytest.mark.parametrize("name", ["{:04d}.bin", "capture.pcap#{}"])  # a pcap's scans are a recording too
 @pytest.mark.parametrize("frames", [30, 12])
 def test_the_field_evaluation_judges_each_fault_after_the_recordings_own_frames(monkeypatch: pytest.MonkeyPatch,
