@@ -2,6 +2,7 @@
 
     python scripts/evaluate_field.py > models/evaluate_field.json
     python scripts/evaluate_field.py --kinds heuristic --no-faults   # quick: valid frames only
+    python scripts/evaluate_field.py --no-cold-starts  # skip judging each recording's first frames from every frame
     python scripts/evaluate_field.py --table models/evaluate_field.json  # the README tables from a saved run
     python scripts/evaluate_field.py --camera-folds DIR --lidar-folds DIR2 --kinds proxy hybrid  # LOSO models
     python scripts/evaluate_field.py --native > models/evaluate_field_native.json  # valid frames at their own size
