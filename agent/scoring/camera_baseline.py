@@ -99,7 +99,7 @@ class CameraBaseline:
         self._cache.pop(sensor, None)
         self._breaks.pop(sensor, None)
 
-    def usual_break(self, sensor: str) -> float | None:
+    def usual_break(self, sensor: str) -> float:
         """The most that the camera's recent healthy frames with this view broke from the frame before them below
         some row. Until BREAK_MIN_FRAMES of them are measured, at least BREAK_PRIOR."""
         breaks = self._breaks.get(sensor)
