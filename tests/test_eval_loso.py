@@ -198,6 +198,28 @@ def test_no_first_frames_of_a_highway_video_are_torn_wherever_its_stream_starts(
     assert round(out["false_harmful"] * out["frames"]) == harmful, out
 
 
+@pytest.mark.shared
+@pytest.mark.parametrize(("prior", "torn"), [(None, []), (0.0, [42, 57])])
+def test_an_upright_edge_in_a_views_first_frame_is_not_a_tear(
+        prior: float | None, torn: list[int], shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two CamVid frames at dusk have the strongest, most mixed vertical seams of any valid frame (a building's
+    # corner): a scorer that starts at one of them has no seams of the view to hold it to. Without the prior (0),
+    # both were called torn.
+    import _field_data
+    from _field_eval import frame_of, make
+
+    from agent.scoring import camera_checks
+    from agent.scoring.base import Label
+
+    if prior is not None:
+        monkeypatch.setattr(camera_checks, "VSEAM_PRIOR", prior)
+    source = next(s for s in _field_data.camera_sources() if s.name == "camvid_dusk_uk")
+    items = source.load()
+    called = [i for i in (41, 42, 57) if make("heuristic", source).score(frame_of(source, items[i][1], "cam", i)).label
+              is Label.HARMFUL]
+    assert called == torn
+
+
 @pytest.mark.parametrize("name", ["{:04d}.bin", "capture.pcap#{}"])  # a pcap's scans are a recording too
 @pytest.mark.parametrize("frames", [30, 12])
 def test_the_field_evaluation_judges_each_fault_after_the_recordings_own_frames(monkeypatch: pytest.MonkeyPatch,

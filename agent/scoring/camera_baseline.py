@@ -44,6 +44,7 @@ class CameraTypical:
     seam_rows: np.ndarray | None = None  # per row, the usual share of columns stepping there (or a few rows off)
     seam_excess: float = 0.0  # how far above seam_rows the camera's own recent healthy frames reached
     vseam: float = 0.0  # the strongest vertical seam (share of rows) of its recent healthy frames
+    frames: int = 0  # how many healthy frames these figures come from
     speckle: float = 0.0  # median share of pixels standing out of their neighbourhood
 
 
@@ -147,6 +148,7 @@ class CameraBaseline:
             tile_flat=_tile_median([r.tile_flat for r in rows]),
             grid_spectrum=_tile_median([r.grid_spectrum for r in rows]),
             vseam=max(r.vseam for r in rows),
+            frames=len(rows),
             speckle=speckle,
             **_usual_seams(rows),
         )
