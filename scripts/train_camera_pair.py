@@ -201,9 +201,10 @@ def heuristic_checks() -> Callable[[dict, np.ndarray], bool]:
     return call
 
 
-def compare(p: np.ndarray, info: list[dict]) -> dict:
+def compare(p: np.ndarray, info: list[dict], trained: tuple[str, ...] = TRAINED_KINDS,
+            unseen: tuple[str, ...] = UNSEEN) -> dict:
     """Per source and per condition: the checks alone, the pair model alone and either of them (at each threshold):
-    clean pairs called harmful, and recall on trained kinds, on the others and per kind."""
+    clean pairs called harmful, and recall on the `trained` kinds, on the `unseen` ones and per kind."""
     methods: dict[str, Callable[[float, dict], bool]] = {"checks": lambda q, i: i["checks"]}
     for t in THRESHOLDS:
         methods[f"pair@{t}"] = lambda q, i, t=t: q >= t
@@ -214,13 +215,12 @@ def compare(p: np.ndarray, info: list[dict]) -> dict:
             rows = [(q, i) for q, i in zip(p, info, strict=True) if i[key] == name]
             entry = {}
             for method, call in methods.items():
-                by_kind = {k: [call(q, i) for q, i in rows if i["kind"] == k]
-                           for k in ("clean", *TRAINED_KINDS, *UNSEEN)}
+                by_kind = {k: [call(q, i) for q, i in rows if i["kind"] == k] for k in ("clean", *trained, *unseen)}
                 clean = by_kind.pop("clean")
                 entry[method] = {
                     "false_harmful": _share(clean), "clean_pairs": len(clean),
-                    "recall_trained": _share([h for k in TRAINED_KINDS for h in by_kind[k]]),
-                    "recall_unseen": _share([h for k in UNSEEN for h in by_kind[k]]),
+                    "recall_trained": _share([h for k in trained for h in by_kind[k]]),
+                    "recall_unseen": _share([h for k in unseen for h in by_kind[k]]),
                     "recall": {k: _share(v) for k, v in by_kind.items() if v}}
             out.setdefault(key, {})[name] = entry
     return out
