@@ -50,7 +50,8 @@ GROUPS: dict[str, tuple[tuple[str, ...], list[tuple[float, ...]], tuple[str, ...
     # A vertical seam must be this much stronger than the camera's recent frames had; -1: the absolute check alone.
     "vseam": (("VSEAM_RISE",), [(-1.0,), (0.05,), (0.1,), (0.15,), (0.2,)], ("tearing",)),
     # ... and in a view's first frames, stronger than this prior; 0: the camera's few frames alone (before it).
-    "vseam_prior": (("VSEAM_PRIOR",), [(0.0,), (0.25,), (0.3,), (0.35,), (0.4,), (0.5,), (9.0,)], ("tearing",)),
+    "vseam_prior": (("baseline.VSEAM_PRIOR",), [(0.0,), (0.25,), (0.3,), (0.35,), (0.4,), (0.5,), (9.0,)],
+                    ("tearing",)),
     # Opaque dirt: tiles newly textureless and redder; DIRT_MIN_SHARE 9 turns the check off.
     "dirt": (("DIRT_MIN_SHARE", "DIRT_REDDER"),
              list(itertools.product((0.03, 0.04, 0.05, 0.08, 0.12, 9.0), (0.1, 0.15, 0.25))),

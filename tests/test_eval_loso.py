@@ -208,11 +208,11 @@ def test_an_upright_edge_in_a_views_first_frame_is_not_a_tear(
     import _field_data
     from _field_eval import frame_of, make
 
-    from agent.scoring import camera_checks
+    from agent.scoring import camera_baseline
     from agent.scoring.base import Label
 
     if prior is not None:
-        monkeypatch.setattr(camera_checks, "VSEAM_PRIOR", prior)
+        monkeypatch.setattr(camera_baseline, "VSEAM_PRIOR", prior)
     source = next(s for s in _field_data.camera_sources() if s.name == "camvid_dusk_uk")
     items = source.load()
     called = [i for i in (41, 42, 57) if make("heuristic", source).score(frame_of(source, items[i][1], "cam", i)).label

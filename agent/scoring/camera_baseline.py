@@ -19,6 +19,12 @@ LEVEL_MIN_FRAMES = 3  # healthy frames before a camera's brightness level counts
 LEVEL_MAX_SPREAD = 4.0  # ... and its brightest of them at most this many times its darkest (recordings: 1.0-2.9;
 # a folder of unrelated stills as one stream: 8.3)
 SEAM_MOVE_ROWS = 3  # rows a seam of the view moves between frames (a bump, braking), at analysis size
+# Until a view has VSEAM_MIN_FRAMES healthy frames, its strongest vertical seam is taken to be at least VSEAM_PRIOR
+# (as its usual break is held to camera_motion.BREAK_PRIOR): an upright edge of the first frame may be the strongest
+# of the view (CamVid at dusk: 0.47 and 0.40, the only valid frames of the recordings with such a seam mixed enough
+# to look torn, each called torn by a scorer started at it or a few frames before it).
+VSEAM_PRIOR = 0.4
+VSEAM_MIN_FRAMES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +49,7 @@ class CameraTypical:
     tile_flat: np.ndarray | None = None  # per tile median share of textureless pixels
     seam_rows: np.ndarray | None = None  # per row, the usual share of columns stepping there (or a few rows off)
     seam_excess: float = 0.0  # how far above seam_rows the camera's own recent healthy frames reached
-    vseam: float = 0.0  # the strongest vertical seam (share of rows) of its recent healthy frames
-    frames: int = 0  # how many healthy frames these figures come from
+    vseam: float = 0.0  # the strongest vertical seam (share of rows) of its recent healthy frames, or the prior
     speckle: float = 0.0  # median share of pixels standing out of their neighbourhood
 
 
@@ -147,8 +152,7 @@ class CameraBaseline:
             tile_mean=_tile_median([r.tile_mean for r in rows]),
             tile_flat=_tile_median([r.tile_flat for r in rows]),
             grid_spectrum=_tile_median([r.grid_spectrum for r in rows]),
-            vseam=max(r.vseam for r in rows),
-            frames=len(rows),
+            vseam=max(max(r.vseam for r in rows), VSEAM_PRIOR if len(rows) < VSEAM_MIN_FRAMES else 0.0),
             speckle=speckle,
             **_usual_seams(rows),
         )

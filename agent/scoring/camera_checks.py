@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 
 from agent.config.model import CameraScoring
+from agent.scoring import camera_baseline
 from agent.scoring.camera_baseline import CameraBaseline, CameraTypical, blue_red
 from agent.scoring.camera_motion import broke_below, moved_below_seam, shifted_below
 from agent.scoring.camera_signals import TILE_GRID, CameraSignals, analysis_greys, flat_rows, measure, mixed_at, seam
@@ -61,12 +62,6 @@ NEW_SEAM_MIXED = 0.4
 # A vertical seam this much stronger than any of the camera's recent healthy frames had (every held-out choice,
 # models/evaluate_loso.json; a valid upright edge on CamVid rose 0.06 over the frames before it).
 VSEAM_RISE = 0.1
-# Until a view has VSEAM_MIN_FRAMES healthy frames, its strongest vertical seam is taken to be at least VSEAM_PRIOR:
-# an upright edge of the first frame may be the strongest of the view (CamVid at dusk: 0.47 and 0.40, the only
-# valid frames of the recordings with such a seam mixed enough to look torn, each called torn by a scorer started
-# at it or a few frames before it).
-VSEAM_PRIOR = 0.4
-VSEAM_MIN_FRAMES = 5
 BLOCKINESS_MIN = 1.35  # gradients this concentrated on a block grid are compression damage, if new for the camera
 BLOCKINESS_RATIO = 1.25
 # A block grid of any period that the camera's recent healthy frames do not have: the grid spectrum this many times
@@ -266,9 +261,8 @@ def _torn(s: CameraSignals, cfg: CameraScoring, typical: CameraTypical | None) -
     across = s.seam >= cfg.tearing_min_seam and (s.seam_mixed >= cfg.tearing_min_mixed or s.flat_below)
     down = s.vseam >= cfg.tearing_min_seam and s.vseam_mixed >= cfg.tearing_min_mixed
     # A view's long upright edges (a building's corner, a van's side) are a vertical seam too, and they last: the
-    # seam must be new for the camera, against its recent frames and, in a view's first frames, the prior.
-    known = typical is not None and typical.frames >= VSEAM_MIN_FRAMES
-    usual = max(typical.vseam if typical is not None else 0.0, 0.0 if known else VSEAM_PRIOR)
+    # seam must be new for the camera, against its recent frames or, before a view has any, the prior.
+    usual = typical.vseam if typical is not None else camera_baseline.VSEAM_PRIOR
     return across or (down and s.vseam >= usual + VSEAM_RISE)
 
 
