@@ -96,12 +96,13 @@ def features(earlier: np.ndarray, later: np.ndarray) -> np.ndarray:
 
 
 def samples(triples: list[dict], rng: np.random.Generator, kinds: tuple[str, ...], faulted: int,
-            checks: Callable[[dict, np.ndarray], bool] | None = None) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-    """Per triple one clean sample and `faulted` samples, each with a kind drawn from `kinds`; with `checks`, each
-    sample's info says whether the checks call its newer frame harmful."""
+            checks: Callable[[dict, np.ndarray], bool] | None = None, clean: bool = True
+            ) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """Per triple a clean sample (with `clean`) and `faulted` samples, each with a kind drawn from `kinds`; with
+    `checks`, each sample's info says whether the checks call its newer frame harmful."""
     x, y, info = [], [], []
     for t in triples:
-        draws = [None] if faulted < 0 else [None, *(str(k) for k in rng.choice(kinds, faulted, replace=False))]
+        draws = [None] * clean + [str(k) for k in rng.choice(kinds, faulted, replace=False)]
         for kind in draws:
             later = t["later"] if kind is None else camera_field_fault(t["later"], kind, rng, t["other"])
             if kind is not None and np.array_equal(later, t["later"]):
@@ -262,10 +263,10 @@ def main() -> None:
         tx, tinfo = [], []
         checks = heuristic_checks() if args.with_checks else None
         for kind in ("clean", *TRAINED_KINDS, *UNSEEN):
-            kx, _, ki = samples(held, rng, (kind,), -1 if kind == "clean" else 1, checks)
-            keep = [j for j, i in enumerate(ki) if i["kind"] == kind]
-            tx.append(kx[keep])
-            tinfo += [ki[j] for j in keep]
+            kx, _, ki = samples(held, rng, TRAINED_KINDS if kind == "clean" else (kind,), 0 if kind == "clean" else 1,
+                                checks, clean=kind == "clean")
+            tx.append(kx)
+            tinfo += ki
         p = predict(model, np.concatenate(tx))
         report["folds"][fold] = figures(p, tinfo)
         if checks:

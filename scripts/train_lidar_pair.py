@@ -145,7 +145,7 @@ def main() -> None:
         held = [t for t in triples if t["fold"] == fold]
         tx, tinfo = [], []
         for kind in ("clean", *TRAINED_KINDS, *UNSEEN):
-            kx, _, ki = samples(held, rng, TRAINED_KINDS[:1] if kind == "clean" else (kind,),
+            kx, _, ki = samples(held, rng, TRAINED_KINDS if kind == "clean" else (kind,),
                                 0 if kind == "clean" else 1, clean=kind == "clean", with_checks=True)
             tx.append(kx)
             tinfo += ki
